@@ -1,0 +1,3 @@
+"""outreach: proactive outreach rules engine."""
+
+__version__ = "0.1.0"

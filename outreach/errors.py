@@ -1,0 +1,119 @@
+"""The one exception tree of outreach.
+
+    OutreachError                      anything outreach raises on purpose
+    ├── ConfigError                    settings.toml or the environment is wrong
+    ├── InputError                     a user's file or argument is wrong (exit code 1)
+    │   ├── RulesError                 rules files have problems (all of them, located)
+    │   ├── TemplateError              templates have problems (all of them, located)
+    │   └── IngestError                an ingest file has bad records (every bad line)
+    ├── DatabaseNotReady               the database schema is missing or behind
+    ├── RenderError                    one message cannot be rendered (missing value, sandbox)
+    └── DeliveryError                  a channel could not deliver one message
+        ├── TransientDeliveryError     try again later (429, 5xx, timeout before sending)
+        ├── PermanentDeliveryError     never retry (invalid number, unsubscribed)
+        └── UnknownOutcomeError        the request may have reached the provider
+
+The class docstring is the default message.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One located mistake in a user's file: FILE:LINE:COL, what is wrong, the line and a caret."""
+
+    file: str
+    line: int | None
+    col: int | None
+    message: str
+    rule: str | None = None
+    source_line: str | None = None
+    severity: str = "error"
+
+    def format(self) -> str:
+        where = self.file
+        if self.line is not None:
+            where += f":{self.line}"
+            if self.col is not None:
+                where += f":{self.col}"
+        who = f'rule "{self.rule}": ' if self.rule else ""
+        tag = "warning: " if self.severity == "warning" else ""
+        text = f"{where}: {tag}{who}{self.message}"
+        if self.source_line is not None and self.col is not None:
+            caret = " " * (self.col - 1) + "^"
+            text += f"\n    {self.source_line.rstrip()}\n    {caret}"
+        return text
+
+    def __str__(self) -> str:
+        return self.format()
+
+
+class OutreachError(Exception):
+    """outreach failed."""
+
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__(message or (self.__doc__ or "").strip())
+
+
+class ConfigError(OutreachError):
+    """The settings are wrong."""
+
+
+class InputError(OutreachError):
+    """The input is wrong."""
+
+    def __init__(self, message: str | None = None, problems: Sequence[Problem] = ()) -> None:
+        self.problems = list(problems)
+        if message is None and self.problems:
+            message = "\n".join(p.format() for p in self.problems)
+        super().__init__(message)
+
+
+class RulesError(InputError):
+    """The rules files have problems."""
+
+
+class TemplateError(InputError):
+    """The templates have problems."""
+
+
+class IngestError(InputError):
+    """The file has bad records; nothing was loaded."""
+
+
+class DatabaseNotReady(OutreachError):
+    """The database schema is missing or out of date: run `outreach db upgrade`."""
+
+
+class RenderError(OutreachError):
+    """The message could not be rendered."""
+
+
+class DeliveryError(OutreachError):
+    """The message could not be delivered."""
+
+    def __init__(self, message: str | None = None, *, code: str | None = None) -> None:
+        self.code = code
+        super().__init__(message)
+
+
+class TransientDeliveryError(DeliveryError):
+    """The provider is unavailable for now; try again later."""
+
+    def __init__(
+        self, message: str | None = None, *, code: str | None = None, retry_after: float | None = None
+    ) -> None:
+        self.retry_after = retry_after
+        super().__init__(message, code=code)
+
+
+class PermanentDeliveryError(DeliveryError):
+    """The provider refused the message for good; do not retry."""
+
+
+class UnknownOutcomeError(DeliveryError):
+    """The request may have reached the provider; its outcome is unknown."""

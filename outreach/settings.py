@@ -1,0 +1,159 @@
+"""settings.toml + `OUTREACH_SECTION__KEY` environment variables → one typed Settings object.
+
+Secrets (provider credentials, webhook keys) are read from the environment only, never from
+the file, so a settings.toml can be committed and reviewed like the rules.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from outreach.durations import parse_duration
+from outreach.errors import ConfigError
+
+SETTINGS_ENV = "OUTREACH_SETTINGS"
+DEFAULT_FILE = "settings.toml"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DatabaseSettings(_Section):
+    url: str = "sqlite:///var/outreach.db"
+
+
+class PathSettings(_Section):
+    rules: str = "rules"
+    templates: str = "templates"
+    outbox: str = "var/outbox.jsonl"
+
+
+class DeliverySettings(_Section):
+    mode: Literal["outbox", "console", "live"] = "outbox"
+    default_locale: str = "en"
+    locales: tuple[str, ...] = ("en", "ar")
+    quiet_hours: str = "21:00-09:00"
+    max_per_day: int = Field(default=1, ge=0)
+    max_per_week: int = Field(default=3, ge=0)
+    default_every: str = "15m"
+    sms_max_segments: int = Field(default=4, ge=1)
+
+    @field_validator("default_every")
+    @classmethod
+    def _duration(cls, value: str) -> str:
+        parse_duration(value)
+        return value
+
+
+class CompanySettings(_Section):
+    name: str = "Example Store"
+    support_phone: str = ""
+    support_url: str = ""
+    support_email: str = ""
+    unsubscribe_url: str = "https://example.com/unsubscribe/{customer_id}"
+
+
+class SendGridSettings(_Section):
+    from_email: str = "care@example.com"
+    from_name: str = ""
+    host: str = "https://api.sendgrid.com"
+    unsubscribe_group_id: int | None = None
+    timeout: float = Field(default=10.0, gt=0)
+
+
+class TwilioSettings(_Section):
+    messaging_service_sid: str = ""
+    from_number: str = ""
+    base_url: str = "https://api.twilio.com"
+    timeout: float = Field(default=10.0, gt=0)
+
+
+class ServerSettings(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+    public_url: str = ""
+
+
+class Settings(BaseSettings):
+    """Everything outreach can be told; `base_dir` anchors the relative paths."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="OUTREACH_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        frozen=True,
+    )
+
+    database: DatabaseSettings = DatabaseSettings()
+    paths: PathSettings = PathSettings()
+    delivery: DeliverySettings = DeliverySettings()
+    company: CompanySettings = CompanySettings()
+    sendgrid: SendGridSettings = SendGridSettings()
+    twilio: TwilioSettings = TwilioSettings()
+    server: ServerSettings = ServerSettings()
+    base_dir: Path = Path(".")
+
+    _toml_file: ClassVar[Path | None] = None
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if cls._toml_file is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=cls._toml_file))
+        return tuple(sources)
+
+    def path(self, relative: str) -> Path:
+        """A settings path made absolute against the folder of settings.toml."""
+        candidate = Path(relative)
+        return candidate if candidate.is_absolute() else (self.base_dir / candidate)
+
+    @property
+    def database_url(self) -> str:
+        """The database URL, with a relative SQLite file anchored like the other paths."""
+        url = self.database.url
+        prefix = "sqlite:///"
+        if url.startswith(prefix) and not url.startswith(prefix + "/") and ":memory:" not in url:
+            return prefix + str(self.path(url[len(prefix) :]))
+        return url
+
+
+def load_settings(path: str | os.PathLike[str] | None = None, **overrides: Any) -> Settings:
+    """Read settings from PATH (or $OUTREACH_SETTINGS, or ./settings.toml if present) and the environment."""
+    explicit = path or os.environ.get(SETTINGS_ENV)
+    if explicit:
+        toml_file: Path | None = Path(explicit)
+        if not toml_file.is_file():
+            # pydantic-settings would silently ignore a missing file; a typo must not run on defaults.
+            raise ConfigError(f"{toml_file}: settings file not found")
+    else:
+        toml_file = Path(DEFAULT_FILE) if Path(DEFAULT_FILE).is_file() else None
+    base_dir = (toml_file.parent if toml_file else Path(".")).resolve()
+    Settings._toml_file = toml_file
+    try:
+        return Settings(base_dir=base_dir, **overrides)
+    except ValidationError as exc:
+        where = str(toml_file) if toml_file else "settings"
+        lines = [
+            f"{where}: [{'.'.join(str(p) for p in err['loc'])}] {err['msg']}" for err in exc.errors()
+        ]
+        raise ConfigError("\n".join(lines)) from None
+    finally:
+        Settings._toml_file = None

@@ -1,0 +1,64 @@
+"""Engines and sessions: SQLite tuned for one writer and many readers, PostgreSQL via psycopg 3."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import create_engine, event
+from sqlalchemy.engine import Engine, make_url
+
+from outreach.errors import ConfigError, DatabaseNotReady
+
+
+def normalise_url(url: str) -> str:
+    """`postgresql://…` means psycopg 3 here; SQLAlchemy would otherwise look for psycopg2."""
+    parsed = make_url(url)
+    if parsed.drivername in ("postgresql", "postgres"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    return parsed.render_as_string(hide_password=False)
+
+
+def _tune_sqlite(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+
+
+def make_engine(url: str, *, migrate_sqlite: bool = True) -> Engine:
+    """An engine for URL; a SQLite file (and its folder) is created and migrated on first use."""
+    try:
+        url = normalise_url(url)
+        parsed = make_url(url)
+    except Exception as exc:  # sqlalchemy raises ArgumentError with a terse message
+        raise ConfigError(f"database url {url!r} is not valid: {exc}") from None
+    kwargs: dict[str, Any] = {}
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        kwargs["connect_args"] = {"check_same_thread": False}
+    else:
+        kwargs["pool_pre_ping"] = True
+    engine = create_engine(url, **kwargs)
+    if engine.dialect.name == "sqlite":
+        event.listen(engine, "connect", _tune_sqlite)
+        if migrate_sqlite:
+            from outreach.state.migrate import upgrade
+
+            upgrade(engine)
+    return engine
+
+
+def require_current_schema(engine: Engine) -> None:
+    """Raise DatabaseNotReady unless the schema is at the newest migration."""
+    from outreach.state.migrate import current_revision, head_revision
+
+    current, head = current_revision(engine), head_revision()
+    if current != head:
+        raise DatabaseNotReady(
+            f"database schema is at {current or 'nothing'}, this outreach needs {head}: "
+            "run `outreach db upgrade`"
+        )

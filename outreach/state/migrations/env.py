@@ -1,0 +1,18 @@
+"""Alembic environment: the engine is handed over by outreach.state.migrate."""
+
+from alembic import context
+
+import sqlmodel  # noqa: F401  (autogenerate renders sqlmodel types)
+from outreach.state import models  # noqa: F401
+
+target_metadata = sqlmodel.SQLModel.metadata
+
+engine = context.config.attributes["engine"]
+with engine.begin() as connection:
+    context.configure(
+        connection=connection,
+        target_metadata=target_metadata,
+        render_as_batch=connection.dialect.name == "sqlite",
+    )
+    with context.begin_transaction():
+        context.run_migrations()
