@@ -1,0 +1,67 @@
+"""Evaluate rules: one set-based query per rule and tick, and the same condition on one record."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import lru_cache
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+from sqlalchemy.orm import Session
+from sqlalchemy.sql import Select
+
+from outreach.rules.expressions import Expr, paths_of
+from outreach.rules.schema import ABOUT_ENTITIES
+from outreach.rules.to_python import compile_python
+from outreach.rules.to_sql import compile_sql
+
+
+@dataclass(frozen=True, order=True)
+class Match:
+    """A rule's condition holds for one entity (an order, a checkout, …) of one customer."""
+
+    rule: str
+    customer_id: str
+    entity_id: str
+
+
+def matches_query(
+    about: str, condition: Expr, dialect: str, now: datetime, customer_id: str | None = None
+) -> Select[Any]:
+    """SELECT entity id, customer id of every entity of kind ABOUT for which CONDITION holds at NOW."""
+    entity = ABOUT_ENTITIES[about].__table__  # type: ignore[attr-defined]
+    customers = ABOUT_ENTITIES["customer"].__table__  # type: ignore[attr-defined]
+    where = compile_sql(condition, dialect, now)
+    if about == "customer":
+        query = sa.select(entity.c.id, entity.c.id).where(where)
+        owner = entity.c.id
+    else:
+        query = sa.select(entity.c.id, entity.c.customer_id)
+        # The join costs a lookup per candidate row: only pay it when the rule reads the customer.
+        if "customer" in paths_of(condition):
+            query = query.join(customers, customers.c.id == entity.c.customer_id)
+        query = query.where(where)
+        owner = entity.c.customer_id
+    if customer_id is not None:
+        query = query.where(owner == customer_id)
+    return query
+
+
+def find_matches(
+    bind: Connection | Session, rule: Any, now: datetime, *, customer_id: str | None = None
+) -> list[Match]:
+    """Every match of RULE at NOW (optionally for one customer), in one query."""
+    connection = bind.connection() if isinstance(bind, Session) else bind
+    query = matches_query(rule.about, rule.condition, connection.dialect.name, now, customer_id)
+    return [Match(rule.name, str(customer), str(entity)) for entity, customer in connection.execute(query)]
+
+
+def condition_holds(condition: Expr, records: Mapping[str, Any], now: datetime) -> bool:
+    """True when CONDITION is true (not false, not unknown) for RECORDS ({"customer": …, "order": …})."""
+    return _predicate(condition)(records, now) is True
+
+
+_predicate = lru_cache(maxsize=1024)(compile_python)

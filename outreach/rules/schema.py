@@ -1,0 +1,67 @@
+"""What a `when` expression may refer to: entities, their fields and the fields' types.
+
+Derived from the state tables, so a new column is usable in rules as soon as it exists.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+from functools import lru_cache
+
+from sqlalchemy import JSON, Boolean, Float, Integer, String
+from sqlalchemy.sql.schema import Column
+from sqlalchemy.types import TypeDecorator
+from sqlmodel import SQLModel
+
+from outreach.state.models import Checkout, Customer, Order, SurveyResponse
+from outreach.state.types import UTCDateTime
+
+
+class Type(Enum):
+    NUMBER = "number"
+    STRING = "string"
+    BOOL = "boolean"
+    TIME = "time"
+    DURATION = "duration"
+    NULL = "null"
+    JSON = "JSON value"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+ABOUT_ENTITIES: dict[str, type[SQLModel]] = {
+    "order": Order,
+    "checkout": Checkout,
+    "survey": SurveyResponse,
+    "customer": Customer,
+}
+
+
+def column_type(column: Column) -> Type:
+    kind = column.type
+    if isinstance(kind, UTCDateTime):
+        return Type.TIME
+    if isinstance(kind, TypeDecorator):  # e.g. SQLModel's AutoString
+        kind = kind.impl_instance
+    if isinstance(kind, Boolean):
+        return Type.BOOL
+    if isinstance(kind, (Integer, Float)):
+        return Type.NUMBER
+    if isinstance(kind, JSON):
+        return Type.JSON
+    if isinstance(kind, String):
+        return Type.STRING
+    raise TypeError(f"no rule-language type for column {column.name} ({kind!r})")
+
+
+@lru_cache(maxsize=None)
+def fields_of(entity: str) -> dict[str, Type]:
+    """The fields of ENTITY (`order`, `customer`, …) and their types, in table order."""
+    table = ABOUT_ENTITIES[entity].__table__  # type: ignore[attr-defined]
+    return {column.name: column_type(column) for column in table.columns}
+
+
+def entities_for(about: str) -> tuple[str, ...]:
+    """The entities a rule about ABOUT can refer to."""
+    return ("customer",) if about == "customer" else (about, "customer")
