@@ -70,6 +70,8 @@ class SendGridSettings(_Section):
     host: str = "https://api.sendgrid.com"
     unsubscribe_group_id: int | None = None
     timeout: float = Field(default=10.0, gt=0)
+    # Added after the rule name on every email; SendGrid allows 10 categories per message.
+    categories: tuple[str, ...] = Field(default=("outreach",), max_length=9)
 
 
 class TwilioSettings(_Section):

@@ -21,6 +21,9 @@ from outreach.state.migrate import upgrade
 POSTGRES_URL = os.environ.get("OUTREACH_TEST_POSTGRES_URL")
 REPO = Path(__file__).resolve().parent.parent
 
+# `fake_providers`: the fake Twilio + SendGrid server on loopback.
+pytest_plugins = ["outreach.testing.pytest_fixtures"]
+
 
 @pytest.fixture
 def sqlite_url(tmp_path: Path) -> str:
