@@ -7,7 +7,8 @@ A channel raises only `outreach.errors` delivery errors, never an SDK's own exce
     UnknownOutcomeError      the request may have reached the provider: do not resend blindly
 
 Error codes are strings: Twilio's own error codes (`"21211"`), SendGrid's HTTP status
-(`"400"`), or a transport condition (`"timeout"`, `"connect"`, `"connection-lost"`).
+(`"400"`), a transport condition (`"timeout"`, `"connect"`, `"connection-lost"`), or
+`"content"` when the SDK refuses the message itself before sending.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ WITHDRAWS_SMS_CONSENT_CODES: Final = frozenset({"21610"})
 TIMEOUT: Final = "timeout"
 CONNECT: Final = "connect"
 CONNECTION_LOST: Final = "connection-lost"
+CONTENT: Final = "content"
 
 
 @dataclass(frozen=True)
@@ -85,7 +87,11 @@ class Receipt:
 
 @runtime_checkable
 class Channel(Protocol):
-    """Sends one message; raises Transient/Permanent delivery errors or UnknownOutcomeError."""
+    """Sends one message; raises Transient/Permanent delivery errors or UnknownOutcomeError.
+
+    A message of the other kind (an email to an SMS-only channel) is a wiring bug, refused with
+    ValueError before any request is made.
+    """
 
     name: str
 

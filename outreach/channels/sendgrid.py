@@ -25,11 +25,13 @@ from sendgrid.helpers.mail import (
     From,
     GroupId,
     Mail,
+    SendGridException,
     To,
 )
 
 from outreach.channels.base import (
     CONNECT,
+    CONTENT,
     CONNECTION_LOST,
     EMAIL,
     TIMEOUT,
@@ -112,7 +114,15 @@ class SendGridChannel:
 
     def send(self, message: OutgoingMessage) -> Receipt:
         require_channel(message, EMAIL, self.name)
-        body = self.mail(message)
+        try:
+            body = self.mail(message)
+        except SendGridException as exc:
+            # The helpers refuse content that looks like an API key ("SG.x.y"): that message
+            # can never be sent, but it says nothing against the recipient's address.
+            raise PermanentDeliveryError(
+                f"sendgrid: outbox {message.outbox_id!r}: the SDK refused the content ({exc})",
+                code=CONTENT,
+            ) from exc
         try:
             response = self._client.send(body)
         except Exception as exc:  # noqa: BLE001 - no SDK exception may leave the channel

@@ -752,12 +752,12 @@ class RemoteFakeProviders(FaultScript):
         return json.loads(payload) if payload else None
 
 
-def spawn(*, port: int = 0, seed: int = 0, timeout: float = 30.0) -> RemoteFakeProviders:
+def spawn(*, port: int = 0, seed: int = 0, record: bool = True, timeout: float = 30.0) -> RemoteFakeProviders:
     """Start the fake in a child process and return its remote control (close() stops it)."""
-    process = subprocess.Popen(
-        [sys.executable, "-m", "outreach.testing.fakeproviders", "--port", str(port), "--seed", str(seed)],
-        stdout=subprocess.PIPE,
-    )
+    command = [sys.executable, "-m", "outreach.testing.fakeproviders", "--port", str(port), "--seed", str(seed)]
+    if not record:
+        command.append("--no-record")
+    process = subprocess.Popen(command, stdout=subprocess.PIPE)
     assert process.stdout is not None
     ready = threading.Event()
     line: list[bytes] = []

@@ -146,3 +146,16 @@ def test_a_refused_connection_is_transient_because_nothing_was_sent(fake_provide
     with pytest.raises(TransientDeliveryError, match="nothing was sent") as caught:
         channel(fake_providers, host=f"http://127.0.0.1:{closed_port()}").send(email())
     assert caught.value.code == "connect"
+
+
+def test_content_the_sdk_refuses_to_send_is_permanent_and_never_reaches_sendgrid(
+    fake_providers: FakeProviders,
+) -> None:
+    leaky = OutgoingMessage(
+        outbox_id="ob-9", channel="email", to="ann@example.com", customer_id="c-1", rule="late-delivery",
+        locale="en", subject="Keys", text="SG.abcdefgh.ijklmnop is a key",
+    )
+    with pytest.raises(PermanentDeliveryError) as caught:
+        channel(fake_providers).send(leaky)
+    assert caught.value.code == "content"
+    assert fake_providers.requests(SENDGRID) == []

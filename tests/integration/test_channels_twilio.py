@@ -169,3 +169,15 @@ def test_concurrent_sends_each_get_their_own_sid_and_their_own_retry_after(fake_
     accepted = {r.provider_id for r in fake_providers.requests(TWILIO) if r.outcome == "accepted"}
     assert set(sids) == accepted and len(sids) == len(accepted)
     assert [r for r in results if not isinstance(r, str)] == [7.0] * (200 - len(sids))
+
+
+def test_an_email_handed_to_twilio_is_refused_as_a_wiring_bug_before_any_request(
+    fake_providers: FakeProviders,
+) -> None:
+    email = OutgoingMessage(
+        outbox_id="ob-3", channel="email", to="ann@example.com", customer_id="c-1", rule="late-delivery",
+        locale="en", subject="Late", text="Late.",
+    )
+    with pytest.raises(ValueError, match="the twilio channel sends sms, not email"):
+        channel(fake_providers).send(email)
+    assert fake_providers.requests() == []
