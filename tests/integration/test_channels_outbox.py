@@ -45,7 +45,7 @@ def _append_from_process(path: str, prefix: str, count: int) -> None:
 
 def test_processes_appending_to_one_outbox_never_interleave_lines(tmp_path: Path) -> None:
     path = tmp_path / "outbox.jsonl"
-    context = multiprocessing.get_context("fork")
+    context = multiprocessing.get_context("spawn")
     workers = [
         context.Process(target=_append_from_process, args=(str(path), f"p{n}", 150)) for n in range(3)
     ]
