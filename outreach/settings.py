@@ -48,6 +48,10 @@ class DeliverySettings(_Section):
     max_per_week: int = Field(default=3, ge=0)
     default_every: str = "15m"
     sms_max_segments: int = Field(default=4, ge=1)
+    concurrency: int = Field(default=8, ge=1, le=64)
+    # A send whose outcome is unknown (the process died mid-request) is not resent unless this
+    # is true: then a customer may get a message twice, but never none.
+    at_least_once: bool = False
 
     @field_validator("default_every")
     @classmethod
@@ -81,6 +85,11 @@ class TwilioSettings(_Section):
     timeout: float = Field(default=10.0, gt=0)
 
 
+class EscalationSettings(_Section):
+    webhook_url: str = ""
+    timeout: float = Field(default=5.0, gt=0)
+
+
 class ServerSettings(_Section):
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
@@ -104,6 +113,7 @@ class Settings(BaseSettings):
     sendgrid: SendGridSettings = SendGridSettings()
     twilio: TwilioSettings = TwilioSettings()
     server: ServerSettings = ServerSettings()
+    escalation: EscalationSettings = EscalationSettings()
     base_dir: Path = Path(".")
 
     _toml_file: ClassVar[Path | None] = None

@@ -3,7 +3,7 @@
 from alembic import context
 
 import sqlmodel  # noqa: F401  (autogenerate renders sqlmodel types)
-from outreach.state import models  # noqa: F401
+from outreach.state import ledger, models  # noqa: F401
 
 target_metadata = sqlmodel.SQLModel.metadata
 

@@ -1,0 +1,345 @@
+"""Load `rules/*.yaml`: validate every field of every rule and report every problem at once.
+
+Each problem is located (`FILE:LINE:COL: rule "NAME": …` with the line and a caret), including
+mistakes inside a `when` expression, whose offsets are mapped back to the YAML source whether
+the expression is written plain, quoted or as a folded block.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import yaml
+from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+
+from outreach.durations import parse_duration
+from outreach.errors import Problem, RulesError
+from outreach.rules.expressions import Expr, ExpressionProblems, compile_expression, suggest
+from outreach.rules.schema import ABOUT_ENTITIES
+
+NAME_RE = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
+QUIET_RE = re.compile(r"^([01]\d|2[0-3]):[0-5]\d-([01]\d|2[0-3]):[0-5]\d$")
+CHANNELS = ("email", "sms")
+FIELDS = (
+    "name", "description", "about", "when", "channels", "template", "every", "priority",
+    "cooldown", "delay", "expires", "quiet_hours", "holdout", "goal", "goal_window",
+    "escalate", "enabled",
+)
+DEFAULT_GOAL_WINDOW = timedelta(days=7)
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One validated rule, ready to evaluate."""
+
+    name: str
+    about: str
+    when: str
+    condition: Expr
+    channels: tuple[str, ...]
+    template: str
+    every: timedelta
+    description: str = ""
+    priority: int = 0
+    cooldown: timedelta | None = None
+    delay: timedelta | None = None
+    expires: timedelta | None = None
+    quiet_hours: str | None = None
+    holdout: float = 0.0
+    goal: str | None = None
+    goal_condition: Expr | None = None
+    goal_window: timedelta | None = None
+    escalate: bool = False
+    enabled: bool = True
+    file: str = ""
+    line: int = 0
+
+
+@dataclass(frozen=True)
+class RuleSet:
+    rules: tuple[Rule, ...]
+
+    def __iter__(self) -> Any:
+        return iter(self.rules)
+
+    def __len__(self) -> int:
+        return len(self.rules)
+
+    def names(self) -> list[str]:
+        return [rule.name for rule in self.rules]
+
+    def get(self, name: str) -> Rule:
+        """The rule called NAME; RulesError with a did-you-mean otherwise."""
+        for rule in self.rules:
+            if rule.name == name:
+                return rule
+        raise RulesError(f'no rule named "{name}"{suggest(name, self.names())}; the rules are: {", ".join(self.names()) or "none"}')
+
+
+@dataclass
+class _FileChecker:
+    path: Path
+    lines: list[str]
+    default_every: timedelta
+    template_exists: Callable[[str], bool] | None
+    problems: list[Problem] = field(default_factory=list)
+
+    def problem(self, node: Node | None, message: str, rule: str | None = None, *, line: int | None = None, col: int | None = None) -> None:
+        if node is not None:
+            line, col = node.start_mark.line + 1, node.start_mark.column + 1
+        source = self.lines[line - 1] if line and 0 < line <= len(self.lines) else None
+        self.problems.append(Problem(str(self.path), line, col, message, rule, source))
+
+    def value(self, node: Node) -> Any:
+        return yaml.SafeLoader("").construct_object(node, deep=True)
+
+    def rules(self, root: Node | None) -> list[Rule]:
+        if root is None:
+            self.problem(None, "the file is empty: expected a list `rules:`", line=1, col=1)
+            return []
+        if not isinstance(root, MappingNode):
+            self.problem(root, "expected a mapping with a list `rules:` at the top")
+            return []
+        items: SequenceNode | None = None
+        for key, value in root.value:
+            if key.value == "rules":
+                items = value
+            else:
+                self.problem(key, f"unknown top-level key '{key.value}'{suggest(str(key.value), ['rules'])}: a rules file holds only `rules:`")
+        if items is None:
+            self.problem(root, "expected a list `rules:`")
+            return []
+        if not isinstance(items, SequenceNode):
+            self.problem(items, "`rules:` must be a list of rules (each item starting with `- name: …`)")
+            return []
+        return [rule for item in items.value if (rule := self.rule(item)) is not None]
+
+    def rule(self, node: Node) -> Rule | None:
+        if not isinstance(node, MappingNode):
+            self.problem(node, "each rule must be a mapping of fields (name, about, when, …)")
+            return None
+        fields: dict[str, tuple[Node, Node]] = {}
+        for key, value in node.value:
+            name = str(key.value)
+            if name in fields:
+                self.problem(key, f"field '{name}' is given twice")
+            fields[name] = (key, value)
+        name_node = fields.get("name", (None, None))[1]
+        rule_name = str(name_node.value) if isinstance(name_node, ScalarNode) else None
+        before = len(self.problems)
+
+        def fail(field_name: str | None, message: str, at: Node | None = None) -> None:
+            target = at if at is not None else (fields[field_name][1] if field_name in fields else node)
+            self.problem(target, message, rule_name)
+
+        for key_name, (key, _value) in fields.items():
+            if key_name not in FIELDS:
+                self.problem(key, f"unknown field '{key_name}'{suggest(key_name, list(FIELDS))}", rule_name)
+        for required in ("name", "about", "when", "channels", "template"):
+            if required not in fields:
+                fail(None, f"missing required field '{required}'")
+
+        def scalar(field_name: str, kinds: tuple[type, ...], what: str) -> Any:
+            if field_name not in fields:
+                return None
+            raw = fields[field_name][1]
+            value = self.value(raw)
+            if not isinstance(value, kinds) or (bool not in kinds and isinstance(value, bool)):
+                fail(field_name, f"'{field_name}' must be {what}")
+                return None
+            return value
+
+        def duration(field_name: str) -> timedelta | None:
+            text = scalar(field_name, (str, int), "a duration such as 15m, 2h or 1d")
+            if text is None:
+                return None
+            try:
+                return parse_duration(str(text))
+            except ValueError as exc:
+                fail(field_name, str(exc))
+                return None
+
+        if rule_name is not None and not NAME_RE.match(rule_name):
+            fail("name", f"name '{rule_name}' must be kebab-case (lowercase letters, digits and dashes), e.g. late-delivery")
+        about = scalar("about", (str,), "one of: " + ", ".join(ABOUT_ENTITIES))
+        if about is not None and about not in ABOUT_ENTITIES:
+            fail("about", f"unknown about '{about}'{suggest(about, list(ABOUT_ENTITIES))}: expected one of {', '.join(ABOUT_ENTITIES)}")
+            about = None
+        condition = self.expression(fields, "when", about, rule_name)
+        goal_condition = self.expression(fields, "goal", about, rule_name)
+
+        channels: tuple[str, ...] = ()
+        if "channels" in fields:
+            raw = self.value(fields["channels"][1])
+            raw = [raw] if isinstance(raw, str) else raw
+            if not isinstance(raw, list) or not raw:
+                fail("channels", "'channels' must be a non-empty list, e.g. [email, sms]")
+            else:
+                for item in raw:
+                    if item not in CHANNELS:
+                        fail("channels", f"unknown channel '{item}'{suggest(str(item), list(CHANNELS))}: expected email or sms")
+                if len(set(raw)) != len(raw):
+                    fail("channels", "a channel is listed twice")
+                channels = tuple(str(item) for item in raw)
+        template = scalar("template", (str,), "the name of a folder under templates/")
+        if template is not None and self.template_exists is not None and not self.template_exists(template):
+            fail("template", f"unknown template '{template}': no folder templates/{template}/")
+        every = duration("every")
+        if every is not None and every <= timedelta(0):
+            fail("every", "'every' must be longer than 0s")
+        priority = scalar("priority", (int,), "a whole number (higher wins)")
+        quiet = scalar("quiet_hours", (str,), 'a window in the customer\'s local time such as "21:00-09:00", or "off"')
+        if quiet is not None and quiet != "off" and not QUIET_RE.match(quiet):
+            fail("quiet_hours", f"quiet_hours '{quiet}' must look like \"21:00-09:00\" (24-hour HH:MM-HH:MM), or be \"off\"")
+        holdout = self.holdout(fields, fail)
+        goal_window = duration("goal_window")
+        if goal_window is not None and "goal" not in fields:
+            fail("goal_window", "'goal_window' needs a 'goal' expression to measure")
+        escalate = scalar("escalate", (bool,), "true or false")
+        enabled = scalar("enabled", (bool,), "true or false")
+        description = scalar("description", (str,), "text")
+        cooldown, delay, expires = duration("cooldown"), duration("delay"), duration("expires")
+
+        if len(self.problems) > before or condition is None or about is None or rule_name is None or template is None:
+            return None
+        return Rule(
+            name=rule_name,
+            about=about,
+            when=str(self.value(fields["when"][1])),
+            condition=condition,
+            channels=channels,
+            template=template,
+            every=every or self.default_every,
+            description=description or "",
+            priority=priority or 0,
+            cooldown=cooldown,
+            delay=delay,
+            expires=expires,
+            quiet_hours=quiet,
+            holdout=holdout,
+            goal=str(self.value(fields["goal"][1])) if "goal" in fields else None,
+            goal_condition=goal_condition,
+            goal_window=(goal_window or DEFAULT_GOAL_WINDOW) if "goal" in fields else None,
+            escalate=bool(escalate),
+            enabled=True if enabled is None else enabled,
+            file=str(self.path),
+            line=node.start_mark.line + 1,
+        )
+
+    def holdout(self, fields: dict[str, tuple[Node, Node]], fail: Callable[..., None]) -> float:
+        if "holdout" not in fields:
+            return 0.0
+        raw = self.value(fields["holdout"][1])
+        message = "'holdout' must be a percentage such as 10% (0% to 100%)"
+        if isinstance(raw, str) and re.fullmatch(r"\d+(\.\d+)?%", raw.strip()):
+            value = float(raw.strip()[:-1]) / 100
+        elif isinstance(raw, (int, float)) and not isinstance(raw, bool) and 0 <= raw <= 1:
+            value = float(raw)
+        else:
+            fail("holdout", message)
+            return 0.0
+        if not 0 <= value <= 1:
+            fail("holdout", message)
+        return value
+
+    def expression(self, fields: dict[str, tuple[Node, Node]], field_name: str, about: str | None, rule: str | None) -> Expr | None:
+        if field_name not in fields:
+            return None
+        node = fields[field_name][1]
+        text = self.value(node)
+        if not isinstance(text, str):
+            self.problem(node, f"'{field_name}' must be an expression, e.g. order.status == \"shipped\"", rule)
+            return None
+        if about is None:
+            return None
+        try:
+            return compile_expression(text, about)
+        except ExpressionProblems as exc:
+            for located in exc.problems:
+                line, col = self.locate(node, text, located.offset)
+                self.problem(None, f"{field_name}: {located.message}", rule, line=line, col=col)
+            return None
+
+    def locate(self, node: Node, text: str, offset: int) -> tuple[int, int]:
+        """Map an offset in an expression to its line and column in the YAML file.
+
+        Folding and quoting only change white space, so the n-th non-blank character of the
+        expression is the n-th non-blank character of the source after the scalar starts.
+        """
+        target = sum(1 for ch in text[:offset] if not ch.isspace())
+        line, col = node.start_mark.line, node.start_mark.column
+        style = getattr(node, "style", None)
+        if style in ("|", ">"):
+            line, col = line + 1, 0  # skip the indicator line
+        elif style in ("'", '"'):
+            col += 1
+        seen = 0
+        last = (line + 1, col + 1)
+        for row in range(line, min(node.end_mark.line + 1, len(self.lines))):
+            source = self.lines[row]
+            start = col if row == line else 0
+            for column in range(start, len(source)):
+                if source[column].isspace():
+                    continue
+                if seen == target:
+                    return row + 1, column + 1
+                seen += 1
+                last = (row + 1, column + 2)
+        return last
+
+
+def check_rules(
+    directory: Path,
+    *,
+    default_every: timedelta = timedelta(minutes=15),
+    template_exists: Callable[[str], bool] | None = None,
+) -> tuple[RuleSet, list[Problem]]:
+    """Every valid rule under DIRECTORY and every problem found, across all files."""
+    problems: list[Problem] = []
+    rules: list[Rule] = []
+    if not directory.is_dir():
+        return RuleSet(()), [Problem(str(directory), None, None, "rules folder not found: set paths.rules in settings.toml or OUTREACH_PATHS__RULES")]
+    for path in sorted([*directory.glob("*.yaml"), *directory.glob("*.yml")]):
+        text = path.read_text(encoding="utf-8")
+        checker = _FileChecker(path, text.splitlines(), default_every, template_exists)
+        try:
+            root = yaml.compose(text, Loader=yaml.SafeLoader)
+        except yaml.MarkedYAMLError as exc:
+            mark = exc.problem_mark or exc.context_mark
+            line, col = (mark.line + 1, mark.column + 1) if mark else (None, None)
+            checker.problem(None, f"not valid YAML: {exc.problem or exc.context}", line=line, col=col)
+            problems.extend(checker.problems)
+            continue
+        rules.extend(checker.rules(root))
+        problems.extend(sorted(checker.problems, key=lambda p: (p.line or 0, p.col or 0)))
+    seen: dict[str, Rule] = {}
+    for rule in rules:
+        if rule.name in seen:
+            first = seen[rule.name]
+            problems.append(
+                Problem(rule.file, rule.line, None, f"a rule with this name is already defined at {first.file}:{first.line}", rule.name)
+            )
+        seen[rule.name] = rule
+    return RuleSet(tuple(rules)), problems
+
+
+def load_rules(
+    directory: Path,
+    *,
+    default_every: timedelta = timedelta(minutes=15),
+    template_exists: Callable[[str], bool] | None = None,
+) -> RuleSet:
+    """The rules under DIRECTORY; RulesError listing every problem if there is any."""
+    rules, problems = check_rules(directory, default_every=default_every, template_exists=template_exists)
+    if problems:
+        raise RulesError(problems=problems)
+    return rules
+
+
+def iter_enabled(rules: Iterable[Rule]) -> list[Rule]:
+    return [rule for rule in rules if rule.enabled]

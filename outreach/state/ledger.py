@@ -1,0 +1,318 @@
+"""The delivery ledger: one row per contact decision, suppressions, controls and escalation tasks.
+
+A contact row's `dedupe_key` is unique, so deciding the same thing twice — in a repeated tick,
+in a second process, after a crash — inserts nothing. States:
+
+    skipped, suppressed   not contacted this time (cap, cooldown, no consent); re-decided later
+    pending               due at send_at
+    claimed               taken by a dispatcher (lease); nothing has left yet
+    sending               the request may be on its way: never resent blindly
+    sent                  the provider accepted it (provider_id recorded)
+    failed                permanently refused, rendering failed, or retries exhausted
+    cancelled             the condition no longer held at send time
+    expired               not sent within the rule's `expires`
+    holdout               control group: recorded, never sent
+    unknown               the outcome of a send could not be known
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import Column, Index, Integer, UniqueConstraint
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection
+from sqlmodel import Field, SQLModel
+
+from outreach.state.models import Customer
+from outreach.state.types import JSONDocument, UTCDateTime
+
+RETRYABLE_STATES = ("skipped", "suppressed")
+DUE_STATES = ("pending",)
+ACTIVE_STATES = ("pending", "claimed", "sending", "sent", "unknown")
+FINAL_STATES = ("sent", "failed", "cancelled", "expired", "holdout", "unknown")
+
+
+class Contact(SQLModel, table=True):
+    __tablename__ = "contacts"
+    __table_args__ = (
+        UniqueConstraint("dedupe_key", name="uq_contacts_dedupe_key"),
+        Index("ix_contacts_due", "state", "send_at"),
+        Index("ix_contacts_customer", "customer_id", "decided_at"),
+    )
+
+    id: str = Field(primary_key=True)
+    dedupe_key: str
+    rule: str
+    about: str
+    entity_id: str
+    customer_id: str
+    channel: str | None = None
+    state: str
+    reason: str = ""
+    priority: int = 0
+    decided_at: datetime = Field(sa_type=UTCDateTime, nullable=False)
+    send_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    expires_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    updated_at: datetime = Field(sa_type=UTCDateTime, nullable=False)
+    sent_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    attempts: int = Field(default=0, sa_column=Column(Integer, nullable=False, server_default="0"))
+    claimed_by: str | None = None
+    lease_until: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    provider: str | None = None
+    provider_id: str | None = None
+    last_error: str | None = None
+    steps: list[Any] = Field(default_factory=list, sa_column=Column(JSONDocument, nullable=False))
+
+
+class Suppression(SQLModel, table=True):
+    """A channel we must not use for a customer again (hard bounce, STOP, invalid number)."""
+
+    __tablename__ = "suppressions"
+
+    customer_id: str = Field(primary_key=True)
+    channel: str = Field(primary_key=True)
+    reason: str
+    code: str | None = None
+    created_at: datetime = Field(sa_type=UTCDateTime, nullable=False)
+
+
+class Control(SQLModel, table=True):
+    """Operator switches: the global pause, and per-rule silences until an instant."""
+
+    __tablename__ = "controls"
+
+    key: str = Field(primary_key=True)  # "pause" or "silence:RULE"
+    until: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    reason: str = ""
+    created_at: datetime = Field(sa_type=UTCDateTime, nullable=False)
+
+
+class Task(SQLModel, table=True):
+    """A task for a person, opened by a rule with `escalate: true`."""
+
+    __tablename__ = "tasks"
+
+    id: str = Field(primary_key=True)
+    dedupe_key: str = Field(unique=True)
+    rule: str
+    customer_id: str
+    entity_id: str
+    summary: str
+    status: str = "open"
+    created_at: datetime = Field(sa_type=UTCDateTime, nullable=False)
+    webhook_status: str | None = None
+
+
+# -- queries: the only SQL of the ledger --------------------------------------------------------
+
+contacts = Contact.__table__  # type: ignore[attr-defined]
+suppressions = Suppression.__table__  # type: ignore[attr-defined]
+controls = Control.__table__  # type: ignore[attr-defined]
+tasks = Task.__table__  # type: ignore[attr-defined]
+customers = Customer.__table__  # type: ignore[attr-defined]
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex
+
+
+def _insert(connection: Connection, table: sa.Table) -> Any:
+    return (postgresql.insert if connection.dialect.name == "postgresql" else sqlite.insert)(table)
+
+
+def customers_by_id(connection: Connection, ids: Iterable[str]) -> dict[str, Customer]:
+    wanted = sorted(set(ids))
+    found: dict[str, Customer] = {}
+    for start in range(0, len(wanted), 500):
+        rows = connection.execute(sa.select(customers).where(customers.c.id.in_(wanted[start : start + 500])))
+        for row in rows.mappings():
+            found[row["id"]] = Customer.model_construct(**row)
+    return found
+
+
+def contacts_of(connection: Connection, customer_ids: Iterable[str]) -> dict[str, list[Contact]]:
+    """Every ledger row of these customers, oldest first."""
+    wanted = sorted(set(customer_ids))
+    history: dict[str, list[Contact]] = {cid: [] for cid in wanted}
+    for start in range(0, len(wanted), 500):
+        query = (
+            sa.select(contacts)
+            .where(contacts.c.customer_id.in_(wanted[start : start + 500]))
+            .order_by(contacts.c.decided_at)
+        )
+        for row in connection.execute(query).mappings():
+            history[row["customer_id"]].append(Contact.model_construct(**row))
+    return history
+
+
+def suppressed_channels(connection: Connection, customer_ids: Iterable[str]) -> dict[str, set[str]]:
+    wanted = sorted(set(customer_ids))
+    found: dict[str, set[str]] = {}
+    for start in range(0, len(wanted), 500):
+        query = sa.select(suppressions.c.customer_id, suppressions.c.channel).where(
+            suppressions.c.customer_id.in_(wanted[start : start + 500])
+        )
+        for customer_id, channel in connection.execute(query):
+            found.setdefault(customer_id, set()).add(channel)
+    return found
+
+
+def record_decisions(connection: Connection, rows: Sequence[dict[str, Any]]) -> int:
+    """Insert decision rows; a dedupe key already decided is left alone unless it was only skipped.
+
+    Returns how many rows were written. Safe to run twice, and from several processes at once.
+    """
+    if not rows:
+        return 0
+    statement = _insert(connection, contacts)
+    excluded = statement.excluded
+    updatable = ("channel", "state", "reason", "priority", "decided_at", "send_at", "expires_at", "updated_at", "steps")
+    statement = statement.on_conflict_do_update(
+        index_elements=["dedupe_key"],
+        set_={name: excluded[name] for name in updatable},
+        where=contacts.c.state.in_(RETRYABLE_STATES),
+    ).returning(contacts.c.id)
+    written = 0
+    for start in range(0, len(rows), 500):
+        written += len(connection.execute(statement, list(rows[start : start + 500])).all())
+    return written
+
+
+def claim_due(connection: Connection, worker: str, now: datetime, lease: timedelta, limit: int, held_rules: Sequence[str] = ()) -> list[Contact]:
+    """Take up to LIMIT due contacts for WORKER (state `claimed` until `now + lease`).
+
+    On PostgreSQL `FOR UPDATE SKIP LOCKED` lets several dispatchers claim disjoint rows; SQLite
+    has one writer at a time, so the same statement is already exclusive there.
+    """
+    due = (
+        sa.select(contacts.c.id)
+        .where(contacts.c.state.in_(DUE_STATES), contacts.c.send_at <= now)
+        .order_by(contacts.c.priority.desc(), contacts.c.send_at)
+        .limit(limit)
+    )
+    if held_rules:
+        due = due.where(contacts.c.rule.not_in(list(held_rules)))
+    if connection.dialect.name == "postgresql":
+        due = due.with_for_update(skip_locked=True)
+    statement = (
+        sa.update(contacts)
+        .where(contacts.c.id.in_(due.scalar_subquery()))
+        .values(state="claimed", claimed_by=worker, lease_until=now + lease, updated_at=now)
+        .returning(*contacts.c)
+    )
+    return [Contact.model_construct(**row) for row in connection.execute(statement).mappings()]
+
+
+def transition(connection: Connection, contact_id: str, from_states: Sequence[str], now: datetime, **values: Any) -> bool:
+    """Move one contact on, only if it is still in one of FROM_STATES; True if it moved."""
+    statement = (
+        sa.update(contacts)
+        .where(contacts.c.id == contact_id, contacts.c.state.in_(list(from_states)))
+        .values(updated_at=now, **values)
+        .returning(contacts.c.id)
+    )
+    return connection.execute(statement).first() is not None
+
+
+def recover_leases(connection: Connection, now: datetime, *, at_least_once: bool = False) -> tuple[int, int]:
+    """Contacts whose dispatcher vanished: `claimed` go back to pending, `sending` become unknown.
+
+    A claimed row never left, so it is safe to send again. A sending row may have reached the
+    provider: it is marked unknown rather than resent (or resent if at-least-once is chosen).
+    """
+    back = connection.execute(
+        sa.update(contacts)
+        .where(contacts.c.state == "claimed", contacts.c.lease_until < now)
+        .values(state="pending", claimed_by=None, lease_until=None, updated_at=now)
+        .returning(contacts.c.id)
+    ).all()
+    lost_values: dict[str, Any] = (
+        {"state": "pending", "reason": "the sender stopped mid-send; sending again (at-least-once)"}
+        if at_least_once
+        else {"state": "unknown", "reason": "the sender stopped mid-send: it may have been delivered, so it is not resent"}
+    )
+    lost = connection.execute(
+        sa.update(contacts)
+        .where(contacts.c.state == "sending", contacts.c.lease_until < now)
+        .values(claimed_by=None, lease_until=None, updated_at=now, **lost_values)
+        .returning(contacts.c.id)
+    ).all()
+    return len(back), len(lost)
+
+
+def add_suppression(connection: Connection, customer_id: str, channel: str, reason: str, code: str | None, now: datetime) -> None:
+    statement = _insert(connection, suppressions).values(
+        customer_id=customer_id, channel=channel, reason=reason, code=code, created_at=now
+    )
+    connection.execute(statement.on_conflict_do_nothing(index_elements=["customer_id", "channel"]))
+
+
+def withdraw_sms_consent(connection: Connection, customer_id: str) -> None:
+    connection.execute(sa.update(customers).where(customers.c.id == customer_id).values(sms_opt_in=False))
+
+
+def set_control(connection: Connection, key: str, until: datetime | None, reason: str, now: datetime) -> None:
+    statement = _insert(connection, controls).values(key=key, until=until, reason=reason, created_at=now)
+    connection.execute(
+        statement.on_conflict_do_update(
+            index_elements=["key"], set_={"until": until, "reason": reason, "created_at": now}
+        )
+    )
+
+
+def clear_control(connection: Connection, key: str) -> bool:
+    return connection.execute(sa.delete(controls).where(controls.c.key == key).returning(controls.c.key)).first() is not None
+
+
+def active_controls(connection: Connection, now: datetime) -> dict[str, Control]:
+    """Controls in force at NOW (a silence whose `until` has passed is over)."""
+    rows = connection.execute(sa.select(controls)).mappings()
+    found = {row["key"]: Control.model_construct(**row) for row in rows}
+    return {key: c for key, c in found.items() if c.until is None or c.until > now}
+
+
+def open_task(connection: Connection, dedupe_key: str, rule: str, customer_id: str, entity_id: str, summary: str, now: datetime) -> str | None:
+    """Open a task for a person about one contact decision; None if one exists already."""
+    statement = (
+        _insert(connection, tasks)
+        .values(
+            id=new_id(), dedupe_key=dedupe_key, rule=rule, customer_id=customer_id,
+            entity_id=entity_id, summary=summary, status="open", created_at=now,
+        )
+        .on_conflict_do_nothing(index_elements=["dedupe_key"])
+        .returning(tasks.c.id)
+    )
+    row = connection.execute(statement).first()
+    return None if row is None else str(row[0])
+
+
+def list_tasks(connection: Connection, status: str | None = "open") -> list[Task]:
+    query = sa.select(tasks).order_by(tasks.c.created_at)
+    if status:
+        query = query.where(tasks.c.status == status)
+    return [Task.model_construct(**row) for row in connection.execute(query).mappings()]
+
+
+def set_task_webhook_status(connection: Connection, task_id: str, status: str) -> None:
+    connection.execute(sa.update(tasks).where(tasks.c.id == task_id).values(webhook_status=status))
+
+
+def contact_counts(connection: Connection, since: datetime) -> list[tuple[str, str, str | None, int]]:
+    """(rule, state, channel, count) of contacts decided since SINCE."""
+    query = (
+        sa.select(contacts.c.rule, contacts.c.state, contacts.c.channel, sa.func.count())
+        .where(contacts.c.decided_at >= since)
+        .group_by(contacts.c.rule, contacts.c.state, contacts.c.channel)
+        .order_by(contacts.c.rule, contacts.c.state)
+    )
+    return [(r, s, c, int(n)) for r, s, c, n in connection.execute(query)]
+
+
+def queue_depth(connection: Connection, now: datetime) -> int:
+    query = sa.select(sa.func.count()).where(contacts.c.state.in_(DUE_STATES), contacts.c.send_at <= now)
+    return int(connection.execute(query).scalar_one())
