@@ -5,12 +5,14 @@ Exit codes: 0 success, 1 the input is wrong (the message says where), 2 usage er
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
+import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 from rich.console import Console
@@ -18,6 +20,9 @@ from rich.console import Console
 from outreach.clock import parse_instant, utcnow
 from outreach.errors import OutreachError
 from outreach.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from outreach.app import App
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -76,6 +81,11 @@ def emit_json(document: Any) -> None:
 @click.pass_context
 def cli(ctx: click.Context, settings_path: str | None) -> None:
     """Proactive outreach: rules over customer state → templated email and SMS."""
+    from outreach.logs import configure
+
+    # Commands print their own summaries; the daemon (`run` without --once) logs every event.
+    daemon = ctx.invoked_subcommand == "run" and "--once" not in sys.argv
+    configure(os.environ.get("OUTREACH_LOG_LEVEL", "info" if daemon else "warning"))
     ctx.ensure_object(dict)["settings_path"] = settings_path
 
 
@@ -95,6 +105,231 @@ def db_upgrade(ctx: click.Context) -> None:
     engine = make_engine(settings_of(ctx).database_url, migrate_sqlite=False)
     upgrade(engine)
     click.echo(f"database at revision {current_revision(engine)}")
+
+
+def app_of(ctx: click.Context) -> "App":
+    from outreach.app import App
+
+    obj = ctx.ensure_object(dict)
+    if "app" not in obj:
+        obj["app"] = App(settings_of(ctx))
+        ctx.call_on_close(obj["app"].close)
+    return obj["app"]  # type: ignore[no-any-return]
+
+
+@cli.command()
+@click.pass_context
+@handle_errors
+def check(ctx: click.Context) -> None:
+    """Validate every rules file and template; list every problem with its place."""
+    from outreach.checks import check_all
+
+    problems = check_all(app_of(ctx))
+    errors = [p for p in problems if p.severity == "error"]
+    for problem in problems:
+        err_console.print(problem.format(), markup=False, soft_wrap=True)
+    if errors:
+        err_console.print(f"{len(errors)} error(s), {len(problems) - len(errors)} warning(s)", markup=False)
+        sys.exit(1)
+    rules = app_of(ctx).check_rules()[0]
+    click.echo(f"ok: {len(rules)} rule(s) in {app_of(ctx).rules_dir}, {len(problems)} warning(s)")
+
+
+@cli.command()
+@click.argument("rule")
+@click.option("--now", "now", type=INSTANT, help="Evaluate at this instant (ISO 8601 with offset); default: the current time.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+@click.option("--render", is_flag=True, help="Also render each message (subject, text, html, sms, segments).")
+@click.pass_context
+@handle_errors
+def preview(ctx: click.Context, rule: str, now: datetime | None, as_json: bool, render: bool) -> None:
+    """Show who RULE would contact at an instant, and why; changes nothing."""
+    from outreach.preview import preview_rule
+
+    app = app_of(ctx)
+    result = preview_rule(app, rule, now or utcnow(), render=render)
+    if as_json:
+        emit_json(result.as_json())
+        return
+    from outreach.preview import print_preview
+
+    print_preview(out_console, result)
+
+
+def _known_table(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    from outreach.state.ingest import TABLES
+
+    if value is not None and value not in TABLES:
+        raise click.BadParameter(f"{value!r} is not a table: use one of {', '.join(TABLES)}")
+    return value
+
+
+@contextlib.contextmanager
+def _file_progress() -> Iterator[Callable[[str], Callable[[int, int], None]] | None]:
+    """A progress bar per file on a terminal; nothing when stderr is a pipe or a file."""
+    if not err_console.is_terminal:
+        yield None
+        return
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
+
+    columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=err_console) as bars:
+
+        def for_file(path: str) -> Callable[[int, int], None]:
+            task = bars.add_task(path, total=None)
+            return lambda done, size: bars.update(task, completed=done, total=size)
+
+        yield for_file
+
+
+@cli.command()
+@click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option(
+    "--table",
+    callback=_known_table,
+    help="Load every FILE into this table (default: the table a file is named after, e.g. orders.jsonl).",
+)
+@click.option(
+    "--max-errors",
+    type=click.IntRange(min=0),
+    default=1000,
+    show_default=True,
+    help="List at most this many problems per file (0: all); bad lines are always counted.",
+)
+@click.pass_context
+@handle_errors
+def ingest(ctx: click.Context, files: tuple[str, ...], table: str | None, max_errors: int) -> None:
+    """Load customer state from JSONL or CSV FILES, upserting by id.
+
+    Customers files are loaded first. Each file is loaded whole or not at all: a file with any
+    bad line loads nothing, and every bad line is listed as FILE:LINE: problem (exit code 1).
+    """
+    from outreach.state.db import make_engine, require_current_schema
+    from outreach.state.ingest import ingest_files, rejection
+
+    engine = make_engine(settings_of(ctx).database_url)
+    require_current_schema(engine)
+    with _file_progress() as progress:
+        reports = ingest_files(engine, files, table=table, max_problems=max_errors, progress=progress)
+    for report in reports:
+        if not report.rejected:
+            click.echo(report.summary())
+    error = rejection(reports)
+    if error is not None:
+        raise error
+
+
+@cli.command()
+@click.argument("customer_id")
+@click.option("--now", "now", type=INSTANT, help="Explain at this instant (ISO 8601 with offset).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+@click.pass_context
+@handle_errors
+def explain(ctx: click.Context, customer_id: str, now: datetime | None, as_json: bool) -> None:
+    """For every rule, why CUSTOMER_ID would or would not be contacted."""
+    from outreach.preview import explain_customer, print_explain
+
+    report = explain_customer(app_of(ctx), customer_id, now or utcnow())
+    if as_json:
+        emit_json(report)
+    else:
+        print_explain(out_console, report)
+
+
+@cli.command()
+@click.option("--once", is_flag=True, help="Do one tick (evaluate every rule, send what is due) and exit.")
+@click.option("--now", "now", type=INSTANT, hidden=True, help="With --once: the tick's instant.")
+@click.pass_context
+@handle_errors
+def run(ctx: click.Context, once: bool, now: datetime | None) -> None:
+    """Evaluate rules on their cadence and send due contacts (the daemon)."""
+    from outreach.daemon import run_forever, run_once
+    from outreach.summary import print_summary
+
+    app = app_of(ctx)
+    if once:
+        print_summary(out_console, run_once(app, now))
+        return
+    sys.exit(run_forever(app))
+
+
+@cli.command()
+@click.option("--now", "now", type=INSTANT, help="The demo's instant (default: 12:00 UTC today, daytime for most sample customers).")
+@click.pass_context
+@handle_errors
+def demo(ctx: click.Context, now: datetime | None) -> None:
+    """Load the bundled sample customers into a fresh var/demo.db and run one tick through the outbox."""
+    from outreach.demo import run_demo
+    from outreach.summary import print_summary
+
+    at = now or utcnow().replace(hour=12, minute=0, second=0, microsecond=0)
+    out_console.print(f"demo at {at.isoformat()} on var/demo.db (bundled sample customers, outbox channel)", markup=False)
+    result, outbox = run_demo(settings_of(ctx), at)
+    print_summary(out_console, result)
+    out_console.print(f"\nmessages written to {outbox}", markup=False)
+
+
+@cli.command()
+@click.option("--reason", default="", help="Why sending is paused (shown by report and explain).")
+@click.pass_context
+@handle_errors
+def pause(ctx: click.Context, reason: str) -> None:
+    """Stop all sending at once (matches are still recorded) until `outreach resume`."""
+    from outreach.controls import pause as do_pause
+
+    do_pause(app_of(ctx), reason, utcnow())
+    click.echo("paused: no message will be sent until `outreach resume`")
+
+
+@cli.command()
+@click.pass_context
+@handle_errors
+def resume(ctx: click.Context) -> None:
+    """Resume sending after `outreach pause`."""
+    from outreach.controls import resume as do_resume
+
+    click.echo("resumed" if do_resume(app_of(ctx)) else "was not paused")
+
+
+@cli.command()
+@click.argument("rule")
+@click.option("--for", "duration", required=True, help="How long, e.g. 6h or 2d.")
+@click.option("--reason", required=True, help="Why, e.g. a carrier outage or a campaign freeze.")
+@click.pass_context
+@handle_errors
+def silence(ctx: click.Context, rule: str, duration: str, reason: str) -> None:
+    """Hold RULE's messages for a while, with a recorded reason."""
+    from outreach.controls import silence as do_silence
+
+    until = do_silence(app_of(ctx), rule, duration, reason, utcnow())
+    click.echo(f"{rule} silenced until {until.isoformat()}: {reason}")
+
+
+@cli.command()
+@click.option("--all", "show_all", is_flag=True, help="Include closed tasks.")
+@click.pass_context
+@handle_errors
+def tasks(ctx: click.Context, show_all: bool) -> None:
+    """List tasks opened for a person by rules with `escalate: true`."""
+    from outreach.controls import print_tasks
+
+    print_tasks(out_console, app_of(ctx), show_all)
+
+
+@cli.command()
+@click.option("--since", default="7d", show_default=True, help="How far back, e.g. 24h or 7d.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+@click.pass_context
+@handle_errors
+def report(ctx: click.Context, since: str, as_json: bool) -> None:
+    """Contacts by rule, state and channel over a period."""
+    from outreach.controls import print_report, report_since
+
+    data = report_since(app_of(ctx), since, utcnow())
+    if as_json:
+        emit_json(data)
+    else:
+        print_report(out_console, data)
 
 
 def main() -> None:

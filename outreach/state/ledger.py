@@ -131,7 +131,7 @@ def customers_by_id(connection: Connection, ids: Iterable[str]) -> dict[str, Cus
     for start in range(0, len(wanted), 500):
         rows = connection.execute(sa.select(customers).where(customers.c.id.in_(wanted[start : start + 500])))
         for row in rows.mappings():
-            found[row["id"]] = Customer.model_construct(**row)
+            found[row["id"]] = Customer(**row)
     return found
 
 
@@ -146,7 +146,7 @@ def contacts_of(connection: Connection, customer_ids: Iterable[str]) -> dict[str
             .order_by(contacts.c.decided_at)
         )
         for row in connection.execute(query).mappings():
-            history[row["customer_id"]].append(Contact.model_construct(**row))
+            history[row["customer_id"]].append(Contact(**row))
     return history
 
 
@@ -175,7 +175,8 @@ def record_decisions(connection: Connection, rows: Sequence[dict[str, Any]]) -> 
     statement = statement.on_conflict_do_update(
         index_elements=["dedupe_key"],
         set_={name: excluded[name] for name in updatable},
-        where=contacts.c.state.in_(RETRYABLE_STATES),
+        # `IN (…)` expands per execution, which executemany cannot do: spell it out.
+        where=sa.or_(*(contacts.c.state == state for state in RETRYABLE_STATES)),
     ).returning(contacts.c.id)
     written = 0
     for start in range(0, len(rows), 500):
@@ -205,7 +206,7 @@ def claim_due(connection: Connection, worker: str, now: datetime, lease: timedel
         .values(state="claimed", claimed_by=worker, lease_until=now + lease, updated_at=now)
         .returning(*contacts.c)
     )
-    return [Contact.model_construct(**row) for row in connection.execute(statement).mappings()]
+    return [Contact(**row) for row in connection.execute(statement).mappings()]
 
 
 def transition(connection: Connection, contact_id: str, from_states: Sequence[str], now: datetime, **values: Any) -> bool:
@@ -272,7 +273,7 @@ def clear_control(connection: Connection, key: str) -> bool:
 def active_controls(connection: Connection, now: datetime) -> dict[str, Control]:
     """Controls in force at NOW (a silence whose `until` has passed is over)."""
     rows = connection.execute(sa.select(controls)).mappings()
-    found = {row["key"]: Control.model_construct(**row) for row in rows}
+    found = {row["key"]: Control(**row) for row in rows}
     return {key: c for key, c in found.items() if c.until is None or c.until > now}
 
 
@@ -295,7 +296,7 @@ def list_tasks(connection: Connection, status: str | None = "open") -> list[Task
     query = sa.select(tasks).order_by(tasks.c.created_at)
     if status:
         query = query.where(tasks.c.status == status)
-    return [Task.model_construct(**row) for row in connection.execute(query).mappings()]
+    return [Task(**row) for row in connection.execute(query).mappings()]
 
 
 def set_task_webhook_status(connection: Connection, task_id: str, status: str) -> None:

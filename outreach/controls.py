@@ -1,0 +1,78 @@
+"""Operator commands on a running system: pause, resume, silence, tasks, report."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from outreach.app import App
+from outreach.delivery import PAUSE, silence_key
+from outreach.durations import parse_duration
+from outreach.errors import InputError
+from outreach.state import ledger
+
+
+def pause(app: App, reason: str, now: datetime) -> None:
+    with app.engine.begin() as connection:
+        ledger.set_control(connection, PAUSE, None, reason or "paused by an operator", now)
+
+
+def resume(app: App) -> bool:
+    with app.engine.begin() as connection:
+        return ledger.clear_control(connection, PAUSE)
+
+
+def silence(app: App, rule: str, duration: str, reason: str, now: datetime) -> datetime:
+    """Hold RULE's contacts until now + DURATION; InputError for an unknown rule or duration."""
+    app.load_rules().get(rule)
+    try:
+        until = now + parse_duration(duration)
+    except ValueError as exc:
+        raise InputError(f"--for: {exc}") from None
+    with app.engine.begin() as connection:
+        ledger.set_control(connection, silence_key(rule), until, reason, now)
+    return until
+
+
+def print_tasks(console: Console, app: App, show_all: bool) -> None:
+    with app.engine.connect() as connection:
+        found = ledger.list_tasks(connection, status=None if show_all else "open")
+    table = Table(title=f"{len(found)} task(s)")
+    for column in ("created", "rule", "customer", "record", "status", "summary"):
+        table.add_column(column)
+    for task in found:
+        table.add_row(task.created_at.isoformat(timespec="minutes"), task.rule, task.customer_id, task.entity_id, task.status, task.summary)
+    console.print(table)
+
+
+def report_since(app: App, since: str, now: datetime) -> dict[str, Any]:
+    try:
+        start = now - parse_duration(since)
+    except ValueError as exc:
+        raise InputError(f"--since: {exc}") from None
+    with app.engine.connect() as connection:
+        rows = ledger.contact_counts(connection, start)
+        controls = ledger.active_controls(connection, now)
+    return {
+        "since": start.isoformat(),
+        "now": now.isoformat(),
+        "paused": PAUSE in controls,
+        "silenced": {key.split(":", 1)[1]: {"until": c.until.isoformat() if c.until else None, "reason": c.reason} for key, c in controls.items() if key.startswith("silence:")},
+        "contacts": [{"rule": r, "state": s, "channel": c, "count": n} for r, s, c, n in rows],
+    }
+
+
+def print_report(console: Console, data: dict[str, Any]) -> None:
+    if data["paused"]:
+        console.print("PAUSED: nothing is being sent (outreach resume)", markup=False)
+    for rule, silence_info in data["silenced"].items():
+        console.print(f"silenced: {rule} until {silence_info['until']} ({silence_info['reason']})", markup=False)
+    table = Table(title=f"contacts decided since {data['since']}")
+    for column in ("rule", "state", "channel", "count"):
+        table.add_column(column)
+    for row in data["contacts"]:
+        table.add_row(row["rule"], row["state"], row["channel"] or "-", str(row["count"]))
+    console.print(table)

@@ -1,0 +1,165 @@
+"""`outreach preview` and `outreach explain`: what would happen, and why, without changing anything."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from rich.console import Console
+from rich.table import Table
+
+from outreach import policy
+from outreach.app import App
+from outreach.delivery import limits_of, plan
+from outreach.errors import RenderError
+from outreach.rendering import Renderer, RuleInfo
+from outreach.rules.evaluate import condition_holds
+from outreach.rules.loader import Rule
+from outreach.rules.schema import ABOUT_ENTITIES
+from outreach.state import ledger
+
+
+def decision_word(decision: policy.Decision, now: datetime) -> str:
+    """The decision as a person reads it: send, deferred, holdout, suppressed, skipped, …"""
+    if decision.state == "pending":
+        return "send" if decision.send_at is None or decision.send_at <= now else "deferred"
+    return decision.state
+
+
+@dataclass
+class PreviewResult:
+    rule: str
+    now: datetime
+    matches: list[dict[str, Any]] = field(default_factory=list)
+
+    def as_json(self) -> dict[str, Any]:
+        return {"rule": self.rule, "now": self.now.isoformat(), "matches": self.matches}
+
+
+def _render(renderer: Renderer, rule: Rule, customer: Any, entity: Any, channel: str, now: datetime) -> dict[str, Any]:
+    try:
+        message = renderer.render(
+            template=rule.template, channel=channel, customer=customer, about=rule.about,
+            entity=None if rule.about == "customer" else entity,
+            rule=RuleInfo(rule.name, rule.about, rule.channels, rule.template, rule.description), now=now,
+        )
+    except RenderError as exc:
+        return {"error": str(exc)}
+    return {
+        "locale": message.locale, "subject": message.subject, "text": message.text, "html": message.html,
+        "sms": message.sms, "segments": message.segments, "encoding": message.encoding,
+    }
+
+
+def preview_rule(app: App, name: str, now: datetime, *, render: bool = False) -> PreviewResult:
+    """The matches of rule NAME at NOW with the decision each would get; nothing is written."""
+    rule = app.load_rules().get(name)
+    result = PreviewResult(rule.name, now)
+    renderer = Renderer(app.settings) if render else None
+    with app.engine.connect() as connection:
+        decisions = plan(connection, [rule], now, limits_of(app.settings))
+        people = ledger.customers_by_id(connection, {d.customer_id for d in decisions}) if render else {}
+        for decision in sorted(decisions, key=lambda d: (d.customer_id, d.entity_id)):
+            row: dict[str, Any] = {
+                "customer_id": decision.customer_id,
+                "entity_id": decision.entity_id,
+                "channel": decision.channel,
+                "decision": decision_word(decision, now),
+                "reason": decision.reason,
+            }
+            if decision.send_at is not None:
+                row["send_at"] = decision.send_at.isoformat()
+            if renderer is not None and decision.channel:
+                customer = people[decision.customer_id]
+                entity = customer if rule.about == "customer" else _load_entity(connection, rule.about, decision.entity_id)
+                row["message"] = _render(renderer, rule, customer, entity, decision.channel, now)
+            result.matches.append(row)
+    return result
+
+
+def _load_entity(connection: Any, about: str, entity_id: str) -> Any:
+    model = ABOUT_ENTITIES[about]
+    table = model.__table__  # type: ignore[attr-defined]
+    row = connection.execute(sa.select(table).where(table.c.id == entity_id)).mappings().first()
+    return None if row is None else model(**row)
+
+
+def print_preview(console: Console, result: PreviewResult) -> None:
+    table = Table(title=f"{result.rule} at {result.now.isoformat()}: {len(result.matches)} match(es)")
+    for column in ("customer", "entity", "channel", "decision", "reason"):
+        table.add_column(column)
+    for row in result.matches:
+        table.add_row(row["customer_id"], row["entity_id"], row["channel"] or "-", row["decision"], row["reason"])
+    console.print(table)
+    for row in result.matches:
+        message = row.get("message")
+        if not message:
+            continue
+        console.rule(f"{row['customer_id']} · {row['entity_id']} · {row['channel']}")
+        if "error" in message:
+            console.print(f"cannot render: {message['error']}", markup=False)
+        elif row["channel"] == "email":
+            console.print(f"Subject: {message['subject']}\n\n{message['text']}", markup=False)
+        else:
+            console.print(f"{message['sms']}\n[{message['segments']} segment(s), {message['encoding']}]", markup=False)
+
+
+# -- explain ------------------------------------------------------------------------------------
+def explain_customer(app: App, customer_id: str, now: datetime) -> dict[str, Any]:
+    """For every rule: does its condition hold for this customer's records, what policy would
+    decide, and what the ledger already says."""
+    from outreach.errors import InputError
+
+    rules = app.load_rules()
+    limits = limits_of(app.settings)
+    with app.engine.connect() as connection:
+        customer = ledger.customers_by_id(connection, [customer_id]).get(customer_id)
+        if customer is None:
+            raise InputError(f'no customer with id "{customer_id}"')
+        history = ledger.contacts_of(connection, [customer_id])[customer_id]
+        report: dict[str, Any] = {"customer_id": customer_id, "now": now.isoformat(), "rules": []}
+        for rule in rules:
+            entry: dict[str, Any] = {"rule": rule.name, "about": rule.about, "when": " ".join(rule.when.split()), "enabled": rule.enabled, "records": []}
+            if rule.about == "customer":
+                entities = [customer]
+            else:
+                model = ABOUT_ENTITIES[rule.about]
+                table = model.__table__  # type: ignore[attr-defined]
+                rows = connection.execute(sa.select(table).where(table.c.customer_id == customer_id).order_by(table.c.id)).mappings()
+                entities = [model(**row) for row in rows]
+            decisions = {d.entity_id: d for d in plan(connection, [rule], now, limits, customer_id=customer_id)}
+            for entity in entities:
+                holds = condition_holds(rule.condition, {"customer": customer, rule.about: entity}, now)
+                record: dict[str, Any] = {"entity_id": entity.id, "condition": "holds" if holds else "does not hold"}
+                decision = decisions.get(entity.id)
+                if decision is not None:
+                    record["decision"] = decision_word(decision, now)
+                    record["reason"] = decision.reason
+                    record["steps"] = [{"step": step, "outcome": outcome} for step, outcome in decision.steps]
+                ledger_rows = [c for c in history if c.rule == rule.name and c.entity_id == entity.id]
+                if ledger_rows:
+                    row = ledger_rows[-1]
+                    record["ledger"] = {"state": row.state, "reason": row.reason, "channel": row.channel, "decided_at": row.decided_at.isoformat(), "outbox_id": row.id}
+                entry["records"].append(record)
+            report["rules"].append(entry)
+    return report
+
+
+def print_explain(console: Console, report: dict[str, Any]) -> None:
+    console.print(f"customer {report['customer_id']} at {report['now']}", markup=False)
+    for entry in report["rules"]:
+        state = "" if entry["enabled"] else " (disabled)"
+        console.print(f"\nrule {entry['rule']}{state}: when {entry['when']}", markup=False)
+        if not entry["records"]:
+            console.print(f"  no {entry['about']} records for this customer", markup=False)
+        for record in entry["records"]:
+            console.print(f"  {entry['about']} {record['entity_id']}: condition {record['condition']}", markup=False)
+            for step in record.get("steps", []):
+                console.print(f"    {step['step']}: {step['outcome']}", markup=False)
+            if "decision" in record:
+                console.print(f"    → {record['decision']}: {record['reason']}", markup=False)
+            if "ledger" in record:
+                row = record["ledger"]
+                console.print(f"    ledger: {row['state']} ({row['reason']}) via {row['channel'] or '-'} at {row['decided_at']}", markup=False)
