@@ -27,7 +27,11 @@ OFF = "off"
 
 # Ledger states that are, or will become, a message in the customer's hands. `unknown` counts:
 # the provider may have delivered it, and a cap errs on the side of not spamming.
-LIVE_STATES = frozenset({"sent", "sending", "unknown", "pending", "deferred"})
+LIVE_STATES = frozenset({"sent", "sending", "unknown", "pending", "deferred", "claimed"})
+
+# Ledger states of a match that was not contacted *this time* (a cap, a cooldown, no consent):
+# the match is decided again on later runs rather than counting as its one contact.
+RETRY_STATES = frozenset({"skipped", "suppressed"})
 
 RETRY_BASE = 30.0
 RETRY_CAP = 3600.0
@@ -155,9 +159,10 @@ class PastContact:
     rule: str
     dedupe_key: str
     channel: str | None
-    state: str  # pending|deferred|sending|sent|failed|cancelled|expired|holdout|suppressed|skipped|unknown
+    state: str  # pending|claimed|sending|sent|failed|cancelled|expired|holdout|suppressed|skipped|unknown
     decided_at: datetime
     send_at: datetime | None  # when it is or was due: the local day it counts against
+    expires_at: datetime | None = None  # kept when a skipped match is decided again
 
     @property
     def at(self) -> datetime:
@@ -196,9 +201,9 @@ class Decision:
     """What happens to one candidate, and why.
 
     `state` is "pending" (to be sent at `send_at`), "holdout" (control group, never sent),
-    "suppressed" (no channel with an address and consent), "skipped" (cooldown, a cap of 0),
-    "expired" (could not be sent before `expires_at`) or "duplicate" (decided before: write
-    nothing). `send_at` is set for "pending" only.
+    "suppressed" (no channel with an address and consent), "skipped" (cooldown or a cap; like
+    "suppressed", decided again on a later run), "expired" (cannot be sent before `expires_at`)
+    or "duplicate" (decided before: write nothing). `send_at` is set for "pending" only.
     """
 
     rule: str
@@ -247,6 +252,7 @@ def decide(
     A customer's candidates are weighed highest priority first (ties: rule name, then entity),
     so when a cap leaves room for one contact the most important one takes it; contacts
     decided earlier in the same call count against the caps and cooldowns of later ones.
+    A match whose row is "skipped" or "suppressed" is decided again, keeping its expiry.
     """
     now = _aware_utc(now, "now")
     ledgers: dict[str, _Ledger] = {}
@@ -335,7 +341,13 @@ def _decide_one(candidate: Candidate, ledger: _Ledger, limits: Limits, now: date
     rule, who = candidate.rule, candidate.recipient
     tz = who.zone
     key = dedupe_key(rule.name, rule.about, candidate.entity_id, who.id)
-    expires_at = now + rule.expires if rule.expires is not None else None
+    earlier = ledger.keys.get(key)
+    retry = earlier if isinstance(earlier, PastContact) and earlier.state in RETRY_STATES else None
+    expires_at = None
+    if rule.expires is not None:
+        # A match held back on earlier runs expires counting from its first decision, not this one.
+        kept = retry.expires_at if retry is not None else None
+        expires_at = _aware_utc(kept, "expires_at") if kept is not None else now + rule.expires
     steps: list[tuple[str, str]] = []
 
     def end(state: str, reason: str, channel: str | None = None, send_at: datetime | None = None) -> Decision:
@@ -345,11 +357,17 @@ def _decide_one(candidate: Candidate, ledger: _Ledger, limits: Limits, now: date
             expires_at=expires_at if state != "duplicate" else None, steps=tuple(steps),
         )
 
-    earlier = ledger.keys.get(key)
-    if earlier is not None:
+    if retry is not None:
+        steps.append(("dedupe", f"decided again: {retry.state} {_utc_text(retry.decided_at)}"))
+        if expires_at is not None and now >= expires_at:
+            reason = f"held back until it expired at {_utc_text(expires_at)}: dropped"
+            steps.append(("expires", reason))
+            return end("expired", reason)
+    elif earlier is not None:
         steps.append(("dedupe", _duplicate_reason(rule, earlier)))
         return end("duplicate", steps[-1][1])
-    steps.append(("dedupe", f"first decision for {key}"))
+    else:
+        steps.append(("dedupe", f"first decision for {key}"))
 
     channel, channel_reason = _choose_channel(rule, who)
     steps.append(("channel", channel_reason))
@@ -366,17 +384,12 @@ def _decide_one(candidate: Candidate, ledger: _Ledger, limits: Limits, now: date
     # quiet hours) is worked out before the cap is checked, though the cap is the earlier step.
     quiet = quiet_hours_for(rule, limits)
     planned = now + (rule.delay or timedelta(0))
-    after_quiet = quiet.next_allowed(planned, tz) if quiet is not None else planned
-    send_at, cap_note = _first_free_slot(after_quiet, ledger.live, limits, quiet, tz)
-    if send_at is None:
-        steps.append(("cap", cap_note))
-        return end("skipped", cap_note, channel)
-    cap_outcome = cap_note or _within_caps(send_at, ledger.live, limits, tz)
-    if cap_note and expires_at is not None and send_at >= expires_at:
-        reason = f"{cap_note}, which is after it expires at {_local_text(expires_at, tz)}: dropped"
-        steps.append(("cap", reason))
-        return end("expired", reason, channel)
-    steps.append(("cap", cap_outcome))
+    send_at = quiet.next_allowed(planned, tz) if quiet is not None else planned
+    full = _cap_reached(send_at, ledger.live, limits, tz)
+    if full is not None:
+        steps.append(("cap", full))
+        return end("skipped", full, channel)
+    steps.append(("cap", _within_caps(send_at, ledger.live, limits, tz)))
 
     if rule.holdout > 0 and in_holdout(rule.name, who.id, rule.holdout):
         reason = f"held out ({_percent(rule.holdout)} control group): recorded, never sent"
@@ -387,8 +400,8 @@ def _decide_one(candidate: Candidate, ledger: _Ledger, limits: Limits, now: date
     quiet_note = None
     if quiet is None:
         steps.append(("quiet hours", "off for this rule"))
-    elif after_quiet != planned:
-        quiet_note = f"quiet hours {quiet} in {who.timezone}: deferred to {_local_text(after_quiet, tz)}"
+    elif send_at != planned:
+        quiet_note = f"quiet hours {quiet} in {who.timezone}: deferred to {_local_text(send_at, tz)}"
         steps.append(("quiet hours", quiet_note))
     else:
         steps.append(("quiet hours", f"outside quiet hours {quiet} in {who.timezone}"))
@@ -404,7 +417,7 @@ def _decide_one(candidate: Candidate, ledger: _Ledger, limits: Limits, now: date
         return end("expired", reason, channel)
     steps.append(("expires", f"expires {_utc_text(expires_at)}" if expires_at else "never expires"))
 
-    notes = [channel_reason, delay_note, quiet_note, cap_note]
+    notes = [channel_reason, delay_note, quiet_note]
     return end("pending", "; ".join(n for n in notes if n), channel, send_at)
 
 
@@ -470,40 +483,22 @@ def _cooldown_clear(rule: RulePolicy) -> str:
     return f"no contact from {rule.name} in the last {format_duration(rule.cooldown)}"
 
 
-def _first_free_slot(
-    start: datetime,
-    live: Sequence[tuple[datetime, str]],
-    limits: Limits,
-    quiet: QuietHours | None,
-    tz: ZoneInfo,
-) -> tuple[datetime | None, str]:
-    """The first instant from START on a local day and week with room; a note if it was held."""
+def _cap_reached(
+    when: datetime, live: Sequence[tuple[datetime, str]], limits: Limits, tz: ZoneInfo
+) -> str | None:
+    """Why a contact at WHEN would break the daily or weekly cap of the customer's zone, if it would."""
     if limits.max_per_day == 0 or limits.max_per_week == 0:
-        return None, "frequency cap is 0 (delivery.max_per_day / max_per_week): nothing may be sent"
-    held: str = ""
-    when = start
-    # Every day or week passed over holds at least one live contact, so the search ends within
-    # two steps per contact.
-    for _ in range(2 * len(live) + 2):
-        day = when.astimezone(tz).date()
-        on_day = [name for at, name in live if at.astimezone(tz).date() == day]
-        in_week = [name for at, name in live if _week(at.astimezone(tz).date()) == _week(day)]
-        if len(on_day) < limits.max_per_day and len(in_week) < limits.max_per_week:
-            if held:
-                held += f": deferred to {_local_text(when, tz)}"
-            return when, held
-        if len(on_day) >= limits.max_per_day:
-            full, cap, per, by = "daily", limits.max_per_day, "day", on_day
-            next_day = day + timedelta(days=1)
-        else:
-            full, cap, per, by = "weekly", limits.max_per_week, "week", in_week
-            next_day = day + timedelta(days=7 - day.weekday())
-        if not held:
-            held = f"{full} cap reached ({cap} a {per}) by {', '.join(sorted(set(by)))}"
-        when = _first_instant_at(datetime.combine(next_day, time(0)), tz, not_before=when)
-        if quiet is not None:
-            when = quiet.next_allowed(when, tz)
-    raise AssertionError("no free day found: the search bound is wrong")  # pragma: no cover
+        return "frequency cap is 0 (delivery.max_per_day / max_per_week): nothing may be sent"
+    day = when.astimezone(tz).date()
+    on_day = [name for at, name in live if at.astimezone(tz).date() == day]
+    in_week = [name for at, name in live if _week(at.astimezone(tz).date()) == _week(day)]
+    if len(on_day) >= limits.max_per_day:
+        full, cap, per, by = "daily", limits.max_per_day, "day", on_day
+    elif len(in_week) >= limits.max_per_week:
+        full, cap, per, by = "weekly", limits.max_per_week, "week", in_week
+    else:
+        return None
+    return f"{full} cap reached ({cap} a {per}, {tz.key} {per} of {day}) by {', '.join(sorted(set(by)))}"
 
 
 def _within_caps(when: datetime, live: Sequence[tuple[datetime, str]], limits: Limits, tz: ZoneInfo) -> str:
