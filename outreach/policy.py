@@ -255,7 +255,7 @@ def decide(
     A match whose row is "skipped" or "suppressed" is decided again, keeping its expiry.
     """
     now = _aware_utc(now, "now")
-    ledgers: dict[str, _Ledger] = {}
+    contacts: dict[str, _Contacts] = {}
     decided: dict[int, Decision] = {}
     order = sorted(
         range(len(candidates)),
@@ -264,10 +264,10 @@ def decide(
     for index in order:
         candidate = candidates[index]
         customer = candidate.recipient.id
-        if customer not in ledgers:
-            ledgers[customer] = _Ledger.of(history.get(customer, ()))
-        decision = _decide_one(candidate, ledgers[customer], limits, now)
-        ledgers[customer].record(decision)
+        if customer not in contacts:
+            contacts[customer] = _Contacts.of(history.get(customer, ()))
+        decision = _decide_one(candidate, contacts[customer], limits, now)
+        contacts[customer].record(decision)
         decided[index] = decision
     return [decided[i] for i in range(len(candidates))]
 
@@ -316,14 +316,14 @@ def retry_at(
 
 
 @dataclass
-class _Ledger:
+class _Contacts:
     """A customer's contacts as `decide` sees them: past rows plus this call's decisions."""
 
     keys: dict[str, PastContact | Decision]
     live: list[tuple[datetime, str]]  # (when it counts, rule) of contacts that are or will be sent
 
     @classmethod
-    def of(cls, rows: Sequence[PastContact]) -> _Ledger:
+    def of(cls, rows: Sequence[PastContact]) -> _Contacts:
         return cls(
             keys={row.dedupe_key: row for row in rows},
             live=[(row.at, row.rule) for row in rows if row.state in LIVE_STATES],
@@ -337,11 +337,11 @@ class _Ledger:
             self.live.append((decision.send_at, decision.rule))
 
 
-def _decide_one(candidate: Candidate, ledger: _Ledger, limits: Limits, now: datetime) -> Decision:
+def _decide_one(candidate: Candidate, seen: _Contacts, limits: Limits, now: datetime) -> Decision:
     rule, who = candidate.rule, candidate.recipient
     tz = who.zone
     key = dedupe_key(rule.name, rule.about, candidate.entity_id, who.id)
-    earlier = ledger.keys.get(key)
+    earlier = seen.keys.get(key)
     retry = earlier if isinstance(earlier, PastContact) and earlier.state in RETRY_STATES else None
     expires_at = None
     if rule.expires is not None:
@@ -374,7 +374,7 @@ def _decide_one(candidate: Candidate, ledger: _Ledger, limits: Limits, now: date
     if channel is None:
         return end("suppressed", channel_reason)
 
-    blocker = _cooldown_blocker(rule, ledger, now)
+    blocker = _cooldown_blocker(rule, seen, now)
     if blocker is not None:
         steps.append(("cooldown", blocker))
         return end("skipped", blocker, channel)
@@ -385,11 +385,11 @@ def _decide_one(candidate: Candidate, ledger: _Ledger, limits: Limits, now: date
     quiet = quiet_hours_for(rule, limits)
     planned = now + (rule.delay or timedelta(0))
     send_at = quiet.next_allowed(planned, tz) if quiet is not None else planned
-    full = _cap_reached(send_at, ledger.live, limits, tz)
+    full = _cap_reached(send_at, seen.live, limits, tz)
     if full is not None:
         steps.append(("cap", full))
         return end("skipped", full, channel)
-    steps.append(("cap", _within_caps(send_at, ledger.live, limits, tz)))
+    steps.append(("cap", _within_caps(send_at, seen.live, limits, tz)))
 
     if rule.holdout > 0 and in_holdout(rule.name, who.id, rule.holdout):
         reason = f"held out ({_percent(rule.holdout)} control group): recorded, never sent"
@@ -465,15 +465,15 @@ def _channel_problem(channel: str, who: Recipient) -> str | None:
     return None
 
 
-def _cooldown_blocker(rule: RulePolicy, ledger: _Ledger, now: datetime) -> str | None:
+def _cooldown_blocker(rule: RulePolicy, seen: _Contacts, now: datetime) -> str | None:
     if not rule.cooldown:
         return None
-    recent = [at for at, name in ledger.live if name == rule.name and at > now - rule.cooldown]
+    recent = [at for at, name in seen.live if name == rule.name and at > now - rule.cooldown]
     if not recent:
         return None
     return (
-        f"cooldown {format_duration(rule.cooldown)}: {rule.name} already contacts this customer"
-        f" {_utc_text(max(recent))}"
+        f"within the {format_duration(rule.cooldown)} cooldown of the last contact from {rule.name}"
+        f" ({_utc_text(max(recent))})"
     )
 
 
@@ -498,7 +498,8 @@ def _cap_reached(
         full, cap, per, by = "weekly", limits.max_per_week, "week", in_week
     else:
         return None
-    return f"{full} cap reached ({cap} a {per}, {tz.key} {per} of {day}) by {', '.join(sorted(set(by)))}"
+    when_text = f"on {day}" if per == "day" else f"in the week of {day}"
+    return f"{full} cap reached ({cap} a {per}) by {', '.join(sorted(set(by)))} {when_text} ({tz.key})"
 
 
 def _within_caps(when: datetime, live: Sequence[tuple[datetime, str]], limits: Limits, tz: ZoneInfo) -> str:
@@ -533,11 +534,7 @@ def _first_instant_at(wall: datetime, tz: ZoneInfo, *, not_before: datetime) -> 
         }
     )
     later = [utc for utc in instants if utc >= not_before]
-    if later:
-        return later[0]
-    if instants:  # pragma: no cover - callers ask only for wall times not yet reached
-        return instants[-1]
-    return max(_clocks_jump(wall, tz), not_before)
+    return later[0] if later else max(_clocks_jump(wall, tz), not_before)
 
 
 def _clocks_jump(wall: datetime, tz: ZoneInfo) -> datetime:

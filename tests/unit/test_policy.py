@@ -37,8 +37,8 @@ STALLED = RulePolicy(name="stalled-checkout", about="checkout", channels=("email
 WELCOME = RulePolicy(name="welcome", about="customer", channels=("email",))
 
 
-def utc(*parts: int) -> datetime:
-    return datetime(*parts, tzinfo=UTC)  # type: ignore[misc]
+def utc(year: int, month: int, day: int, hour: int = 0, minute: int = 0) -> datetime:
+    return datetime(year, month, day, hour, minute, tzinfo=UTC)
 
 
 def customer(**fields: Any) -> Recipient:
@@ -298,7 +298,7 @@ def test_cooldown_skips_a_second_contact_from_the_same_rule_within_it(
     decision = one(rule=replace(LATE, cooldown=cooldown), history=history, limits=ROOMY)
     assert decision.state == decided
     if decided == "skipped":
-        assert decision.reason == "cooldown 1w: late-delivery already contacts this customer 2026-11-22 12:00 UTC"
+        assert decision.reason == "within the 1w cooldown of the last contact from late-delivery (2026-11-22 12:00 UTC)"
 
 
 def test_cooldown_counts_contacts_decided_earlier_in_the_same_run() -> None:
@@ -316,7 +316,7 @@ def test_a_contact_that_is_or_will_be_sent_today_holds_back_the_next_one(state: 
     earlier = past(rule="stalled-checkout", state=state, at=NOW - timedelta(hours=3))
     decision = one(history=[earlier])
     assert (decision.state, decision.channel, decision.send_at) == ("skipped", "sms", None)
-    assert decision.reason == "daily cap reached (1 a day, Europe/London day of 2026-11-24) by stalled-checkout"
+    assert decision.reason == "daily cap reached (1 a day) by stalled-checkout on 2026-11-24 (Europe/London)"
 
 
 @pytest.mark.parametrize("state", ["failed", "cancelled", "expired", "holdout", "suppressed", "skipped"])
@@ -346,7 +346,7 @@ def test_a_contact_deferred_by_quiet_hours_counts_against_the_local_day_it_will_
     today = past(rule="detractor-follow-up", at=utc(2026, 11, 24, 10, 0))
     assert one(history=[today], now=evening).state == "pending"
     decision = one(history=[today, tomorrow], now=evening)
-    assert decision.reason == "daily cap reached (1 a day, Europe/London day of 2026-11-25) by stalled-checkout"
+    assert decision.reason == "daily cap reached (1 a day) by stalled-checkout on 2026-11-25 (Europe/London)"
 
 
 def test_the_weekly_cap_counts_the_local_week_from_monday() -> None:
@@ -358,7 +358,7 @@ def test_the_weekly_cap_counts_the_local_week_from_monday() -> None:
     ]
     decision = one(history=history, limits=limits)
     assert (decision.state, decision.reason) == (
-        "skipped", "weekly cap reached (3 a week, Europe/London week of 2026-11-24) by a, b, c"
+        "skipped", "weekly cap reached (3 a week) by a, b, c in the week of 2026-11-24 (Europe/London)"
     )
     assert one(history=history[1:], limits=limits).state == "pending"
     last_sunday = past(rule="a", entity="1", at=utc(2026, 11, 22, 18, 0))
@@ -370,7 +370,7 @@ def test_higher_priority_takes_the_only_contact_of_the_day_whatever_the_order_of
     stalled, late = decide([Candidate(STALLED, "k-1", who), Candidate(LATE, "o-1", who)], {}, LIMITS, NOW)
     assert (late.state, late.send_at) == ("pending", NOW)
     assert (stalled.state, stalled.reason) == (
-        "skipped", "daily cap reached (1 a day, Europe/London day of 2026-11-24) by late-delivery"
+        "skipped", "daily cap reached (1 a day) by late-delivery on 2026-11-24 (Europe/London)"
     )
 
 
@@ -552,7 +552,7 @@ def test_retries_back_off_exponentially_with_full_jitter(attempt: int, ceiling: 
 def test_the_backoff_never_waits_more_than_an_hour_unless_the_provider_asks() -> None:
     rng = random.Random(3)
     for attempt in range(1, MAX_ATTEMPTS):
-        assert retry_at(attempt, NOW, None, None, rng, ) <= NOW + timedelta(hours=1)  # type: ignore[operator]
+        assert retry_at(attempt, NOW, None, None, rng) <= NOW + timedelta(hours=1)  # type: ignore[operator]
     assert retry_at(7, NOW, 7200, None, rng) == NOW + timedelta(hours=2)
 
 
