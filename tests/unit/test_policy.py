@@ -340,6 +340,20 @@ def test_the_daily_cap_counts_the_customer_s_local_calendar_day(zone: str, state
     assert one(who=customer(timezone=zone), history=[earlier]).state == state
 
 
+@pytest.mark.parametrize(
+    ("earlier", "state"),
+    [
+        (utc(2026, 3, 28, 23, 30), "pending"),  # 23:30 GMT on the 28th
+        (utc(2026, 3, 29, 0, 30), "skipped"),  # 00:30 GMT on the 29th, before the clocks go forward
+        (utc(2026, 3, 29, 22, 30), "skipped"),  # 23:30 BST on the 29th
+        (utc(2026, 3, 29, 23, 30), "pending"),  # 00:30 BST on the 30th
+    ],
+)
+def test_the_daily_cap_follows_the_local_day_across_a_clock_change(earlier: datetime, state: str) -> None:
+    history = [past(rule="stalled-checkout", state="pending", at=earlier)]
+    assert one(history=history, now=utc(2026, 3, 29, 19, 0)).state == state
+
+
 def test_a_contact_deferred_by_quiet_hours_counts_against_the_local_day_it_will_be_sent() -> None:
     evening = utc(2026, 11, 24, 22, 0)
     tomorrow = past(rule="stalled-checkout", state="pending", at=evening - timedelta(hours=1), send_at=utc(2026, 11, 25, 9, 0))
