@@ -69,8 +69,6 @@ def preview_rule(app: App, name: str, now: datetime, *, render: bool = False) ->
                 "decision": decision_word(decision, now),
                 "reason": decision.reason,
             }
-            if decision.send_at is not None:
-                row["send_at"] = decision.send_at.isoformat()
             if renderer is not None and decision.channel:
                 customer = people[decision.customer_id]
                 entity = customer if rule.about == "customer" else _load_entity(connection, rule.about, decision.entity_id)
