@@ -64,7 +64,7 @@ def recipient(customer: Customer, suppressed: set[str]) -> policy.Recipient:
 def past_contact(row: ledger.Contact) -> policy.PastContact:
     return policy.PastContact(
         rule=row.rule, dedupe_key=row.dedupe_key, channel=row.channel, state=row.state,
-        decided_at=row.decided_at, send_at=row.send_at,
+        decided_at=row.decided_at, send_at=row.send_at, expires_at=row.expires_at,
     )
 
 
@@ -76,10 +76,8 @@ def plan(connection: Connection, rules: Sequence[Rule], now: datetime, limits: p
     ids = {match.customer_id for _rule, match in matches}
     people = ledger.customers_by_id(connection, ids)
     suppressed = ledger.suppressed_channels(connection, ids)
-    history = {
-        cid: [past_contact(row) for row in rows if row.state not in ledger.RETRYABLE_STATES]
-        for cid, rows in ledger.contacts_of(connection, ids).items()
-    }
+    # Skipped and suppressed rows are passed too: policy decides them again, keeping their expiry.
+    history = {cid: [past_contact(row) for row in rows] for cid, rows in ledger.contacts_of(connection, ids).items()}
     candidates = [
         policy.Candidate(rule_policy(rule), match.entity_id, recipient(people[match.customer_id], suppressed.get(match.customer_id, set())))
         for rule, match in matches

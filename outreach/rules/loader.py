@@ -19,6 +19,7 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from outreach.durations import parse_duration
 from outreach.errors import Problem, RulesError
+from outreach.policy import QuietHours
 from outreach.rules.expressions import Expr, ExpressionProblems, compile_expression, suggest
 from outreach.rules.schema import ABOUT_ENTITIES
 
@@ -194,8 +195,13 @@ class _FileChecker:
             fail("every", "'every' must be longer than 0s")
         priority = scalar("priority", (int,), "a whole number (higher wins)")
         quiet = scalar("quiet_hours", (str,), 'a window in the customer\'s local time such as "21:00-09:00", or "off"')
-        if quiet is not None and quiet != "off" and not QUIET_RE.match(quiet):
-            fail("quiet_hours", f"quiet_hours '{quiet}' must look like \"21:00-09:00\" (24-hour HH:MM-HH:MM), or be \"off\"")
+        if quiet is not None and quiet != "off":
+            try:
+                if not QUIET_RE.match(quiet):
+                    raise ValueError
+                QuietHours.parse(quiet)
+            except ValueError:
+                fail("quiet_hours", f"quiet_hours '{quiet}' must look like \"21:00-09:00\" (24-hour HH:MM-HH:MM, start and end differ), or be \"off\"")
         holdout = self.holdout(fields, fail)
         goal_window = duration("goal_window")
         if goal_window is not None and "goal" not in fields:
