@@ -96,6 +96,17 @@ class ServerSettings(_Section):
     public_url: str = ""
 
 
+class DaemonSettings(_Section):
+    """`outreach run`: how often it dispatches and looks for edits, how long it waits on SIGTERM."""
+
+    dispatch_interval: float = Field(default=1.0, gt=0)
+    reload_interval: float = Field(default=5.0, gt=0)
+    grace_seconds: float = Field(default=30.0, ge=0)
+    # APScheduler's default of 1 s drops a tick that starts late (a busy process, a slow
+    # database); a late tick is still worth running, a tick later than this is coalesced away.
+    misfire_grace_seconds: int = Field(default=300, ge=1)
+
+
 class Settings(BaseSettings):
     """Everything outreach can be told; `base_dir` anchors the relative paths."""
 
@@ -114,6 +125,7 @@ class Settings(BaseSettings):
     twilio: TwilioSettings = TwilioSettings()
     server: ServerSettings = ServerSettings()
     escalation: EscalationSettings = EscalationSettings()
+    daemon: DaemonSettings = DaemonSettings()
     base_dir: Path = Path(".")
 
     _toml_file: ClassVar[Path | None] = None

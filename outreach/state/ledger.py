@@ -17,6 +17,7 @@ in a second process, after a crash — inserts nothing. States:
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
@@ -108,12 +109,24 @@ class Task(SQLModel, table=True):
     webhook_status: str | None = None
 
 
+class RuleTick(SQLModel, table=True):
+    """The newest tick slot of each rule, so several daemons evaluate each tick only once."""
+
+    __tablename__ = "rule_ticks"
+
+    rule: str = Field(primary_key=True)
+    slot: datetime = Field(sa_type=UTCDateTime, nullable=False)
+    ticked_at: datetime = Field(sa_type=UTCDateTime, nullable=False)
+    worker: str
+
+
 # -- queries: the only SQL of the ledger --------------------------------------------------------
 
 contacts = Contact.__table__  # type: ignore[attr-defined]
 suppressions = Suppression.__table__  # type: ignore[attr-defined]
 controls = Control.__table__  # type: ignore[attr-defined]
 tasks = Task.__table__  # type: ignore[attr-defined]
+rule_ticks = RuleTick.__table__  # type: ignore[attr-defined]
 customers = Customer.__table__  # type: ignore[attr-defined]
 
 
@@ -317,3 +330,29 @@ def contact_counts(connection: Connection, since: datetime) -> list[tuple[str, s
 def queue_depth(connection: Connection, now: datetime) -> int:
     query = sa.select(sa.func.count()).where(contacts.c.state.in_(DUE_STATES), contacts.c.send_at <= now)
     return int(connection.execute(query).scalar_one())
+
+
+def take_tick(connection: Connection, rule: str, slot: datetime, now: datetime, worker: str) -> bool:
+    """Record that WORKER evaluates RULE's tick SLOT; False if this slot (or a later one) was taken.
+
+    On PostgreSQL a transaction-level advisory lock on the rule serialises the workers (it is
+    released with the transaction, so it cannot leak into the pool); the row then says whether
+    the slot is done. Keep the transaction open while evaluating: a failed tick rolls back and
+    another worker may take the slot.
+    """
+    if connection.dialect.name == "postgresql":
+        key = int.from_bytes(hashlib.blake2b(f"outreach.tick:{rule}".encode(), digest_size=8).digest(), "big", signed=True)
+        if not connection.execute(sa.select(sa.func.pg_try_advisory_xact_lock(key))).scalar_one():
+            return False
+    statement = _insert(connection, rule_ticks).values(rule=rule, slot=slot, ticked_at=now, worker=worker)
+    statement = statement.on_conflict_do_update(
+        index_elements=["rule"],
+        set_={"slot": slot, "ticked_at": now, "worker": worker},
+        where=rule_ticks.c.slot < slot,
+    ).returning(rule_ticks.c.rule)
+    return connection.execute(statement).first() is not None
+
+
+def last_ticks(connection: Connection) -> dict[str, datetime]:
+    """When each rule was last evaluated, by any worker."""
+    return {row.rule: row.ticked_at for row in connection.execute(sa.select(rule_ticks.c.rule, rule_ticks.c.ticked_at))}
