@@ -181,6 +181,7 @@ class Daemon:
             renderer=lambda: self._renderer,
             channels=make_channels(app.settings),
             worker=self.worker,
+            lease=timedelta(seconds=self.options.lease_seconds),
             concurrency=app.settings.delivery.concurrency,
             at_least_once=app.settings.delivery.at_least_once,
             observe=self.metrics.observe_send,

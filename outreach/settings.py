@@ -105,6 +105,9 @@ class DaemonSettings(_Section):
     # APScheduler's default of 1 s drops a tick that starts late (a busy process, a slow
     # database); a late tick is still worth running, a tick later than this is coalesced away.
     misfire_grace_seconds: int = Field(default=300, ge=1)
+    # How long a claimed contact belongs to its worker; past it, a vanished worker's contacts
+    # are recovered (claimed → pending, sending → unknown). Longer than any send takes.
+    lease_seconds: float = Field(default=300.0, gt=0)
 
 
 class Settings(BaseSettings):
