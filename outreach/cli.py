@@ -332,6 +332,26 @@ def report(ctx: click.Context, since: str, as_json: bool) -> None:
         print_report(out_console, data)
 
 
+@cli.command("test-rules")
+@click.pass_context
+@handle_errors
+def test_rules(ctx: click.Context) -> None:
+    """Run the rule unit tests in rules/tests/*.yaml; exit 1 if any fails."""
+    from outreach.rules.testing import run_rule_tests
+
+    app = app_of(ctx)
+    results, problems = run_rule_tests(app.rules_dir, app.load_rules())
+    for result in results:
+        mark = "ok  " if result.passed else "FAIL"
+        out_console.print(f"{mark} {result.name}" + ("" if result.passed else f": {result.message} ({result.file})"), markup=False)
+    for problem in problems:
+        err_console.print(problem.format(), markup=False)
+    failed = sum(not r.passed for r in results)
+    out_console.print(f"{len(results) - failed} passed, {failed} failed", markup=False)
+    if failed or problems:
+        sys.exit(1)
+
+
 def main() -> None:
     cli(prog_name="outreach")
 
