@@ -343,7 +343,7 @@ def test_rules(ctx: click.Context) -> None:
     results, problems = run_rule_tests(app.rules_dir, app.load_rules())
     for result in results:
         mark = "ok  " if result.passed else "FAIL"
-        out_console.print(f"{mark} {result.name}" + ("" if result.passed else f": {result.message} ({result.file})"), markup=False)
+        out_console.print(f"{mark} {result.name}" + ("" if result.passed else f": {result.message} ({result.file})"), markup=False, soft_wrap=True)
     for problem in problems:
         err_console.print(problem.format(), markup=False)
     failed = sum(not r.passed for r in results)
