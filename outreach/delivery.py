@@ -153,10 +153,16 @@ class DispatchStats:
         self.outcomes[dedupe_key] = (state, reason)
 
 
-def _entity(connection: Connection, about: str, entity_id: str) -> Any:
-    table = ABOUT_ENTITIES[about].__table__  # type: ignore[attr-defined]
-    row = connection.execute(sa.select(table).where(table.c.id == entity_id)).mappings().first()
-    return None if row is None else ABOUT_ENTITIES[about](**row)
+def _entities(connection: Connection, claimed: Sequence[ledger.Contact]) -> dict[tuple[str, str], Any]:
+    """The records the claimed contacts are about, keyed by (about, id): one query per kind."""
+    found: dict[tuple[str, str], Any] = {}
+    for about in {c.about for c in claimed if c.about != "customer"}:
+        model = ABOUT_ENTITIES[about]
+        table = model.__table__  # type: ignore[attr-defined]
+        ids = [c.entity_id for c in claimed if c.about == about]
+        for row in connection.execute(sa.select(table).where(table.c.id.in_(ids))).mappings():
+            found[(about, row["id"])] = model(**row)
+    return found
 
 
 class Dispatcher:
@@ -215,13 +221,23 @@ class Dispatcher:
         while True:
             with self.engine.begin() as connection:
                 claimed = ledger.claim_due(connection, self.worker, now, self.lease, self.batch, held)
+                # Read the batch's customers and records at once rather than per contact; they
+                # are read after the claim, so each re-check sees the state as of now.
+                people = ledger.customers_by_id(connection, [c.customer_id for c in claimed])
+                records = _entities(connection, claimed)
             if not claimed:
                 return stats
+
+            def deliver(contact: ledger.Contact) -> None:
+                customer = people.get(contact.customer_id)
+                entity = customer if contact.about == "customer" else records.get((contact.about, contact.entity_id))
+                self._deliver(contact, customer, entity, clock, stats)
+
             if self._pool is None:
                 for contact in claimed:
-                    self._deliver(contact, clock, stats)
+                    deliver(contact)
             else:
-                list(self._pool.map(lambda c: self._deliver(c, clock, stats), claimed))
+                list(self._pool.map(deliver, claimed))
             if len(claimed) < self.batch:
                 return stats
 
@@ -231,16 +247,16 @@ class Dispatcher:
             stats.add(contact.dedupe_key, state, reason)
         log.info("contact", outbox_id=contact.id, rule=contact.rule, customer_id=contact.customer_id, channel=contact.channel, state=state, reason=reason)
 
-    def _deliver(self, contact: ledger.Contact, clock: Callable[[], datetime], stats: DispatchStats) -> None:
+    def _deliver(self, contact: ledger.Contact, customer: Customer | None, entity: Any, clock: Callable[[], datetime], stats: DispatchStats) -> None:
         now = clock()
         try:
-            self._deliver_one(contact, clock, stats)
+            self._deliver_one(contact, customer, entity, clock, stats)
         except Exception as exc:  # one bad contact must not stop the others; it stays visible
             log.exception("dispatch_error", outbox_id=contact.id, rule=contact.rule)
             with self.engine.begin() as connection:
                 self._finish(connection, contact, "failed", f"internal error: {exc}", now, stats, last_error=repr(exc))
 
-    def _deliver_one(self, contact: ledger.Contact, clock: Callable[[], datetime], stats: DispatchStats) -> None:
+    def _deliver_one(self, contact: ledger.Contact, customer: Customer | None, entity: Any, clock: Callable[[], datetime], stats: DispatchStats) -> None:
         now = clock()
         expired = policy.at_send_time(contact.expires_at, now)
         with self.engine.begin() as connection:
@@ -252,8 +268,6 @@ class Dispatcher:
             except Exception:
                 self._finish(connection, contact, "cancelled", "the rule no longer exists", now, stats)
                 return
-            customer = ledger.customers_by_id(connection, [contact.customer_id]).get(contact.customer_id)
-            entity = customer if rule.about == "customer" else _entity(connection, rule.about, contact.entity_id)
             if customer is None or entity is None:
                 self._finish(connection, contact, "cancelled", "the customer or the record is gone", now, stats)
                 return
