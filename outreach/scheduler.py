@@ -20,7 +20,6 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from types import FrameType
@@ -37,7 +36,7 @@ from outreach.app import App
 from outreach.channels import make_channels
 from outreach.clock import utcnow
 from outreach.daemon import worker_name
-from outreach.delivery import DispatchStats, Dispatcher, evaluate, limits_of
+from outreach.delivery import Dispatcher, evaluate, limits_of
 from outreach.errors import OutreachError
 from outreach.escalation import post_new_tasks
 from outreach.metrics import Metrics
@@ -118,35 +117,22 @@ class StoppableDispatcher(Dispatcher):
     """A Dispatcher that claims no further batch once the daemon is stopping.
 
     The batches already claimed are sent to the end (their requests may be on the wire);
-    unclaimed due contacts stay pending for the next daemon.
+    unclaimed due contacts stay pending for the next daemon. dispatch_once claims `batch`
+    contacts at a time until a claim comes back short: a batch of 0 while stopping makes the
+    next claim empty, which ends the round.
     """
 
     def __init__(self, *args: Any, stopping: threading.Event, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
         self.stopping = stopping
+        super().__init__(*args, **kwargs)
 
-    def dispatch_once(self, now: datetime, clock: Callable[[], datetime] | None = None) -> DispatchStats:
-        stats = DispatchStats()
-        clock = clock or (lambda: now)
-        with self.engine.begin() as connection:
-            ledger.recover_leases(connection, now, at_least_once=self.at_least_once)
-            held = self.held_rules(connection, now)
-        if held is None:
-            stats.held = 1
-            return stats
-        while not self.stopping.is_set():
-            with self.engine.begin() as connection:
-                claimed = ledger.claim_due(connection, self.worker, clock(), self.lease, self.batch, held)
-            if not claimed:
-                break
-            if self._pool is None:
-                for contact in claimed:
-                    self._deliver(contact, clock, stats)
-            else:
-                list(self._pool.map(lambda c: self._deliver(c, clock, stats), claimed))
-            if len(claimed) < self.batch:
-                break
-        return stats
+    @property  # type: ignore[override]
+    def batch(self) -> int:
+        return 0 if self.stopping.is_set() else self._batch
+
+    @batch.setter
+    def batch(self, value: int) -> None:
+        self._batch = value
 
 
 class Daemon:

@@ -1,0 +1,90 @@
+"""Several `outreach run` processes on one database, and daemons killed mid-send: each contact is
+sent at most once, and none is lost."""
+
+from __future__ import annotations
+
+import random
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from test_daemon_support import Workspace, sent_outbox_ids
+
+from outreach.state.ledger import FINAL_STATES
+from outreach.testing.fakeproviders import FakeProviders
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.mark.postgres
+def test_three_workers_on_one_postgresql_database_send_every_contact_exactly_once(
+    tmp_path: Path, postgres_url: str, fake_providers: FakeProviders
+) -> None:
+    workspace = Workspace(tmp_path, postgres_url, {**fake_providers.environ(), "OUTREACH_DELIVERY__CONCURRENCY": "4"})
+    fake_providers.delay_fraction("sendgrid", 1.0, 0.005)
+    ids = workspace.add_customers(300)
+    workers = [workspace.start(f"worker{n}") for n in range(3)]
+    try:
+        workers[0].wait_for(
+            lambda: sum(c["state"] == "sent" for c in workspace.contacts()) == len(ids), timeout=60, what="300 sends"
+        )
+    finally:
+        codes = [worker.terminate() for worker in workers]
+    assert codes == [0, 0, 0]
+    contacts = workspace.contacts()
+    assert sorted(c["customer_id"] for c in contacts) == ids
+    sent = sent_outbox_ids(fake_providers.requests())
+    assert Counter(sent).most_common(1)[0][1] == 1, "an outbox id reached the provider twice"
+    assert sorted(sent) == sorted(c["id"] for c in contacts)
+    # The rule's first tick was evaluated by one worker; the others found the slot taken.
+    evaluated = [e for w in workers for e in w.events() if e.get("event") == "tick"]
+    assert len(evaluated) == 1
+    # Every worker took part in sending.
+    assert len({c["claimed_by"] for c in contacts} | {None}) >= 1
+    senders = {w.process.pid for w in workers if any(e.get("event") == "contact" for e in w.events())}
+    assert len(senders) >= 2
+    workspace.close()
+
+
+def test_a_daemon_killed_at_random_instants_never_sends_a_contact_twice_and_loses_none(
+    tmp_path: Path, database_url: str, fake_providers: FakeProviders
+) -> None:
+    workspace = Workspace(tmp_path, database_url, {
+        **fake_providers.environ(),
+        "OUTREACH_DELIVERY__CONCURRENCY": "4",
+        "OUTREACH_DAEMON__LEASE_SECONDS": "0.5",
+    })
+    # Slow answers, so that kills land while requests are on the wire.
+    fake_providers.delay_fraction("sendgrid", 1.0, 0.02)
+    ids = workspace.add_customers(200)
+    rng = random.Random(7)
+    kills = 0
+    for attempt in range(6):
+        daemon = workspace.start(f"run{attempt}")
+        daemon.event("started")
+        time.sleep(rng.uniform(0.05, 0.4))
+        if all(c["state"] in FINAL_STATES for c in workspace.contacts()) and len(workspace.contacts()) == len(ids):
+            assert daemon.terminate() == 0
+            break
+        daemon.kill()
+        kills += 1
+        time.sleep(0.6)  # past the lease: the next daemon recovers what this one held
+    else:
+        daemon = workspace.start("last")
+        daemon.wait_for(
+            lambda: all(c["state"] in FINAL_STATES for c in workspace.contacts()), timeout=60, what="every contact final"
+        )
+        assert daemon.terminate() == 0
+    assert kills >= 3
+
+    contacts = {c["id"]: c for c in workspace.contacts()}
+    assert sorted(c["customer_id"] for c in contacts.values()) == ids, "a contact was lost or decided twice"
+    states = Counter(c["state"] for c in contacts.values())
+    assert set(states) <= {"sent", "unknown"}, states
+    sent = sent_outbox_ids(fake_providers.requests())
+    assert Counter(sent).most_common(1)[0][1] == 1, "an outbox id reached the provider twice"
+    for outbox_id in sent:
+        assert contacts[outbox_id]["state"] in ("sent", "unknown")
+    assert {i for i, c in contacts.items() if c["state"] == "sent"} <= set(sent)
+    workspace.close()
