@@ -308,6 +308,10 @@ class _Walk:
         for name in names:
             if isinstance(name, str) and name in self.files:
                 self.deps.add(name)
+                if self.f.name.endswith(".html") and not name.endswith(".html"):
+                    # Escaping follows the included file's name: a .txt would print customer data raw.
+                    self.report(node, f"HTML can only {verb} HTML templates: {name!r} would not be escaped",
+                                [rf"['\"]({re.escape(name)})['\"]"])
             elif not missing_ok:
                 self.broken_deps = True
                 self.report(node, f"no template {name!r} to {verb}{_suggest(str(name), self.files)}",
@@ -453,7 +457,8 @@ class _Linter:
         for channel in rule.channels:
             if channel not in ("email", "sms"):
                 continue
-            for locale in self.settings.delivery.locales:
+            kind = KIND_EMAIL_HTML if channel == "email" else KIND_SMS
+            for locale in dict.fromkeys([*self.settings.delivery.locales, *self.catalog.locales_of(rule.template, kind)]):
                 if not renderer.exists(rule.template, channel, locale):
                     continue
                 try:

@@ -16,6 +16,7 @@ import difflib
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import yaml
@@ -106,13 +107,21 @@ class Catalog:
         """The message templates (folders not starting with `_`), sorted."""
         return sorted({f.template for f in self.files.values() if f.kind != KIND_SHARED})
 
+    @cached_property
+    def _by_key(self) -> dict[tuple[str, str, str | None], TemplateFile]:
+        return {(f.template, f.kind, f.locale): f for f in self.files.values()}
+
+    @cached_property
+    def _by_path(self) -> dict[str, TemplateFile]:
+        return {str(f.path): f for f in self.files.values()}
+
     def file_for(self, template: str, kind: str, locale: str) -> TemplateFile | None:
         """The file of KIND for TEMPLATE in exactly LOCALE, if there is one."""
-        wanted = canonical_locale(locale)
-        for f in self.files.values():
-            if f.template == template and f.kind == kind and f.locale == wanted:
-                return f
-        return None
+        return self._by_key.get((template, kind, canonical_locale(locale)))
+
+    def locales_of(self, template: str, kind: str) -> list[str]:
+        """The locales TEMPLATE has a KIND file in."""
+        return sorted(f.locale for f in self.files.values() if f.template == template and f.kind == kind and f.locale)
 
     def resolve(self, template: str, channel: str, locale: str | None, default_locale: str) -> TemplateFile | None:
         """The file a customer with LOCALE gets for CHANNEL: their locale, its language, the default."""
@@ -124,10 +133,7 @@ class Catalog:
         return None
 
     def by_path(self, filename: str) -> TemplateFile | None:
-        for f in self.files.values():
-            if str(f.path) == filename:
-                return f
-        return None
+        return self._by_path.get(filename)
 
     def jinja_loader(self) -> BaseLoader:
         return _CatalogLoader(self)

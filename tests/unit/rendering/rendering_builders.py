@@ -82,3 +82,6 @@ def survey(**fields: Any) -> SurveyResponse:
     }
     values.update(fields)
     return SurveyResponse(**values)
+
+
+COMMON_RULES = [LATE, STALLED, DETRACTOR]
