@@ -1,8 +1,8 @@
 """Templates marketers can trust: sandboxed rendering, locale-aware formatting, SMS segments, lint.
 
-    Renderer(settings).render(template=…, channel=…, customer=…, about=…, entity=…, rule=…, now=…)
-        → RenderedMessage, or RenderError saying which template, line and value failed
-    lint_templates(settings, rules) → [Problem]   (for `outreach check`)
+Renderer(settings).render(template=…, channel=…, customer=…, about=…, entity=…, rule=…, now=…)
+    → RenderedMessage, or RenderError saying which template, line and value failed
+lint_templates(settings, rules) → [Problem]   (for `outreach check`)
 """
 
 from outreach.rendering.environment import Limits

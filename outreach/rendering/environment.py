@@ -2,7 +2,7 @@
 
 Jinja2's immutable sandbox stops templates from reaching Python internals (`__class__`,
 `str.format` tricks, mutating lists), but it does not bound the work a template does:
-`'a' * 10**9`, `10**10**9` or nested loops run until the machine gives up. Every operation that
+`'a' * 10**9`, `10**100000` or nested loops run until the machine gives up. Every operation that
 can grow a value or loop is therefore routed through a per-message `Budget`:
 
 - `*`, `**`, `+` and `%` are intercepted and refuse results over `Limits.max_string` characters
@@ -111,16 +111,12 @@ class Budget:
     def iterate(self) -> None:
         self._iterations += 1
         if self._iterations > self.limits.max_iterations:
-            raise LimitExceeded(
-                f"loops ran more than {self.limits.max_iterations} times in one message"
-            )
+            raise LimitExceeded(f"loops ran more than {self.limits.max_iterations} times in one message")
         self.tick()
 
     def allow_size(self, size: int, what: str = "a value") -> None:
         if size > self.limits.max_string:
-            raise LimitExceeded(
-                f"{what} would be {size} characters long, more than {self.limits.max_string}"
-            )
+            raise LimitExceeded(f"{what} would be {size} characters long, more than {self.limits.max_string}")
 
     def bounded(self, value: Any) -> Any:
         if isinstance(value, (str, list, tuple, dict, set, frozenset)):
@@ -222,9 +218,7 @@ def to_view(value: Any, path: str) -> Any:
     if isinstance(value, str) and not value.strip():
         return Blank(value, path)
     if isinstance(value, Mapping):
-        return Record(
-            path, {str(k): to_view(v, f"{path}.{k}") for k, v in value.items()}, free_form=True
-        )
+        return Record(path, {str(k): to_view(v, f"{path}.{k}") for k, v in value.items()}, free_form=True)
     if isinstance(value, (list, tuple)):
         return tuple(to_view(v, f"{path}[{i}]") for i, v in enumerate(value))
     return value
@@ -288,7 +282,9 @@ def _replaced_size(text: str, old: str, new: str, count: int | None) -> int:
 # --- checks on arguments, before the call -------------------------------------------------
 
 
-def _precheck_method(budget: Budget, func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[tuple[Any, ...], dict[str, Any]]:
+def _precheck_method(
+    budget: Budget, func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> tuple[tuple[Any, ...], dict[str, Any]]:
     owner = getattr(func, "__self__", None)
     name = getattr(func, "__name__", "")
     if isinstance(owner, str):
@@ -402,9 +398,7 @@ def _bounded_range(*args: int) -> range:
     budget = active_scope().budget
     numbers = range(*args)
     if len(numbers) > budget.limits.max_iterations:
-        raise LimitExceeded(
-            f"range of {len(numbers)} numbers is more than {budget.limits.max_iterations}"
-        )
+        raise LimitExceeded(f"range of {len(numbers)} numbers is more than {budget.limits.max_iterations}")
     return numbers
 
 
@@ -488,8 +482,7 @@ class _GuardedCodeGenerator(CodeGenerator):
                 keep = False
             if not keep:
                 self.fail(
-                    "escaping cannot be turned off in HTML: customer data would reach the "
-                    "HTML unescaped",
+                    "escaping cannot be turned off in HTML: customer data would reach the " "HTML unescaped",
                     node.lineno,
                 )
         super().visit_EvalContextModifier(node, frame)
@@ -585,7 +578,9 @@ class SafeEnvironment(ImmutableSandboxedEnvironment):
 
     def _allow_bits(self, bits: int) -> None:
         if bits > self.limits.max_int_bits:
-            raise LimitExceeded(f"a number would have about {bits} bits, more than {self.limits.max_int_bits}")
+            raise LimitExceeded(
+                f"a number would have about {bits} bits, more than {self.limits.max_int_bits}"
+            )
 
     def bounded_join(self, value: Any) -> Any:
         """The result of `a ~ b`, refused when longer than one value may be."""

@@ -109,9 +109,7 @@ def format_money(amount: Any, currency: Any, fmt: Formatting) -> str:
     code = currency.strip().upper()
     if not babel.numbers.is_currency(code):
         raise ValueError(f"money: {currency!r} is not an ISO 4217 currency code (e.g. EGP, USD)")
-    text = babel.numbers.format_currency(
-        value, code, locale=fmt.locale, numbering_system=fmt._numbers()
-    )
+    text = babel.numbers.format_currency(value, code, locale=fmt.locale, numbering_system=fmt._numbers())
     return fmt.digits(text)
 
 
@@ -177,9 +175,7 @@ def format_datetime(value: Any, fmt: Formatting, style: str = "medium") -> str:
     moment = _instant(value, "datetime")
     if not isinstance(moment, datetime):
         raise ValueError(f"datetime: {value!r} is a date without a time")
-    text = babel.dates.format_datetime(
-        moment, _style(style, "datetime"), tzinfo=fmt.zone, locale=fmt.locale
-    )
+    text = babel.dates.format_datetime(moment, _style(style, "datetime"), tzinfo=fmt.zone, locale=fmt.locale)
     return fmt.digits(text)
 
 

@@ -91,7 +91,8 @@ def _field_shape(annotation: Any, path: str) -> Shape:
 def model_shape(model: Any, path: str) -> Shape:
     """The fields of a SQLModel/pydantic class as a record shape named PATH."""
     return Shape(
-        "record", path,
+        "record",
+        path,
         {name: _field_shape(info.annotation, f"{path}.{name}") for name, info in model.model_fields.items()},
     )
 
@@ -104,10 +105,13 @@ def variable_shapes(about: str | None) -> dict[str, Shape]:
     shapes = {
         "customer": model_shape(Customer, "customer"),
         "rule": Shape(
-            "record", "rule",
+            "record",
+            "rule",
             {
-                "name": Shape("text", "rule.name"), "about": Shape("text", "rule.about"),
-                "channels": Shape("json", "rule.channels"), "template": Shape("text", "rule.template"),
+                "name": Shape("text", "rule.name"),
+                "about": Shape("text", "rule.about"),
+                "channels": Shape("json", "rule.channels"),
+                "template": Shape("text", "rule.template"),
                 "description": Shape("text", "rule.description"),
             },
         ),
@@ -151,8 +155,16 @@ class _Walk:
     """One template walked for one set of variables: problems found and paths referenced."""
 
     def __init__(
-        self, f: TemplateFile, variables: dict[str, Shape], filters: Iterable[str], tests: Iterable[str],
-        files: Iterable[str], *, about: str | None, rule: str | None, line_offset: int = 0,
+        self,
+        f: TemplateFile,
+        variables: dict[str, Shape],
+        filters: Iterable[str],
+        tests: Iterable[str],
+        files: Iterable[str],
+        *,
+        about: str | None,
+        rule: str | None,
+        line_offset: int = 0,
     ) -> None:
         self.f = f
         self.variables = variables
@@ -188,8 +200,16 @@ class _Walk:
                 self.locals[name.name] = single if previous in (None, single) else ANY
 
         for node in tree.find_all(
-            (nodes.Assign, nodes.AssignBlock, nodes.For, nodes.Macro, nodes.CallBlock, nodes.With,
-             nodes.Import, nodes.FromImport)
+            (
+                nodes.Assign,
+                nodes.AssignBlock,
+                nodes.For,
+                nodes.Macro,
+                nodes.CallBlock,
+                nodes.With,
+                nodes.Import,
+                nodes.FromImport,
+            )
         ):
             if isinstance(node, nodes.Assign):
                 bind(node.target, self.quiet_shape(node.node))
@@ -242,7 +262,10 @@ class _Walk:
         elif isinstance(node, (nodes.Extends, nodes.Include, nodes.Import, nodes.FromImport)):
             self.reference(node)
         for child in node.iter_child_nodes():
-            if isinstance(node, (nodes.Extends, nodes.Include, nodes.Import, nodes.FromImport)) and child is node.template:
+            if (
+                isinstance(node, (nodes.Extends, nodes.Include, nodes.Import, nodes.FromImport))
+                and child is node.template
+            ):
                 continue
             self.visit(child)
         return ANY
@@ -260,8 +283,12 @@ class _Walk:
         if name in ENTITY_VARIABLES.values() and self.about is not None:
             entity = [n for n in self.variables if n in ENTITY_MODELS]
             seen = ", ".join(["customer", *entity, *(n for n in COMMON_VARIABLES if n != "customer")])
-            self.report(node, f"{name!r} is not available here: the rule is about {self.about}, "
-                              f"so its templates see {seen}", pattern)
+            self.report(
+                node,
+                f"{name!r} is not available here: the rule is about {self.about}, "
+                f"so its templates see {seen}",
+                pattern,
+            )
         else:
             known = set(self.variables) | set(self.locals)
             self.report(node, f"unknown variable {name!r}{_suggest(name, known)}", pattern)
@@ -278,7 +305,11 @@ class _Walk:
             return ANY
         allowed = _SCALAR_ATTRIBUTES.get(base.kind)
         if allowed is not None and attr not in allowed:
-            what = f"{base.path} is {_KIND_NAMES[base.kind]}" if base.path else f"this is {_KIND_NAMES[base.kind]}"
+            what = (
+                f"{base.path} is {_KIND_NAMES[base.kind]}"
+                if base.path
+                else f"this is {_KIND_NAMES[base.kind]}"
+            )
             self.report(node, f"{what}: it has no attribute {attr!r}{_suggest(attr, allowed)}", patterns)
         return ANY
 
@@ -301,8 +332,11 @@ class _Walk:
         ):
             names = [item.value for item in node.template.items]
         else:
-            self.report(node, f"write the name of the template to {verb} in quotes, "
-                              f'e.g. {{% {verb} "_layout/email.en.html" %}}')
+            self.report(
+                node,
+                f"write the name of the template to {verb} in quotes, "
+                f'e.g. {{% {verb} "_layout/email.en.html" %}}',
+            )
             return
         missing_ok = isinstance(node, nodes.Include) and node.ignore_missing
         for name in names:
@@ -310,12 +344,18 @@ class _Walk:
                 self.deps.add(name)
                 if self.f.name.endswith(".html") and not name.endswith(".html"):
                     # Escaping follows the included file's name: a .txt would print customer data raw.
-                    self.report(node, f"HTML can only {verb} HTML templates: {name!r} would not be escaped",
-                                [rf"['\"]({re.escape(name)})['\"]"])
+                    self.report(
+                        node,
+                        f"HTML can only {verb} HTML templates: {name!r} would not be escaped",
+                        [rf"['\"]({re.escape(name)})['\"]"],
+                    )
             elif not missing_ok:
                 self.broken_deps = True
-                self.report(node, f"no template {name!r} to {verb}{_suggest(str(name), self.files)}",
-                            [rf"['\"]({re.escape(str(name))})['\"]"])
+                self.report(
+                    node,
+                    f"no template {name!r} to {verb}{_suggest(str(name), self.files)}",
+                    [rf"['\"]({re.escape(str(name))})['\"]"],
+                )
 
 
 @dataclass
@@ -357,8 +397,14 @@ class _Linter:
                 facts.complete = False
                 continue
             walk = _Walk(
-                f, variable_shapes(about), self.env.filters, self.env.tests, self.catalog.files,
-                about=about, rule=rule, line_offset=offset,
+                f,
+                variable_shapes(about),
+                self.env.filters,
+                self.env.tests,
+                self.catalog.files,
+                about=about,
+                rule=rule,
+                line_offset=offset,
             )
             walk.collect_locals(tree)
             walk.visit(tree)
@@ -395,23 +441,42 @@ class _Linter:
         if refs is None:
             return problems  # its syntax or a missing layout is reported; what it says is unknown
         if f.kind in (KIND_EMAIL_HTML, KIND_EMAIL_TEXT) and "unsubscribe_url" not in refs:
-            problems.append(Problem(f.display, None, None,
-                                    "the email has no unsubscribe link: add "
-                                    '<a href="{{ unsubscribe_url }}">…</a>' if f.kind == KIND_EMAIL_HTML
-                                    else "the text part has no unsubscribe link: add {{ unsubscribe_url }}"))
+            problems.append(
+                Problem(
+                    f.display,
+                    None,
+                    None,
+                    (
+                        "the email has no unsubscribe link: add " '<a href="{{ unsubscribe_url }}">…</a>'
+                        if f.kind == KIND_EMAIL_HTML
+                        else "the text part has no unsubscribe link: add {{ unsubscribe_url }}"
+                    ),
+                )
+            )
         company = self.settings.company
         reachable = [name for name in CONTACT_FIELDS if f"company.{name}" in refs and getattr(company, name)]
         if not reachable:
-            problems.append(Problem(
-                f.display, None, None,
-                "the message offers no way to reach a person: add {{ company.support_phone }}, "
-                "{{ company.support_url }} or {{ company.support_email }} (set in settings [company])",
-                severity="warning",
-            ))
+            problems.append(
+                Problem(
+                    f.display,
+                    None,
+                    None,
+                    "the message offers no way to reach a person: add {{ company.support_phone }}, "
+                    "{{ company.support_url }} or {{ company.support_email }} (set in settings [company])",
+                    severity="warning",
+                )
+            )
         if f.kind == KIND_SMS and f.locale and not has_opt_out_line(f.locale):
-            problems.append(Problem(f.display, None, None,
-                                    f"no opt-out line is written in the language of {f.locale!r}: "
-                                    "the SMS will end with the default language's", severity="warning"))
+            problems.append(
+                Problem(
+                    f.display,
+                    None,
+                    None,
+                    f"no opt-out line is written in the language of {f.locale!r}: "
+                    "the SMS will end with the default language's",
+                    severity="warning",
+                )
+            )
         return problems
 
     # -- checks of one rule ----------------------------------------------------------------------
@@ -420,9 +485,15 @@ class _Linter:
         problems: list[Problem] = []
         if rule.template not in self.catalog.templates:
             where = f"{self._display_root()}/{rule.template}"
-            problems.append(Problem(where, None, None,
-                                    f"no template {rule.template!r}{_suggest(rule.template, self.catalog.templates)}",
-                                    rule=rule.name))
+            problems.append(
+                Problem(
+                    where,
+                    None,
+                    None,
+                    f"no template {rule.template!r}{_suggest(rule.template, self.catalog.templates)}",
+                    rule=rule.name,
+                )
+            )
             return problems
         for channel in rule.channels:
             kind = {"email": KIND_EMAIL_HTML, "sms": KIND_SMS}.get(channel)
@@ -432,9 +503,15 @@ class _Linter:
             for locale in self.settings.delivery.locales:
                 if self.catalog.file_for(rule.template, kind, locale) is None:
                     path = f"{self._display_root()}/{rule.template}/{filename.format(locale)}"
-                    problems.append(Problem(path, None, None,
-                                            f"missing: the rule sends {channel} and delivery.locales "
-                                            f"lists {locale!r}", rule=rule.name))
+                    problems.append(
+                        Problem(
+                            path,
+                            None,
+                            None,
+                            f"missing: the rule sends {channel} and delivery.locales " f"lists {locale!r}",
+                            rule=rule.name,
+                        )
+                    )
         for f in self.catalog.files.values():
             if f.template == rule.template:
                 problems.extend(self.walk(f, rule.about, rule.name))
@@ -458,20 +535,34 @@ class _Linter:
             if channel not in ("email", "sms"):
                 continue
             kind = KIND_EMAIL_HTML if channel == "email" else KIND_SMS
-            for locale in dict.fromkeys([*self.settings.delivery.locales, *self.catalog.locales_of(rule.template, kind)]):
+            for locale in dict.fromkeys(
+                [*self.settings.delivery.locales, *self.catalog.locales_of(rule.template, kind)]
+            ):
                 if not renderer.exists(rule.template, channel, locale):
                     continue
                 try:
                     renderer.render_located(
-                        template=rule.template, channel=channel, customer=sample_customer(locale),
-                        about=rule.about, entity=sample_entity(rule.about, locale), rule=rule, now=SAMPLE_NOW,
+                        template=rule.template,
+                        channel=channel,
+                        customer=sample_customer(locale),
+                        about=rule.about,
+                        entity=sample_entity(rule.about, locale),
+                        rule=rule,
+                        now=SAMPLE_NOW,
                     )
                 except RenderFailure as failure:
                     found = failure.problem
-                    problems.append(Problem(
-                        found.file, found.line, found.col, f"{_SAMPLE}{found.message}", rule=rule.name,
-                        source_line=found.source_line, severity="error" if failure.too_long else "warning",
-                    ))
+                    problems.append(
+                        Problem(
+                            found.file,
+                            found.line,
+                            found.col,
+                            f"{_SAMPLE}{found.message}",
+                            rule=rule.name,
+                            source_line=found.source_line,
+                            severity="error" if failure.too_long else "warning",
+                        )
+                    )
                 except KeyError:
                     continue  # a file that did not compile, already reported
         return problems
@@ -480,9 +571,16 @@ class _Linter:
         company = self.settings.company
         if any(getattr(company, name) for name in CONTACT_FIELDS):
             return []
-        return [Problem("settings [company]", None, None,
-                        "no support_phone, support_url or support_email: messages cannot offer a "
-                        "way to reach a person", severity="warning")]
+        return [
+            Problem(
+                "settings [company]",
+                None,
+                None,
+                "no support_phone, support_url or support_email: messages cannot offer a "
+                "way to reach a person",
+                severity="warning",
+            )
+        ]
 
 
 def lint_templates(settings: Settings, rules: Sequence[RuleInfo]) -> list[Problem]:

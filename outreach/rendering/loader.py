@@ -121,9 +121,13 @@ class Catalog:
 
     def locales_of(self, template: str, kind: str) -> list[str]:
         """The locales TEMPLATE has a KIND file in."""
-        return sorted(f.locale for f in self.files.values() if f.template == template and f.kind == kind and f.locale)
+        return sorted(
+            f.locale for f in self.files.values() if f.template == template and f.kind == kind and f.locale
+        )
 
-    def resolve(self, template: str, channel: str, locale: str | None, default_locale: str) -> TemplateFile | None:
+    def resolve(
+        self, template: str, channel: str, locale: str | None, default_locale: str
+    ) -> TemplateFile | None:
         """The file a customer with LOCALE gets for CHANNEL: their locale, its language, the default."""
         kind = KIND_EMAIL_HTML if channel == "email" else KIND_SMS
         for candidate in locale_candidates(locale, default_locale):
@@ -161,18 +165,40 @@ def _display(path: Path, base: Path) -> str:
 def _front_matter(text: str, display: str) -> tuple[str, str | None, int | None, int | None, list[Problem]]:
     """(body with the front matter blanked, subject, its line and column, problems)."""
     lines = text.splitlines(keepends=True)
-    example = "start the file with three lines: ---, subject: \"…\", ---"
+    example = 'start the file with three lines: ---, subject: "…", ---'
     if not lines or lines[0].strip() != _FENCE:
-        return text, None, None, None, [
-            Problem(display, 1, 1, f"email HTML must begin with front matter: {example}",
-                    source_line=lines[0] if lines else "")
-        ]
+        return (
+            text,
+            None,
+            None,
+            None,
+            [
+                Problem(
+                    display,
+                    1,
+                    1,
+                    f"email HTML must begin with front matter: {example}",
+                    source_line=lines[0] if lines else "",
+                )
+            ],
+        )
     end = next((i for i in range(1, len(lines)) if lines[i].strip() in _FRONT_MATTER_END), None)
     if end is None:
-        return text, None, None, None, [
-            Problem(display, 1, 1, "front matter is not closed: add a line with --- after it",
-                    source_line=lines[0])
-        ]
+        return (
+            text,
+            None,
+            None,
+            None,
+            [
+                Problem(
+                    display,
+                    1,
+                    1,
+                    "front matter is not closed: add a line with --- after it",
+                    source_line=lines[0],
+                )
+            ],
+        )
     # Blank lines keep the body's line numbers equal to the file's for every error message.
     body = "\n" * (end + 1) + "".join(lines[end + 1 :])
     raw = "".join(lines[1:end])
@@ -183,16 +209,38 @@ def _front_matter(text: str, display: str) -> tuple[str, str | None, int | None,
         line = mark.line + 2 if mark is not None else 2
         col = mark.column + 1 if mark is not None else None
         reason = getattr(exc, "problem", None) or str(exc)
-        return body, None, None, None, [
-            Problem(display, line, col, f"front matter is not valid YAML: {reason} "
+        return (
+            body,
+            None,
+            None,
+            None,
+            [
+                Problem(
+                    display,
+                    line,
+                    col,
+                    f"front matter is not valid YAML: {reason} "
                     "(put the subject in quotes when it contains {{ … }} or a colon)",
-                    source_line=lines[line - 1] if line - 1 < len(lines) else None)
-        ]
+                    source_line=lines[line - 1] if line - 1 < len(lines) else None,
+                )
+            ],
+        )
     if not isinstance(node, yaml.MappingNode):
-        return body, None, None, None, [
-            Problem(display, 2, 1, f"front matter must be keys and values: {example}",
-                    source_line=lines[1] if len(lines) > 1 else None)
-        ]
+        return (
+            body,
+            None,
+            None,
+            None,
+            [
+                Problem(
+                    display,
+                    2,
+                    1,
+                    f"front matter must be keys and values: {example}",
+                    source_line=lines[1] if len(lines) > 1 else None,
+                )
+            ],
+        )
     problems: list[Problem] = []
     subject: str | None = None
     subject_line = subject_col = None
@@ -201,14 +249,31 @@ def _front_matter(text: str, display: str) -> tuple[str, str | None, int | None,
         line = key_node.start_mark.line + 2
         if key not in FRONT_MATTER_KEYS:
             close = difflib.get_close_matches(str(key), FRONT_MATTER_KEYS, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else f"; the keys are: {', '.join(FRONT_MATTER_KEYS)}"
-            problems.append(Problem(display, line, key_node.start_mark.column + 1,
-                                    f"unknown front matter key {key!r}{hint}", source_line=lines[line - 1]))
+            hint = (
+                f" (did you mean {close[0]!r}?)"
+                if close
+                else f"; the keys are: {', '.join(FRONT_MATTER_KEYS)}"
+            )
+            problems.append(
+                Problem(
+                    display,
+                    line,
+                    key_node.start_mark.column + 1,
+                    f"unknown front matter key {key!r}{hint}",
+                    source_line=lines[line - 1],
+                )
+            )
             continue
         if not isinstance(value_node, yaml.ScalarNode) or value_node.tag != "tag:yaml.org,2002:str":
-            problems.append(Problem(display, line, value_node.start_mark.column + 1,
-                                    f"{key} must be text, e.g. subject: \"Your order is on its way\"",
-                                    source_line=lines[line - 1]))
+            problems.append(
+                Problem(
+                    display,
+                    line,
+                    value_node.start_mark.column + 1,
+                    f'{key} must be text, e.g. subject: "Your order is on its way"',
+                    source_line=lines[line - 1],
+                )
+            )
             continue
         subject = value_node.value
         subject_line = value_node.start_mark.line + 2
@@ -216,11 +281,25 @@ def _front_matter(text: str, display: str) -> tuple[str, str | None, int | None,
         if value_node.style in ("'", '"'):
             subject_col += 1
     if subject is None and not problems:
-        problems.append(Problem(display, 2, 1, "front matter has no subject: add subject: \"…\"",
-                                source_line=lines[1] if len(lines) > 1 else None))
+        problems.append(
+            Problem(
+                display,
+                2,
+                1,
+                'front matter has no subject: add subject: "…"',
+                source_line=lines[1] if len(lines) > 1 else None,
+            )
+        )
     elif subject is not None and not subject.strip():
-        problems.append(Problem(display, subject_line, subject_col, "the subject is empty",
-                                source_line=lines[subject_line - 1] if subject_line else None))
+        problems.append(
+            Problem(
+                display,
+                subject_line,
+                subject_col,
+                "the subject is empty",
+                source_line=lines[subject_line - 1] if subject_line else None,
+            )
+        )
         subject = None
     return body, subject, subject_line, subject_col, problems
 
@@ -231,8 +310,14 @@ def _read(path: Path, display: str) -> tuple[str | None, list[Problem]]:
     except OSError as exc:
         return None, [Problem(display, None, None, f"cannot read the file: {exc.strerror}")]
     if len(data) > MAX_TEMPLATE_BYTES:
-        return None, [Problem(display, None, None,
-                              f"the file is {len(data)} bytes, more than a template may be ({MAX_TEMPLATE_BYTES})")]
+        return None, [
+            Problem(
+                display,
+                None,
+                None,
+                f"the file is {len(data)} bytes, more than a template may be ({MAX_TEMPLATE_BYTES})",
+            )
+        ]
     try:
         return data.decode("utf-8-sig"), []
     except UnicodeDecodeError as exc:
@@ -272,27 +357,46 @@ def load_catalog(root: Path, base_dir: Path) -> tuple[Catalog, list[Problem]]:
             continue
         match = _FILE.match(path.name) if len(parts) == 2 else None
         if match is None:
-            problems.append(Problem(display, None, None,
-                                    f"unexpected file in template {folder!r}: template files are "
-                                    "email.LOCALE.html, email.LOCALE.txt and sms.LOCALE.txt (e.g. sms.en.txt)"))
+            problems.append(
+                Problem(
+                    display,
+                    None,
+                    None,
+                    f"unexpected file in template {folder!r}: template files are "
+                    "email.LOCALE.html, email.LOCALE.txt and sms.LOCALE.txt (e.g. sms.en.txt)",
+                )
+            )
             continue
-        channel, locale, ext = match.group("channel"), canonical_locale(match.group("locale")), match.group("ext")
+        channel, locale, ext = (
+            match.group("channel"),
+            canonical_locale(match.group("locale")),
+            match.group("ext"),
+        )
         if channel == "sms" and ext != "txt":
-            problems.append(Problem(display, None, None, f"an SMS is plain text: rename it to sms.{locale}.txt"))
+            problems.append(
+                Problem(display, None, None, f"an SMS is plain text: rename it to sms.{locale}.txt")
+            )
             continue
         if channel == "email" and ext == "html":
             body, subject, line, col, fm_problems = _front_matter(text, display)
             problems.extend(fm_problems)
-            files[name] = TemplateFile(name, path, display, folder, KIND_EMAIL_HTML, locale, text, body,
-                                       subject, line, col)
+            files[name] = TemplateFile(
+                name, path, display, folder, KIND_EMAIL_HTML, locale, text, body, subject, line, col
+            )
         else:
             kind = KIND_EMAIL_TEXT if channel == "email" else KIND_SMS
             files[name] = TemplateFile(name, path, display, folder, kind, locale, text, text)
     catalog = Catalog(root, files)
     for f in files.values():
-        if f.kind == KIND_EMAIL_TEXT and catalog.file_for(f.template, KIND_EMAIL_HTML, f.locale or "") is None:
-            problems.append(Problem(f.display, None, None,
-                                    f"a text part needs its HTML: add email.{f.locale}.html beside it"))
+        if (
+            f.kind == KIND_EMAIL_TEXT
+            and catalog.file_for(f.template, KIND_EMAIL_HTML, f.locale or "") is None
+        ):
+            problems.append(
+                Problem(
+                    f.display, None, None, f"a text part needs its HTML: add email.{f.locale}.html beside it"
+                )
+            )
     return catalog, problems
 
 

@@ -163,7 +163,10 @@ def compile_templates(settings: Settings, limits: Limits = Limits()) -> Compiled
             except TemplateSyntaxError as exc:
                 problems.append(_syntax_problem(env, f, exc, (f.subject_line or 1) - 1))
     return CompiledTemplates(
-        catalog, env, types.MappingProxyType(bodies), types.MappingProxyType(subjects),
+        catalog,
+        env,
+        types.MappingProxyType(bodies),
+        types.MappingProxyType(subjects),
         tuple(sorted_problems(problems)),
     )
 
@@ -210,7 +213,8 @@ class Renderer:
         except (KeyError, IndexError, ValueError) as exc:
             raise ConfigError(
                 f"company.unsubscribe_url {settings.company.unsubscribe_url!r} cannot be filled in "
-                f"({exc!r}): write it with {{customer_id}}, e.g. https://example.com/unsubscribe/{{customer_id}}"
+                f"({exc!r}): write it with {{customer_id}}, "
+                "e.g. https://example.com/unsubscribe/{customer_id}"
             ) from None
         self._settings = settings
         self._compiled = compiled
@@ -247,12 +251,21 @@ class Renderer:
         """The message TEMPLATE makes on CHANNEL for CUSTOMER; RenderError says what failed where."""
         try:
             return self.render_located(
-                template=template, channel=channel, customer=customer, about=about,
-                entity=entity, rule=rule, now=now,
+                template=template,
+                channel=channel,
+                customer=customer,
+                about=about,
+                entity=entity,
+                rule=rule,
+                now=now,
             )
         except RenderFailure as failure:
-            who = getattr(customer, "id", None) or (customer.get("id") if isinstance(customer, Mapping) else None)
-            raise RenderError(f"{failure.problem.format()} (rule {rule.name}, customer {who})") from failure.__cause__
+            who = getattr(customer, "id", None) or (
+                customer.get("id") if isinstance(customer, Mapping) else None
+            )
+            raise RenderError(
+                f"{failure.problem.format()} (rule {rule.name}, customer {who})"
+            ) from failure.__cause__
 
     def render_located(
         self,
@@ -269,8 +282,12 @@ class Renderer:
         if channel not in ("email", "sms"):
             raise self._failure(template, f"unknown channel {channel!r}: templates exist for email and sms")
         customer_view = self._record(customer, "customer", template)
-        customer_locale = customer_view.get("locale") if isinstance(customer_view.get("locale"), str) else None
-        main = self._catalog.resolve(template, channel, customer_locale, self._settings.delivery.default_locale)
+        customer_locale = (
+            customer_view.get("locale") if isinstance(customer_view.get("locale"), str) else None
+        )
+        main = self._catalog.resolve(
+            template, channel, customer_locale, self._settings.delivery.default_locale
+        )
         if main is None:
             tried = ", ".join(locale_candidates(customer_locale, self._settings.delivery.default_locale))
             raise self._failure(template, f"no {channel} template {template!r} in any of: {tried}")
@@ -286,9 +303,13 @@ class Renderer:
 
     # --- parts ----------------------------------------------------------------------------
 
-    def _render_email(self, main: TemplateFile, variables: dict[str, Any], scope: RenderScope) -> RenderedMessage:
+    def _render_email(
+        self, main: TemplateFile, variables: dict[str, Any], scope: RenderScope
+    ) -> RenderedMessage:
         assert main.locale is not None
-        subject = " ".join(self._run(main, self._compiled.subjects[main.name], variables, scope, subject=True).split())
+        subject = " ".join(
+            self._run(main, self._compiled.subjects[main.name], variables, scope, subject=True).split()
+        )
         if not subject:
             raise self._failure(main.display, "the subject is empty", line=main.subject_line)
         html = self._run(main, self._compiled.bodies[main.name], variables, scope).strip()
@@ -305,7 +326,9 @@ class Renderer:
             channel="email", locale=main.locale, subject=subject, text=text + "\n", html=html + "\n"
         )
 
-    def _render_sms(self, main: TemplateFile, variables: dict[str, Any], scope: RenderScope) -> RenderedMessage:
+    def _render_sms(
+        self, main: TemplateFile, variables: dict[str, Any], scope: RenderScope
+    ) -> RenderedMessage:
         assert main.locale is not None
         body = self._run(main, self._compiled.bodies[main.name], variables, scope)
         body = "\n".join(line.rstrip() for line in body.strip().splitlines())
@@ -317,7 +340,9 @@ class Renderer:
         if segments.count > limit:
             raise RenderFailure(
                 Problem(
-                    main.display, None, None,
+                    main.display,
+                    None,
+                    None,
                     f"the SMS is {segments.count} segments ({segments.encoding}, {len(sms)} characters "
                     f"with the opt-out line), more than delivery.sms_max_segments = {limit}",
                 ),
@@ -328,8 +353,13 @@ class Renderer:
         )
 
     def _run(
-        self, f: TemplateFile, compiled: Template, variables: dict[str, Any], scope: RenderScope,
-        *, subject: bool = False,
+        self,
+        f: TemplateFile,
+        compiled: Template,
+        variables: dict[str, Any],
+        scope: RenderScope,
+        *,
+        subject: bool = False,
     ) -> str:
         try:
             return self._env.render_template(compiled, variables, scope)
@@ -384,8 +414,15 @@ class Renderer:
             raise self._failure(main.display, f"customer {customer.get('id')}: {exc}") from None
 
     def _variables(
-        self, customer: Record, about: str, entity: object | None, rule: RuleInfo, now: datetime,
-        locale: str, formatting: Formatting, template: str,
+        self,
+        customer: Record,
+        about: str,
+        entity: object | None,
+        rule: RuleInfo,
+        now: datetime,
+        locale: str,
+        formatting: Formatting,
+        template: str,
     ) -> dict[str, Any]:
         if about not in ENTITY_VARIABLES:
             raise self._failure(template, f"unknown about {about!r}: one of {', '.join(ENTITY_VARIABLES)}")
@@ -394,8 +431,11 @@ class Renderer:
             "rule": Record(
                 "rule",
                 {
-                    "name": rule.name, "about": rule.about, "channels": tuple(rule.channels),
-                    "template": rule.template, "description": rule.description,
+                    "name": rule.name,
+                    "about": rule.about,
+                    "channels": tuple(rule.channels),
+                    "template": rule.template,
+                    "description": rule.description,
                 },
                 free_form=False,
             ),

@@ -15,10 +15,43 @@ _VOID = frozenset(
     {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr"}
 )
 _PARAGRAPH = frozenset(
-    {"p", "h1", "h2", "h3", "h4", "h5", "h6", "ul", "ol", "table", "blockquote", "pre", "address", "dl", "figure", "hr"}
+    {
+        "p",
+        "h1",
+        "h2",
+        "h3",
+        "h4",
+        "h5",
+        "h6",
+        "ul",
+        "ol",
+        "table",
+        "blockquote",
+        "pre",
+        "address",
+        "dl",
+        "figure",
+        "hr",
+    }
 )
 _LINE = frozenset(
-    {"div", "li", "tr", "br", "section", "article", "header", "footer", "main", "nav", "center", "dt", "dd", "figcaption", "body"}
+    {
+        "div",
+        "li",
+        "tr",
+        "br",
+        "section",
+        "article",
+        "header",
+        "footer",
+        "main",
+        "nav",
+        "center",
+        "dt",
+        "dd",
+        "figcaption",
+        "body",
+    }
 )
 _HIDDEN_STYLE = re.compile(r"display\s*:\s*none", re.IGNORECASE)
 

@@ -21,7 +21,12 @@ CANONICAL = [
     RuleInfo("detractor-follow-up", "survey", ("email",), "detractor_apology"),
 ]
 BY_TEMPLATE = {r.template: r for r in CANONICAL}
-CASES = [(r.template, channel, locale) for r in CANONICAL for channel in ("email", "sms") for locale in ("en", "ar", "ar-EG")]
+CASES = [
+    (r.template, channel, locale)
+    for r in CANONICAL
+    for channel in ("email", "sms")
+    for locale in ("en", "ar", "ar-EG")
+]
 LATIN_DIGIT = re.compile(r"[0-9]")
 
 
@@ -41,8 +46,13 @@ def render(renderer: Renderer, template: str, channel: str, locale: str, **chang
     for name, value in changes.items():
         setattr(entity, name, value)
     return renderer.render(
-        template=template, channel=channel, customer=sample_customer(locale), about=rule.about,
-        entity=entity, rule=rule, now=SAMPLE_NOW,
+        template=template,
+        channel=channel,
+        customer=sample_customer(locale),
+        about=rule.about,
+        entity=entity,
+        rule=rule,
+        now=SAMPLE_NOW,
     )
 
 
@@ -50,7 +60,9 @@ def test_the_bundled_templates_pass_lint_without_a_warning(settings: Settings) -
     assert [p.format() for p in lint_templates(settings, CANONICAL)] == []
 
 
-def test_every_bundled_template_exists_in_every_configured_locale(renderer: Renderer, settings: Settings) -> None:
+def test_every_bundled_template_exists_in_every_configured_locale(
+    renderer: Renderer, settings: Settings
+) -> None:
     for template in BY_TEMPLATE:
         for channel in ("email", "sms"):
             assert all(renderer.exists(template, channel, locale) for locale in settings.delivery.locales)
@@ -64,7 +76,9 @@ def test_every_message_offers_a_person_and_a_way_out(
     body = message.html if channel == "email" else message.sms
     assert body is not None and settings.company.support_phone in body
     if channel == "email":
-        assert f'href="{settings.company.unsubscribe_url.format(customer_id="C-100482")}"' in (message.html or "")
+        assert f'href="{settings.company.unsubscribe_url.format(customer_id="C-100482")}"' in (
+            message.html or ""
+        )
         assert "unsubscribe/C-100482" in (message.text or "")
     else:
         assert message.segments is not None and message.segments <= settings.delivery.sms_max_segments
@@ -105,7 +119,9 @@ def test_late_delivery_is_specific_order_date_carrier_and_link(renderer: Rendere
 
 def test_late_delivery_gives_the_new_date_only_when_there_is_one(renderer: Renderer) -> None:
     assert "should now arrive" not in (render(renderer, "late_delivery", "email", "en").text or "")
-    text = render(renderer, "late_delivery", "email", "en", attributes={"estimated_delivery": "2026-11-26"}).text
+    text = render(
+        renderer, "late_delivery", "email", "en", attributes={"estimated_delivery": "2026-11-26"}
+    ).text
     assert "It should now arrive by November 26, 2026." in (text or "")
 
 
@@ -127,7 +143,9 @@ def test_stalled_checkout_copes_with_long_and_plain_item_lists(renderer: Rendere
     assert "- Gift card\n- Item 0\n" in text and "- and 3 more" in text
 
 
-def test_detractor_apology_quotes_the_customer_and_offers_a_person(renderer: Renderer, settings: Settings) -> None:
+def test_detractor_apology_quotes_the_customer_and_offers_a_person(
+    renderer: Renderer, settings: Settings
+) -> None:
     comment = "<b>Awful</b> {{ 7*7 }} " + "very " * 100
     message = render(renderer, "detractor_apology", "email", "en", comment=comment)
     html = message.html or ""
@@ -141,8 +159,13 @@ def test_a_customer_without_a_name_is_greeted_without_a_blank(renderer: Renderer
     customer = sample_customer("en")
     customer.name = ""
     message = renderer.render(
-        template="late_delivery", channel="email", customer=customer, about="order",
-        entity=sample_entity("order", "en"), rule=rule, now=SAMPLE_NOW,
+        template="late_delivery",
+        channel="email",
+        customer=customer,
+        about="order",
+        entity=sample_entity("order", "en"),
+        rule=rule,
+        now=SAMPLE_NOW,
     )
     assert "<p>Hello,</p>" in (message.html or "")
 
@@ -151,5 +174,8 @@ def test_dates_follow_the_customers_time_zone(renderer: Renderer) -> None:
     late_night = datetime(2026, 11, 21, 23, 30, tzinfo=timezone.utc)
     text = render(renderer, "late_delivery", "email", "ar", promised_at=late_night).text or ""
     assert "بحلول ٢٢ نوفمبر ٢٠٢٦" in text  # 01:30 on the 22nd in Cairo
-    text = render(renderer, "late_delivery", "email", "en", promised_at=late_night - timedelta(hours=1)).text or ""
+    text = (
+        render(renderer, "late_delivery", "email", "en", promised_at=late_night - timedelta(hours=1)).text
+        or ""
+    )
     assert "by November 21, 2026" in text  # 22:30 on the 21st in London

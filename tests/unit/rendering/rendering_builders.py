@@ -45,8 +45,13 @@ def settings_for(base: Path, templates: str = "templates", **delivery: Any) -> S
 
 def customer(**fields: Any) -> Customer:
     values: dict[str, Any] = {
-        "id": "c-1", "name": "Sam Carter", "email": "sam@example.com", "phone": "+447700900123",
-        "locale": "en", "timezone": "Europe/London", "attributes": {},
+        "id": "c-1",
+        "name": "Sam Carter",
+        "email": "sam@example.com",
+        "phone": "+447700900123",
+        "locale": "en",
+        "timezone": "Europe/London",
+        "attributes": {},
     }
     values.update(fields)
     return Customer(**values)
@@ -54,11 +59,16 @@ def customer(**fields: Any) -> Customer:
 
 def order(**fields: Any) -> Order:
     values: dict[str, Any] = {
-        "id": "A-1042", "customer_id": "c-1", "status": "shipped",
+        "id": "A-1042",
+        "customer_id": "c-1",
+        "status": "shipped",
         "placed_at": datetime(2026, 11, 17, 12, 0, tzinfo=timezone.utc),
         "promised_at": datetime(2026, 11, 21, 23, 30, tzinfo=timezone.utc),
-        "total": 1249.5, "currency": "EGP", "carrier": "Aramex",
-        "tracking_url": "https://track.example.com/A-1042", "attributes": {},
+        "total": 1249.5,
+        "currency": "EGP",
+        "carrier": "Aramex",
+        "tracking_url": "https://track.example.com/A-1042",
+        "attributes": {},
     }
     values.update(fields)
     return Order(**values)
@@ -66,10 +76,14 @@ def order(**fields: Any) -> Order:
 
 def checkout(**fields: Any) -> Checkout:
     values: dict[str, Any] = {
-        "id": "k-1", "customer_id": "c-1", "started_at": datetime(2026, 11, 24, 3, 0, tzinfo=timezone.utc),
-        "cart_value": 89.5, "currency": "GBP",
+        "id": "k-1",
+        "customer_id": "c-1",
+        "started_at": datetime(2026, 11, 24, 3, 0, tzinfo=timezone.utc),
+        "cart_value": 89.5,
+        "currency": "GBP",
         "items": [{"sku": "TEA-001", "name": "Earl Grey tea", "qty": 2, "price": 14.75}],
-        "recovery_url": "https://shop.example.com/cart/k-1", "attributes": {},
+        "recovery_url": "https://shop.example.com/cart/k-1",
+        "attributes": {},
     }
     values.update(fields)
     return Checkout(**values)
@@ -77,8 +91,13 @@ def checkout(**fields: Any) -> Checkout:
 
 def survey(**fields: Any) -> SurveyResponse:
     values: dict[str, Any] = {
-        "id": "s-1", "customer_id": "c-1", "kind": "nps", "score": 3, "comment": "Too slow.",
-        "responded_at": datetime(2026, 11, 23, 9, 0, tzinfo=timezone.utc), "attributes": {},
+        "id": "s-1",
+        "customer_id": "c-1",
+        "kind": "nps",
+        "score": 3,
+        "comment": "Too slow.",
+        "responded_at": datetime(2026, 11, 23, 9, 0, tzinfo=timezone.utc),
+        "attributes": {},
     }
     values.update(fields)
     return SurveyResponse(**values)

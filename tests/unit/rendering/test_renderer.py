@@ -34,14 +34,17 @@ LATE_FILES = {
         '<html lang="{{ lang }}" dir="{{ dir }}"><body>\n'
         "<p>مرحبًا {{ customer.name }}،</p>\n"
         "<p>وعدناك بحلول {{ order.promised_at|date('long') }}. المبلغ {{ order.total|money(order.currency) }}.</p>\n"
-        + EMAIL_FOOTER + "</body></html>\n"
+        + EMAIL_FOOTER
+        + "</body></html>\n"
     ),
     "late_delivery/sms.en.txt": "{{ company.name }}: order {{ order.id }} is late.\n{{ order.tracking_url }}\n",
     "late_delivery/sms.ar.txt": "{{ company.name }}: تأخر طلبك {{ order.id|ltr }}.\n",
 }
 
 
-def render(settings: Settings, channel: str = "email", rule: RuleInfo = LATE, **kwargs: object) -> RenderedMessage:
+def render(
+    settings: Settings, channel: str = "email", rule: RuleInfo = LATE, **kwargs: object
+) -> RenderedMessage:
     values: dict[str, object] = {"customer": customer(), "about": rule.about, "entity": order()}
     values.update(kwargs)
     return Renderer(settings).render(template=rule.template, channel=channel, rule=rule, now=NOW, **values)  # type: ignore[arg-type]
@@ -129,27 +132,38 @@ def test_a_mistake_in_a_layout_is_placed_in_the_layout(templates: Build) -> None
 
 def test_customer_data_is_rendered_as_inert_text(templates: Build) -> None:
     hostile = "{{ 7*7 }}{% for x in range(3) %}x{% endfor %}<script>alert(1)</script>"
-    files = {**LATE_FILES, "late_delivery/email.en.html": (
-        '---\nsubject: "For {{ customer.name }}"\n---\n<p>{{ customer.name }}</p>\n' + EMAIL_FOOTER
-    )}
+    files = {
+        **LATE_FILES,
+        "late_delivery/email.en.html": (
+            '---\nsubject: "For {{ customer.name }}"\n---\n<p>{{ customer.name }}</p>\n' + EMAIL_FOOTER
+        ),
+    }
     settings = templates(files)
     email = render(settings, customer=customer(name=hostile))
     sms = render(settings, "sms", entity=order(id=hostile))
-    assert "<p>{{ 7*7 }}{% for x in range(3) %}x{% endfor %}&lt;script&gt;alert(1)&lt;/script&gt;</p>" in (email.html or "")
+    assert "<p>{{ 7*7 }}{% for x in range(3) %}x{% endfor %}&lt;script&gt;alert(1)&lt;/script&gt;</p>" in (
+        email.html or ""
+    )
     assert email.subject == f"For {hostile}"
     assert email.text is not None and hostile in email.text
     assert (sms.sms or "").startswith(f"Souq Example: order {hostile} is late.")
 
 
 def test_a_hostile_field_cannot_break_the_subject_into_headers(templates: Build) -> None:
-    files = {**LATE_FILES, "late_delivery/email.en.html": '---\nsubject: "For {{ customer.name }}"\n---\n<p>x</p>\n'}
+    files = {
+        **LATE_FILES,
+        "late_delivery/email.en.html": '---\nsubject: "For {{ customer.name }}"\n---\n<p>x</p>\n',
+    }
     message = render(templates(files), customer=customer(name="Sam\r\nBcc: all@example.com"))
     assert message.subject == "For Sam Bcc: all@example.com"
 
 
 def test_an_sms_over_the_segment_limit_is_never_sent(templates: Build) -> None:
     files = {**LATE_FILES, "late_delivery/sms.en.txt": "{{ 'word ' * 60 }}\n"}
-    with pytest.raises(RenderError, match=r"the SMS is 3 segments \(GSM-7, 322 characters .*\), more than delivery.sms_max_segments = 2"):
+    with pytest.raises(
+        RenderError,
+        match=r"the SMS is 3 segments \(GSM-7, 322 characters .*\), more than delivery.sms_max_segments = 2",
+    ):
         render(templates(files, sms_max_segments=2), "sms")
 
 
@@ -166,10 +180,12 @@ def test_a_macro_that_calls_itself_forever_fails_its_message(templates: Build) -
 
 
 def test_the_variables_templates_see(templates: Build) -> None:
-    files = {"late_delivery/sms.en.txt": (
-        "{{ rule.name }}|{{ rule.about }}|{{ rule.channels|join(',') }}|{{ rule.description }}|"
-        "{{ company.support_email }}|{{ unsubscribe_url }}|{{ now.isoformat() }}|{{ lang }}|{{ dir }}\n"
-    )}
+    files = {
+        "late_delivery/sms.en.txt": (
+            "{{ rule.name }}|{{ rule.about }}|{{ rule.channels|join(',') }}|{{ rule.description }}|"
+            "{{ company.support_email }}|{{ unsubscribe_url }}|{{ now.isoformat() }}|{{ lang }}|{{ dir }}\n"
+        )
+    }
     message = render(templates(files), "sms", customer=customer(id="c/1 2"))
     assert (message.sms or "").splitlines()[0] == (
         "late-delivery|order|sms,email|Tell them first.|care@example.com|"
@@ -178,7 +194,9 @@ def test_the_variables_templates_see(templates: Build) -> None:
 
 
 def test_a_rule_about_a_checkout_sees_the_checkout_and_not_an_order(templates: Build) -> None:
-    files = {"stalled_checkout/sms.en.txt": "{{ checkout.items[0].name }} {{ checkout.cart_value|money(checkout.currency) }}\n"}
+    files = {
+        "stalled_checkout/sms.en.txt": "{{ checkout.items[0].name }} {{ checkout.cart_value|money(checkout.currency) }}\n"
+    }
     settings = templates(files)
     assert (render(settings, "sms", STALLED, entity=checkout()).sms or "").startswith("Earl Grey tea £89.50")
     files["stalled_checkout/sms.ar.txt"] = "{{ order.id }}\n"
@@ -202,7 +220,9 @@ def test_a_missing_template_or_time_zone_is_a_render_error(templates: Build) -> 
 
 def test_exists_is_exact_and_resolve_locale_falls_back(templates: Build) -> None:
     renderer = Renderer(templates(LATE_FILES))
-    assert renderer.exists("late_delivery", "sms", "ar") and not renderer.exists("late_delivery", "sms", "ar-EG")
+    assert renderer.exists("late_delivery", "sms", "ar") and not renderer.exists(
+        "late_delivery", "sms", "ar-EG"
+    )
     assert not renderer.exists("late_delivery", "fax", "en")
     assert renderer.resolve_locale("late_delivery", "sms", "ar-EG") == "ar"
     assert renderer.resolve_locale("nope", "sms", "ar-EG") is None
@@ -236,8 +256,14 @@ def test_an_unsubscribe_url_that_cannot_be_filled_in_is_a_settings_error(templat
 def test_a_message_is_json_ready() -> None:
     message = RenderedMessage(channel="sms", locale="en", sms="Hi", segments=1, encoding="GSM-7")
     assert message.to_dict() == {
-        "channel": "sms", "locale": "en", "subject": None, "text": None, "html": None,
-        "sms": "Hi", "segments": 1, "encoding": "GSM-7",
+        "channel": "sms",
+        "locale": "en",
+        "subject": None,
+        "text": None,
+        "html": None,
+        "sms": "Hi",
+        "segments": 1,
+        "encoding": "GSM-7",
     }
 
 
@@ -246,5 +272,12 @@ def test_render_limits_are_configurable_per_renderer(templates: Build) -> None:
     settings = templates(files)
     renderer = Renderer(settings, limits=Limits(max_iterations=20))
     with pytest.raises(RenderError, match="loops ran more than 20 times"):
-        renderer.render(template="late_delivery", channel="sms", customer=customer(), about="order",
-                        entity=order(), rule=LATE, now=NOW)
+        renderer.render(
+            template="late_delivery",
+            channel="sms",
+            customer=customer(),
+            about="order",
+            entity=order(),
+            rule=LATE,
+            now=NOW,
+        )

@@ -191,7 +191,9 @@ def test_printing_an_empty_value_a_record_or_a_list_stops_the_render(source: str
 
 def test_empty_values_are_falsy_so_templates_can_guard_them() -> None:
     customer = record_of({"name": "", "phone": None}, "customer")
-    source = "{% if customer.name %}Hi {{ customer.name }}{% else %}Hello{% endif %}{{ customer.phone or '' }}"
+    source = (
+        "{% if customer.name %}Hi {{ customer.name }}{% else %}Hello{% endif %}{{ customer.phone or '' }}"
+    )
     assert render(source, customer=customer) == "Hello"
 
 

@@ -47,27 +47,37 @@ def test_locale_tags_are_written_the_bcp47_way() -> None:
 
 
 def test_each_file_is_known_by_template_channel_and_locale(tmp_path: Path) -> None:
-    catalog, problems = load(tmp_path, {
-        "late/email.en.html": EMAIL,
-        "late/email.en.txt": "Hello\n",
-        "late/sms.ar_EG.txt": "مرحبا\n",
-        "_layout/email.en.html": "<html></html>\n",
-        "README.md": "notes beside the templates are ignored\n",
-    })
+    catalog, problems = load(
+        tmp_path,
+        {
+            "late/email.en.html": EMAIL,
+            "late/email.en.txt": "Hello\n",
+            "late/sms.ar_EG.txt": "مرحبا\n",
+            "_layout/email.en.html": "<html></html>\n",
+            "README.md": "notes beside the templates are ignored\n",
+        },
+    )
     assert problems == []
     kinds = {(f.template, f.kind, f.locale) for f in catalog.files.values()}
     assert kinds == {
-        ("late", KIND_EMAIL_HTML, "en"), ("late", KIND_EMAIL_TEXT, "en"), ("late", KIND_SMS, "ar-EG"),
+        ("late", KIND_EMAIL_HTML, "en"),
+        ("late", KIND_EMAIL_TEXT, "en"),
+        ("late", KIND_SMS, "ar-EG"),
         ("_layout", KIND_SHARED, None),
     }
     assert catalog.templates == ["late"]
 
 
 def test_the_customer_gets_their_region_then_their_language_then_the_default(tmp_path: Path) -> None:
-    catalog, _ = load(tmp_path, {"late/sms.en.txt": "en", "late/sms.ar.txt": "ar", "late/sms.ar-SA.txt": "sa"})
+    catalog, _ = load(
+        tmp_path, {"late/sms.en.txt": "en", "late/sms.ar.txt": "ar", "late/sms.ar-SA.txt": "sa"}
+    )
     found = {loc: catalog.resolve("late", "sms", loc, "en") for loc in ("ar-SA", "ar-EG", "fr", None)}
     assert {loc: f.locale if f else None for loc, f in found.items()} == {
-        "ar-SA": "ar-SA", "ar-EG": "ar", "fr": "en", None: "en",
+        "ar-SA": "ar-SA",
+        "ar-EG": "ar",
+        "fr": "en",
+        None: "en",
     }
     assert catalog.resolve("late", "email", "en", "en") is None
 
@@ -104,12 +114,15 @@ def test_front_matter_mistakes_are_reported_with_their_line(
 
 
 def test_misnamed_files_and_orphan_text_parts_are_reported(tmp_path: Path) -> None:
-    _, problems = load(tmp_path, {
-        "late/emial.en.html": "x",
-        "late/sms.en.html": "x",
-        "late/email.fr.txt": "x",
-        "late/nested/sms.en.txt": "x",
-    })
+    _, problems = load(
+        tmp_path,
+        {
+            "late/emial.en.html": "x",
+            "late/sms.en.html": "x",
+            "late/email.fr.txt": "x",
+            "late/nested/sms.en.txt": "x",
+        },
+    )
     messages = {p.file: p.message for p in problems}
     assert "template files are email.LOCALE.html" in messages["templates/late/emial.en.html"]
     assert "rename it to sms.en.txt" in messages["templates/late/sms.en.html"]
