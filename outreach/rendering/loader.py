@@ -23,6 +23,7 @@ import yaml
 from jinja2 import BaseLoader, Environment, TemplateNotFound
 
 from outreach.errors import Problem
+from outreach.rendering.filters import parse_locale
 
 CHANNELS = ("email", "sms")
 FRONT_MATTER_KEYS = ("subject",)
@@ -375,6 +376,15 @@ def load_catalog(root: Path, base_dir: Path) -> tuple[Catalog, list[Problem]]:
         if channel == "sms" and ext != "txt":
             problems.append(
                 Problem(display, None, None, f"an SMS is plain text: rename it to sms.{locale}.txt")
+            )
+            continue
+        try:
+            parse_locale(locale)
+        except ValueError:
+            problems.append(
+                Problem(
+                    display, None, None, f"unknown locale {locale!r} in the file name (e.g. en, ar, ar-EG)"
+                )
             )
             continue
         if channel == "email" and ext == "html":

@@ -121,6 +121,7 @@ def test_misnamed_files_and_orphan_text_parts_are_reported(tmp_path: Path) -> No
             "late/sms.en.html": "x",
             "late/email.fr.txt": "x",
             "late/nested/sms.en.txt": "x",
+            "late/sms.xx-QQ.txt": "x",
         },
     )
     messages = {p.file: p.message for p in problems}
@@ -128,6 +129,7 @@ def test_misnamed_files_and_orphan_text_parts_are_reported(tmp_path: Path) -> No
     assert "rename it to sms.en.txt" in messages["templates/late/sms.en.html"]
     assert "add email.fr.html beside it" in messages["templates/late/email.fr.txt"]
     assert "template files are" in messages["templates/late/nested/sms.en.txt"]
+    assert "unknown locale 'xx-QQ' in the file name" in messages["templates/late/sms.xx-QQ.txt"]
 
 
 def test_files_that_are_not_utf8_or_too_large_are_reported(tmp_path: Path) -> None:
