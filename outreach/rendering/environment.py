@@ -6,9 +6,11 @@ Jinja2's immutable sandbox stops templates from reaching Python internals (`__cl
 can grow a value or loop is therefore routed through a per-message `Budget`:
 
 - `*`, `**`, `+` and `%` are intercepted and refuse results over `Limits.max_string` characters
-  (or `Limits.max_int_bits` bits) *before* computing them;
+  (or `Limits.max_int_bits` bits) *before* computing them; lists count what they hold, so a
+  list of a thousand references to one long string is as large as its text would be;
 - string methods and filters that pad or repeat (`center`, `replace`, `join`, `format`, …) are
   checked on their arguments first, every other call and filter on its result;
+- every list, tuple and dict a template writes is weighed the same way;
 - every `for` loop and `range` counts against `Limits.max_iterations`;
 - every join of output (`~`, `{% set %}` blocks, macros, the message itself) counts against
   `Limits.max_output`;
@@ -38,11 +40,13 @@ from jinja2.compiler import CodeGenerator, Frame
 from jinja2.exceptions import SecurityError, TemplateRuntimeError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from jinja2.runtime import Context, Undefined
+from jinja2.visitor import NodeTransformer
 
 from outreach.rendering import filters as fmt
 from outreach.rendering.filters import Formatting
 
 LOOP_GUARD = "_bounded_loop"
+VALUE_GUARD = "_bounded_value"
 
 # Filters templates do not get: `random` makes the preview differ from what is sent; `safe`
 # would let customer data reach the HTML unescaped.
@@ -70,7 +74,7 @@ class Limits:
     """What rendering one message may cost; far above any real message, far below harm."""
 
     cpu_seconds: float = 1.0
-    max_string: int = 100_000  # characters (or items) of any one value a template builds
+    max_string: int = 100_000  # characters and items of any one value a template builds (`weight`)
     max_output: int = 200_000  # characters of the rendered text, and of any captured block
     max_iterations: int = 10_000  # loop iterations for the whole message
     max_int_bits: int = 4_096
@@ -120,10 +124,36 @@ class Budget:
 
     def bounded(self, value: Any) -> Any:
         if isinstance(value, (str, list, tuple, dict, set, frozenset)):
-            self.allow_size(len(value))
+            self.allow_size(self.weight(value))
         elif isinstance(value, int) and value.bit_length() > self.limits.max_int_bits:
             raise LimitExceeded(f"a number would have more than {self.limits.max_int_bits} bits")
         return value
+
+    def weight(self, value: Any) -> int:
+        """What turning VALUE into text could cost: its characters and items, nested ones included.
+
+        A list of 1,000 references to one long string is cheap to build and huge to print
+        (`|string`, `|tojson`, `~`), so lists count what they hold, not their length. Counting
+        stops as soon as the limit is passed.
+        """
+        limit = self.limits.max_string
+        total = 0
+        pending: list[tuple[Any, int]] = [(value, 0)]
+        while pending:
+            item, depth = pending.pop()
+            if isinstance(item, str):
+                total += len(item)
+            elif isinstance(item, (list, tuple, set, frozenset, dict)):
+                if depth > 32:
+                    raise LimitExceeded("values are nested more than 32 deep")
+                total += len(item)
+                members = list(item.keys()) + list(item.values()) if isinstance(item, dict) else item
+                pending.extend((member, depth + 1) for member in members)
+            else:
+                total += 1
+            if total > limit:
+                return total
+        return total
 
     def allow_output(self, size: int) -> None:
         if size > self.limits.max_output:
@@ -394,6 +424,10 @@ def _counted(iterable: Iterable[Any], budget: Budget) -> Iterator[Any]:
         yield item
 
 
+def _bounded_value(value: Any) -> Any:
+    return active_scope().budget.bounded(value)
+
+
 def _bounded_range(*args: int) -> range:
     budget = active_scope().budget
     numbers = range(*args)
@@ -457,14 +491,36 @@ LOCALE_FILTERS: dict[str, Callable[..., str]] = {
 }
 
 
+class _Guards(NodeTransformer):
+    """Route every loop, and every list, tuple and dict a template writes, through the budget."""
+
+    def __init__(self, environment: Any) -> None:
+        self.environment = environment
+
+    def _wrap(self, node: nodes.Expr, name: str) -> nodes.Filter:
+        guarded = nodes.Filter(node, name, [], [], None, None, lineno=node.lineno)
+        guarded.set_environment(self.environment)
+        return guarded
+
+    def visit_For(self, node: nodes.For) -> nodes.Node:
+        self.generic_visit(node)
+        node.iter = self._wrap(node.iter, LOOP_GUARD)
+        return node
+
+    def _literal(self, node: nodes.Expr) -> nodes.Node:
+        self.generic_visit(node)
+        if getattr(node, "ctx", "load") != "load":
+            return node  # an assignment target such as `{% for a, b in … %}`
+        return self._wrap(node, VALUE_GUARD)
+
+    visit_List = visit_Tuple = visit_Dict = _literal
+
+
 class _GuardedCodeGenerator(CodeGenerator):
-    """Jinja's compiler, with every loop and `~` join routed through the budget."""
+    """Jinja's compiler, with every loop, literal and `~` join routed through the budget."""
 
     def visit_Template(self, node: nodes.Template, frame: Frame | None = None) -> None:
-        for loop in node.find_all(nodes.For):
-            guarded = nodes.Filter(loop.iter, LOOP_GUARD, [], [], None, None, lineno=loop.iter.lineno)
-            guarded.set_environment(self.environment)
-            loop.iter = guarded
+        _Guards(self.environment).visit(node)
         super().visit_Template(node, frame)
 
     def visit_Concat(self, node: nodes.Concat, frame: Frame) -> None:
@@ -520,6 +576,7 @@ class SafeEnvironment(ImmutableSandboxedEnvironment):
         self.filters = {name: _guard_filter(name, f) for name, f in self.filters.items()}
         self.filters.update(LOCALE_FILTERS)
         self.filters[LOOP_GUARD] = _bounded_loop
+        self.filters[VALUE_GUARD] = _bounded_value
         self.globals["range"] = _bounded_range
 
     # --- what templates may touch -------------------------------------------------------
@@ -561,9 +618,9 @@ class SafeEnvironment(ImmutableSandboxedEnvironment):
         sized = (str, list, tuple)
         if operator == "*":
             if isinstance(left, sized) and isinstance(right, int):
-                budget.allow_size(len(left) * max(right, 0), "a repeated value")
+                budget.allow_size(budget.weight(left) * max(right, 0), "a repeated value")
             elif isinstance(right, sized) and isinstance(left, int):
-                budget.allow_size(len(right) * max(left, 0), "a repeated value")
+                budget.allow_size(budget.weight(right) * max(left, 0), "a repeated value")
             elif isinstance(left, int) and isinstance(right, int):
                 self._allow_bits(left.bit_length() + right.bit_length())
         elif operator == "**":
@@ -571,7 +628,7 @@ class SafeEnvironment(ImmutableSandboxedEnvironment):
                 self._allow_bits(max(left.bit_length(), 1) * right)
         elif operator == "+":
             if isinstance(left, sized) and isinstance(right, sized):
-                budget.allow_size(len(left) + len(right), "a joined value")
+                budget.allow_size(budget.weight(left) + budget.weight(right), "a joined value")
         elif operator == "%" and isinstance(left, str):
             _check_printf(left, budget)
         return budget.bounded(super().call_binop(context, operator, left, right))

@@ -23,7 +23,7 @@ from typing import Any
 from jinja2 import TemplateSyntaxError, nodes
 
 from outreach.errors import ConfigError, Problem
-from outreach.rendering.environment import LOOP_GUARD, REMOVED_FILTERS, STR_METHODS
+from outreach.rendering.environment import LOOP_GUARD, REMOVED_FILTERS, STR_METHODS, VALUE_GUARD
 from outreach.rendering.loader import (
     KIND_EMAIL_HTML,
     KIND_EMAIL_TEXT,
@@ -314,7 +314,7 @@ class _Walk:
         return ANY
 
     def check_named(self, node: nodes.Node, name: str, known: set[str], what: str) -> None:
-        if name in known or name == LOOP_GUARD:
+        if name in known or name in (LOOP_GUARD, VALUE_GUARD):
             return
         patterns = [rf"\|\s*({re.escape(name)})(?!\w)", rf"\bis\s+(?:not\s+)?({re.escape(name)})(?!\w)"]
         if what == "filter" and name in REMOVED_FILTERS:

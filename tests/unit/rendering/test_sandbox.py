@@ -211,3 +211,29 @@ def test_filters_that_would_unescape_or_randomise_are_not_available(name: str) -
 def test_templates_can_only_render_inside_a_budget() -> None:
     with pytest.raises(RuntimeError, match="render_template"):
         ENV.from_string("{{ 'a' * 2 }}").render()
+
+
+CONTAINER_BOMBS = [
+    "{{ (['a' * 90000] * 1000)|string|length }}",
+    "{{ (['a' * 90000] * 1000)|tojson|length }}",
+    "{{ ((['a' * 90000] * 2) + (['a' * 90000] * 2))|pprint|length }}",
+    "{% set s = 'a' * 60000 %}{{ [s, s, s, s]|string|length }}",
+    "{% set s = 'a' * 60000 %}{{ (s, s)|length }}",
+    "{% set s = 'a' * 60000 %}{{ {'a': s, 'b': s}|length }}",
+    "{{ [1]|batch(9000, 'x' * 1000)|list|length }}",
+    "{{ {}.fromkeys(range(9000), 'x' * 1000)|length }}",
+    "{% set ns = namespace(l=[]) %}{% for i in range(100) %}{% set ns.l = [ns.l] %}{% endfor %}{{ ns.l|length }}",
+]
+
+
+@pytest.mark.parametrize("bomb", CONTAINER_BOMBS)
+def test_lists_are_weighed_by_what_they_hold_not_by_their_length(bomb: str) -> None:
+    with pytest.raises(LimitExceeded):
+        render(bomb)
+
+
+def test_lists_of_ordinary_size_are_fine() -> None:
+    assert (
+        render("{% set s = 'ab' * 100 %}{{ ([s] * 100)|string|length }} {{ {'a': [1, 2]}|length }}")
+        == "20400 1"
+    )
