@@ -40,8 +40,7 @@ def test_three_workers_on_one_postgresql_database_send_every_contact_exactly_onc
     # The rule's first tick was evaluated by one worker; the others found the slot taken.
     evaluated = [e for w in workers for e in w.events() if e.get("event") == "tick"]
     assert len(evaluated) == 1
-    # Every worker took part in sending.
-    assert len({c["claimed_by"] for c in contacts} | {None}) >= 1
+    # The work was shared.
     senders = {w.process.pid for w in workers if any(e.get("event") == "contact" for e in w.events())}
     assert len(senders) >= 2
     workspace.close()
@@ -57,10 +56,10 @@ def test_a_daemon_killed_at_random_instants_never_sends_a_contact_twice_and_lose
     })
     # Slow answers, so that kills land while requests are on the wire.
     fake_providers.delay_fraction("sendgrid", 1.0, 0.02)
-    ids = workspace.add_customers(200)
+    ids = workspace.add_customers(150)
     rng = random.Random(7)
     kills = 0
-    for attempt in range(6):
+    for attempt in range(4):
         daemon = workspace.start(f"run{attempt}")
         daemon.event("started")
         time.sleep(rng.uniform(0.05, 0.4))
@@ -76,11 +75,13 @@ def test_a_daemon_killed_at_random_instants_never_sends_a_contact_twice_and_lose
             lambda: all(c["state"] in FINAL_STATES for c in workspace.contacts()), timeout=60, what="every contact final"
         )
         assert daemon.terminate() == 0
-    assert kills >= 3
+    assert kills >= 2
 
     contacts = {c["id"]: c for c in workspace.contacts()}
     assert sorted(c["customer_id"] for c in contacts.values()) == ids, "a contact was lost or decided twice"
     states = Counter(c["state"] for c in contacts.values())
+    # Only requests on the wire when a kill landed can be unknown: at most `concurrency` a kill.
+    assert states["unknown"] <= kills * 4, states
     assert set(states) <= {"sent", "unknown"}, states
     sent = sent_outbox_ids(fake_providers.requests())
     assert Counter(sent).most_common(1)[0][1] == 1, "an outbox id reached the provider twice"
