@@ -68,7 +68,7 @@ class _TextWriter(HTMLParser):
         self._cells_in_row = 0
         self._started = False
 
-    # -- helpers -----------------------------------------------------------------------------
+    # -- output ------------------------------------------------------------------------------
 
     def _ends_with_space(self) -> bool:
         return not self.out or self.out[-1].endswith((" ", "\n"))
