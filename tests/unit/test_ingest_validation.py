@@ -282,3 +282,10 @@ def test_the_fast_phone_check_agrees_with_phonenumbers_on_every_regions_examples
             assert actual == expected, candidate
             checked += 1
     assert checked > 1000
+
+
+def test_jsonl_lines_outside_strict_json_are_read_as_python_reads_them() -> None:
+    records = _read_jsonl('{"id": "a", "total": NaN}\n{"id": "b", "total": Infinity}\n')
+    for _, record in records:
+        result = validate_record("orders", {"id": "o1", "customer_id": "c1", "total": record["total"]})
+        assert isinstance(result, list) and result[0].endswith("is not an amount: write a number ≥ 0, e.g. 49.90")
