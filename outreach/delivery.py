@@ -9,9 +9,8 @@ records the outcome. Every function takes `now`: the clock is read by the caller
 from __future__ import annotations
 
 import random
-import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -22,7 +21,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from outreach import policy
 from outreach.channels import SUPPRESSING_CODES, WITHDRAWS_SMS_CONSENT_CODES, Channel, OutgoingMessage
-from outreach.errors import PermanentDeliveryError, RenderError, TransientDeliveryError, UnknownOutcomeError
+from outreach.errors import PermanentDeliveryError, RenderError, RulesError, TransientDeliveryError, UnknownOutcomeError
 from outreach.rendering import Renderer, RuleInfo
 from outreach.rules.evaluate import condition_holds, find_matches
 from outreach.rules.loader import Rule, RuleSet
@@ -153,20 +152,23 @@ class DispatchStats:
         self.outcomes[dedupe_key] = (state, reason)
 
 
-def _entities(connection: Connection, claimed: Sequence[ledger.Contact]) -> dict[tuple[str, str], Any]:
-    """The records the claimed contacts are about, keyed by (about, id): one query per kind."""
-    found: dict[tuple[str, str], Any] = {}
-    for about in {c.about for c in claimed if c.about != "customer"}:
-        model = ABOUT_ENTITIES[about]
-        table = model.__table__  # type: ignore[attr-defined]
-        ids = [c.entity_id for c in claimed if c.about == about]
-        for row in connection.execute(sa.select(table).where(table.c.id.in_(ids))).mappings():
-            found[(about, row["id"])] = model(**row)
-    return found
+@dataclass(frozen=True)
+class _Ready:
+    """A contact that passed its send-time checks, with its rendered message."""
+
+    contact: ledger.Claimed
+    message: OutgoingMessage
 
 
 class Dispatcher:
-    """Sends due contacts: claim → re-check → render → mark sending → send → record."""
+    """Sends due contacts, a batch at a time: claim → re-check → render → mark sending → send → record.
+
+    Database work is per batch and per chunk, not per message: a batch's customers and records
+    are read in one query per kind; each chunk of `concurrency` contacts is marked `sending` in
+    one statement just before its requests leave, and its outcomes are written in one
+    transaction. After a crash, rows still `sending` (at most two chunks per dispatcher) become
+    `unknown` and are not resent.
+    """
 
     def __init__(
         self,
@@ -195,7 +197,6 @@ class Dispatcher:
         self.observe = observe
         self.rng = rng or random.Random()
         self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="send") if concurrency > 1 else None
-        self._lock = threading.Lock()
 
     def close(self) -> None:
         if self._pool is not None:
@@ -221,120 +222,148 @@ class Dispatcher:
         while True:
             with self.engine.begin() as connection:
                 claimed = ledger.claim_due(connection, self.worker, now, self.lease, self.batch, held)
-                # Read the batch's customers and records at once rather than per contact; they
-                # are read after the claim, so each re-check sees the state as of now.
-                people = ledger.customers_by_id(connection, [c.customer_id for c in claimed])
-                records = _entities(connection, claimed)
+                # Read after the claim, so each re-check sees the records as they are now.
+                people = ledger.rows_by_id(connection, "customer", [c.customer_id for c in claimed])
+                records = {
+                    about: ledger.rows_by_id(connection, about, [c.entity_id for c in claimed if c.about == about])
+                    for about in {c.about for c in claimed if c.about != "customer"}
+                }
             if not claimed:
                 return stats
-
-            def deliver(contact: ledger.Contact) -> None:
-                customer = people.get(contact.customer_id)
-                entity = customer if contact.about == "customer" else records.get((contact.about, contact.entity_id))
-                self._deliver(contact, customer, entity, clock, stats)
-
-            if self._pool is None:
-                for contact in claimed:
-                    deliver(contact)
-            else:
-                list(self._pool.map(deliver, claimed))
+            self._dispatch_batch(claimed, people, records, clock, stats)
             if len(claimed) < self.batch:
                 return stats
 
-    def _finish(self, connection: Connection, contact: ledger.Contact, state: str, reason: str, now: datetime, stats: DispatchStats, **values: Any) -> None:
-        ledger.transition(connection, contact.id, ("claimed", "sending"), now, state=state, reason=reason, claimed_by=None, lease_until=None, **values)
-        with self._lock:
-            stats.add(contact.dedupe_key, state, reason)
-        log.info("contact", outbox_id=contact.id, rule=contact.rule, customer_id=contact.customer_id, channel=contact.channel, state=state, reason=reason)
-
-    def _deliver(self, contact: ledger.Contact, customer: Customer | None, entity: Any, clock: Callable[[], datetime], stats: DispatchStats) -> None:
-        now = clock()
-        try:
-            self._deliver_one(contact, customer, entity, clock, stats)
-        except Exception as exc:  # one bad contact must not stop the others; it stays visible
-            log.exception("dispatch_error", outbox_id=contact.id, rule=contact.rule)
+    def _dispatch_batch(
+        self,
+        claimed: Sequence[ledger.Claimed],
+        people: dict[str, dict[str, Any]],
+        records: dict[str, dict[str, dict[str, Any]]],
+        clock: Callable[[], datetime],
+        stats: DispatchStats,
+    ) -> None:
+        """A chunk of `concurrency` contacts at a time: the next chunk is checked and rendered
+        while the previous one's requests are on the wire, so after a crash at most two chunks
+        are `unknown`."""
+        in_flight: list[Future[ledger.Outcome]] = []
+        for start in range(0, len(claimed), self.concurrency):
+            now = clock()
+            done: list[ledger.Outcome] = []
+            ready: list[_Ready] = []
+            for contact in claimed[start : start + self.concurrency]:
+                customer = people.get(contact.customer_id)
+                entity = customer if contact.about == "customer" else records.get(contact.about, {}).get(contact.entity_id)
+                try:
+                    checked = self._prepare(contact, customer, entity, now)
+                except Exception as exc:  # one bad contact must not stop the others; it stays visible
+                    log.exception("dispatch_error", outbox_id=contact.id, rule=contact.rule)
+                    checked = ledger.Outcome(contact, "failed", f"internal error: {exc}", last_error=repr(exc))
+                if isinstance(checked, _Ready):
+                    ready.append(checked)
+                else:
+                    done.append(checked)
             with self.engine.begin() as connection:
-                self._finish(connection, contact, "failed", f"internal error: {exc}", now, stats, last_error=repr(exc))
+                ledger.finish(connection, done, now)
+                # Committed before the requests leave: after a crash these rows read "may have been sent".
+                ledger.mark_sending(connection, [r.contact.id for r in ready], now, now + self.lease)
+            self._record(done, stats)
+            previous, in_flight = in_flight, [self._submit(r, clock) for r in ready]
+            self._collect(previous, clock, stats)
+        self._collect(in_flight, clock, stats)
 
-    def _deliver_one(self, contact: ledger.Contact, customer: Customer | None, entity: Any, clock: Callable[[], datetime], stats: DispatchStats) -> None:
+    def _submit(self, ready: _Ready, clock: Callable[[], datetime]) -> Future[ledger.Outcome]:
+        if self._pool is not None:
+            return self._pool.submit(self._send, ready, clock)
+        future: Future[ledger.Outcome] = Future()
+        future.set_result(self._send(ready, clock))
+        return future
+
+    def _collect(self, futures: Sequence[Future[ledger.Outcome]], clock: Callable[[], datetime], stats: DispatchStats) -> None:
+        """Wait for sends and record their outcomes (and any suppression) in one transaction."""
+        if not futures:
+            return
+        results = [future.result() for future in futures]
         now = clock()
-        expired = policy.at_send_time(contact.expires_at, now)
         with self.engine.begin() as connection:
-            if expired:
-                self._finish(connection, contact, "expired", expired, now, stats)
-                return
-            try:
-                rule = self.rules().get(contact.rule)
-            except Exception:
-                self._finish(connection, contact, "cancelled", "the rule no longer exists", now, stats)
-                return
-            if customer is None or entity is None:
-                self._finish(connection, contact, "cancelled", "the customer or the record is gone", now, stats)
-                return
-            records = {"customer": customer, rule.about: entity}
-            if not condition_holds(rule.condition, records, now):
-                self._finish(connection, contact, "cancelled", "the condition no longer holds at send time", now, stats)
-                return
-            channel = contact.channel or ""
-            address = customer.email if channel == "email" else customer.phone
-            if not address or channel not in self.channels:
-                self._finish(connection, contact, "cancelled", f"no {channel or 'channel'} address for this customer any more", now, stats)
-                return
-            try:
-                rendered = self.renderer().render(
-                    template=rule.template, channel=channel, customer=customer, about=rule.about,
-                    entity=None if rule.about == "customer" else entity,
-                    rule=RuleInfo(rule.name, rule.about, rule.channels, rule.template, rule.description),
-                    now=now,
-                )
-            except RenderError as exc:
-                self._finish(connection, contact, "failed", f"could not render: {exc}", now, stats, last_error=str(exc))
-                return
-            message = OutgoingMessage(
-                outbox_id=contact.id, channel=channel, to=address or "", customer_id=customer.id,
-                rule=rule.name, locale=rendered.locale, subject=rendered.subject, text=rendered.text,
-                html=rendered.html, sms=rendered.sms, to_name=customer.name or None,
+            ledger.finish(connection, results, now)
+            for outcome in results:
+                if outcome.state != "failed" or not outcome.code:
+                    continue
+                if outcome.code in SUPPRESSING_CODES and outcome.contact.channel:
+                    ledger.add_suppression(connection, outcome.contact.customer_id, outcome.contact.channel, outcome.reason, outcome.code, now)
+                if outcome.code in WITHDRAWS_SMS_CONSENT_CODES:
+                    ledger.withdraw_sms_consent(connection, outcome.contact.customer_id)
+        self._record(results, stats)
+
+    def _record(self, outcomes: Sequence[ledger.Outcome], stats: DispatchStats) -> None:
+        for outcome in outcomes:
+            stats.add(outcome.contact.dedupe_key, outcome.state, outcome.reason)
+            log.info(
+                "contact", outbox_id=outcome.contact.id, rule=outcome.contact.rule, customer_id=outcome.contact.customer_id,
+                channel=outcome.contact.channel, state=outcome.state, reason=outcome.reason,
             )
-            # Committed before the request leaves: after a crash this row reads "may have been sent".
-            ledger.transition(connection, contact.id, ("claimed",), now, state="sending", attempts=contact.attempts + 1, lease_until=now + self.lease)
+
+    def _prepare(self, contact: ledger.Claimed, customer: dict[str, Any] | None, entity: Any, now: datetime) -> _Ready | ledger.Outcome:
+        """Send-time checks and rendering: a message ready to go, or the contact's final outcome."""
+        expired = policy.at_send_time(contact.expires_at, now)
+        if expired:
+            return ledger.Outcome(contact, "expired", expired)
+        try:
+            rule = self.rules().get(contact.rule)
+        except RulesError:
+            return ledger.Outcome(contact, "cancelled", "the rule no longer exists")
+        if customer is None or entity is None:
+            return ledger.Outcome(contact, "cancelled", "the customer or the record is gone")
+        if not condition_holds(rule.condition, {"customer": customer, rule.about: entity}, now):
+            return ledger.Outcome(contact, "cancelled", "the condition no longer holds at send time")
+        channel = contact.channel or ""
+        address = customer.get("email") if channel == "email" else customer.get("phone")
+        if not address or channel not in self.channels:
+            return ledger.Outcome(contact, "cancelled", f"no {channel or 'channel'} address for this customer any more")
+        try:
+            rendered = self.renderer().render(
+                template=rule.template, channel=channel, customer=customer, about=rule.about,  # type: ignore[arg-type]
+                entity=None if rule.about == "customer" else entity,
+                rule=RuleInfo(rule.name, rule.about, rule.channels, rule.template, rule.description),
+                now=now,
+            )
+        except RenderError as exc:
+            return ledger.Outcome(contact, "failed", f"could not render: {exc}", last_error=str(exc))
+        message = OutgoingMessage(
+            outbox_id=contact.id, channel=channel, to=address, customer_id=contact.customer_id,
+            rule=rule.name, locale=rendered.locale, subject=rendered.subject, text=rendered.text,
+            html=rendered.html, sms=rendered.sms, to_name=customer.get("name") or None,
+        )
+        return _Ready(contact, message)
+
+    def _send(self, ready: _Ready, clock: Callable[[], datetime]) -> ledger.Outcome:
+        contact, channel = ready.contact, ready.message.channel
         started = clock()
         try:
-            receipt = self.channels[channel].send(message)
+            receipt = self.channels[channel].send(ready.message)
         except TransientDeliveryError as exc:
-            self._retry(contact, exc, clock(), stats)
+            outcome = self._retry(contact, exc, clock())
             self._observe(channel, "transient", started, clock)
-            return
+            return outcome
         except PermanentDeliveryError as exc:
-            self._permanent(contact, exc, clock(), stats)
             self._observe(channel, "permanent", started, clock)
-            return
+            return ledger.Outcome(contact, "failed", f"refused by the provider: {exc}", last_error=str(exc), code=exc.code)
         except UnknownOutcomeError as exc:
-            with self.engine.begin() as connection:
-                self._finish(connection, contact, "unknown", f"outcome unknown ({exc}): not resent", clock(), stats, last_error=str(exc))
             self._observe(channel, "unknown", started, clock)
-            return
+            return ledger.Outcome(contact, "unknown", f"outcome unknown ({exc}): not resent", last_error=str(exc))
         finished = clock()
-        with self.engine.begin() as connection:
-            self._finish(connection, contact, "sent", f"sent by {receipt.provider}", finished, stats, provider=receipt.provider, provider_id=receipt.provider_id, sent_at=finished)
         self._observe(channel, "sent", started, clock)
+        return ledger.Outcome(
+            contact, "sent", f"sent by {receipt.provider}", provider=receipt.provider, provider_id=receipt.provider_id, sent_at=finished
+        )
 
     def _observe(self, channel: str, outcome: str, started: datetime, clock: Callable[[], datetime]) -> None:
         if self.observe is not None:
             self.observe(channel, outcome, self.channels[channel].name, (clock() - started).total_seconds())
 
-    def _retry(self, contact: ledger.Contact, exc: TransientDeliveryError, now: datetime, stats: DispatchStats) -> None:
-        with self._lock:
-            at = policy.retry_at(contact.attempts + 1, now, exc.retry_after, contact.expires_at, self.rng)
-        with self.engine.begin() as connection:
-            if at is None:
-                self._finish(connection, contact, "failed", f"gave up after {contact.attempts + 1} attempt(s): {exc}", now, stats, last_error=str(exc))
-            else:
-                self._finish(connection, contact, "pending", f"provider busy ({exc}); retrying at {at.isoformat()}", now, stats, send_at=at, last_error=str(exc))
-
-    def _permanent(self, contact: ledger.Contact, exc: PermanentDeliveryError, now: datetime, stats: DispatchStats) -> None:
-        with self.engine.begin() as connection:
-            self._finish(connection, contact, "failed", f"refused by the provider: {exc}", now, stats, last_error=str(exc))
-            if exc.code in SUPPRESSING_CODES and contact.channel:
-                ledger.add_suppression(connection, contact.customer_id, contact.channel, str(exc), exc.code, now)
-            if exc.code in WITHDRAWS_SMS_CONSENT_CODES:
-                ledger.withdraw_sms_consent(connection, contact.customer_id)
+    def _retry(self, contact: ledger.Claimed, exc: TransientDeliveryError, now: datetime) -> ledger.Outcome:
+        attempt = contact.attempts + 1
+        at = policy.retry_at(attempt, now, exc.retry_after, contact.expires_at, random.Random(self.rng.random()))
+        if at is None:
+            return ledger.Outcome(contact, "failed", f"gave up after {attempt} attempt(s): {exc}", last_error=str(exc))
+        return ledger.Outcome(contact, "pending", f"provider busy ({exc}); retrying at {at.isoformat()}", send_at=at, last_error=str(exc))

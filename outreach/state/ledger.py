@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
+from dataclasses import dataclass
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -138,14 +139,22 @@ def _insert(connection: Connection, table: sa.Table) -> Any:
     return (postgresql.insert if connection.dialect.name == "postgresql" else sqlite.insert)(table)
 
 
-def customers_by_id(connection: Connection, ids: Iterable[str]) -> dict[str, Customer]:
+def rows_by_id(connection: Connection, about: str, ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+    """Rows of the `about` entity's table (customer, order, …) by id, as plain dicts."""
+    from outreach.rules.schema import ABOUT_ENTITIES
+
+    table = ABOUT_ENTITIES[about].__table__  # type: ignore[attr-defined]
     wanted = sorted(set(ids))
-    found: dict[str, Customer] = {}
+    found: dict[str, dict[str, Any]] = {}
     for start in range(0, len(wanted), 500):
-        rows = connection.execute(sa.select(customers).where(customers.c.id.in_(wanted[start : start + 500])))
+        rows = connection.execute(sa.select(table).where(table.c.id.in_(wanted[start : start + 500])))
         for row in rows.mappings():
-            found[row["id"]] = Customer(**row)
+            found[row["id"]] = dict(row)
     return found
+
+
+def customers_by_id(connection: Connection, ids: Iterable[str]) -> dict[str, Customer]:
+    return {key: Customer(**row) for key, row in rows_by_id(connection, "customer", ids).items()}
 
 
 def contacts_of(connection: Connection, customer_ids: Iterable[str]) -> dict[str, list[Contact]]:
@@ -197,7 +206,40 @@ def record_decisions(connection: Connection, rows: Sequence[dict[str, Any]]) -> 
     return written
 
 
-def claim_due(connection: Connection, worker: str, now: datetime, lease: timedelta, limit: int, held_rules: Sequence[str] = ()) -> list[Contact]:
+@dataclass(frozen=True)
+class Claimed:
+    """A contact taken by a dispatcher: what sending it needs to know."""
+
+    id: str
+    dedupe_key: str
+    rule: str
+    about: str
+    entity_id: str
+    customer_id: str
+    channel: str | None
+    attempts: int
+    expires_at: datetime | None
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How one claimed contact ended this attempt (sent, failed, retry later as pending, …)."""
+
+    contact: Claimed
+    state: str
+    reason: str
+    last_error: str | None = None
+    provider: str | None = None
+    provider_id: str | None = None
+    sent_at: datetime | None = None
+    send_at: datetime | None = None
+    code: str | None = None
+
+
+_CLAIMED_COLUMNS = [contacts.c[name] for name in Claimed.__dataclass_fields__]
+
+
+def claim_due(connection: Connection, worker: str, now: datetime, lease: timedelta, limit: int, held_rules: Sequence[str] = ()) -> list[Claimed]:
     """Take up to LIMIT due contacts for WORKER (state `claimed` until `now + lease`).
 
     On PostgreSQL `FOR UPDATE SKIP LOCKED` lets several dispatchers claim disjoint rows; SQLite
@@ -217,20 +259,54 @@ def claim_due(connection: Connection, worker: str, now: datetime, lease: timedel
         sa.update(contacts)
         .where(contacts.c.id.in_(due.scalar_subquery()))
         .values(state="claimed", claimed_by=worker, lease_until=now + lease, updated_at=now)
-        .returning(*contacts.c)
+        .returning(*_CLAIMED_COLUMNS)
     )
-    return [Contact(**row) for row in connection.execute(statement).mappings()]
+    return [Claimed(**row) for row in connection.execute(statement).mappings()]
 
 
-def transition(connection: Connection, contact_id: str, from_states: Sequence[str], now: datetime, **values: Any) -> bool:
-    """Move one contact on, only if it is still in one of FROM_STATES; True if it moved."""
-    statement = (
-        sa.update(contacts)
-        .where(contacts.c.id == contact_id, contacts.c.state.in_(list(from_states)))
-        .values(updated_at=now, **values)
-        .returning(contacts.c.id)
+def mark_sending(connection: Connection, ids: Sequence[str], now: datetime, lease_until: datetime) -> None:
+    """Record that the requests for IDS are about to leave (one more attempt each)."""
+    if ids:
+        connection.execute(
+            sa.update(contacts)
+            .where(contacts.c.id.in_(list(ids)), contacts.c.state == "claimed")
+            .values(state="sending", attempts=contacts.c.attempts + 1, lease_until=lease_until, updated_at=now)
+        )
+
+
+# One statement for every outcome, run as executemany: unset values keep what the row has.
+_FINISH = (
+    sa.update(contacts)
+    .where(contacts.c.id == sa.bindparam("b_id"), sa.or_(contacts.c.state == "claimed", contacts.c.state == "sending"))
+    .values(
+        state=sa.bindparam("b_state"),
+        reason=sa.bindparam("b_reason"),
+        last_error=sa.func.coalesce(sa.bindparam("b_last_error", type_=sa.String()), contacts.c.last_error),
+        provider=sa.func.coalesce(sa.bindparam("b_provider", type_=sa.String()), contacts.c.provider),
+        provider_id=sa.func.coalesce(sa.bindparam("b_provider_id", type_=sa.String()), contacts.c.provider_id),
+        sent_at=sa.func.coalesce(sa.bindparam("b_sent_at", type_=UTCDateTime()), contacts.c.sent_at),
+        send_at=sa.func.coalesce(sa.bindparam("b_send_at", type_=UTCDateTime()), contacts.c.send_at),
+        claimed_by=None,
+        lease_until=None,
+        updated_at=sa.bindparam("b_now", type_=UTCDateTime()),
     )
-    return connection.execute(statement).first() is not None
+)
+
+
+def finish(connection: Connection, outcomes: Sequence[Outcome], now: datetime) -> None:
+    """Write the outcomes of claimed or sending contacts, in one statement."""
+    if outcomes:
+        connection.execute(
+            _FINISH,
+            [
+                {
+                    "b_id": o.contact.id, "b_state": o.state, "b_reason": o.reason, "b_last_error": o.last_error,
+                    "b_provider": o.provider, "b_provider_id": o.provider_id, "b_sent_at": o.sent_at,
+                    "b_send_at": o.send_at, "b_now": now,
+                }
+                for o in outcomes
+            ],
+        )
 
 
 def recover_leases(connection: Connection, now: datetime, *, at_least_once: bool = False) -> tuple[int, int]:
