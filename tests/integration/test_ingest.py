@@ -12,6 +12,7 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 
+from outreach.state.db import make_engine
 from outreach.state.ingest import ingest_file, ingest_files, rejection, state_table
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "ingest"
@@ -236,3 +237,15 @@ def test_batching_does_not_change_what_is_loaded(engine: Engine, tmp_path: Path,
     assert {id_: row["total"] for id_, row in rows(engine, "orders").items()} == {
         "o-0": 14.0, "o-1": 15.0, "o-2": 16.0, "o-3": 17.0, "o-4": 18.0, "o-5": 19.0, "o-6": 13.0,
     }
+
+
+def test_a_sqlite_connection_gets_its_cache_size_back_after_a_load(sqlite_url: str, tmp_path: Path) -> None:
+    engine = make_engine(sqlite_url)
+    with engine.connect() as connection:
+        before = connection.exec_driver_sql("PRAGMA cache_size").scalar_one()
+
+    ingest_file(engine, write_jsonl(tmp_path / "customers.jsonl", [{"id": "c-1"}]))
+
+    with engine.connect() as connection:
+        assert connection.exec_driver_sql("PRAGMA cache_size").scalar_one() == before
+    engine.dispose()

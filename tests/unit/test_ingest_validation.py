@@ -289,3 +289,11 @@ def test_jsonl_lines_outside_strict_json_are_read_as_python_reads_them() -> None
     for _, record in records:
         result = validate_record("orders", {"id": "o1", "customer_id": "c1", "total": record["total"]})
         assert isinstance(result, list) and result[0].endswith("is not an amount: write a number ≥ 0, e.g. 49.90")
+
+
+def test_a_cleared_json_field_is_a_fresh_value_each_time() -> None:
+    first = validate_record("customers", customer(attributes=None))
+    assert isinstance(first, dict)
+    first["attributes"]["tier"] = "gold"
+
+    assert validate_record("customers", customer(attributes=None)) == {"id": "c1", "attributes": {}}
