@@ -138,11 +138,11 @@ class StoppableDispatcher(Dispatcher):
 class Daemon:
     """One `outreach run` process; `run()` blocks until SIGTERM/SIGINT (or `stop()`)."""
 
-    def __init__(self, app: App) -> None:
+    def __init__(self, app: App, stopping: threading.Event | None = None) -> None:
         self.app = app
         self.options = app.settings.daemon
         self.worker = worker_name()
-        self.stopping = threading.Event()
+        self.stopping = stopping or threading.Event()
         self.started_at = time.monotonic()
         self.last_tick: float | None = None
         self.last_dispatch: float | None = None
@@ -183,6 +183,9 @@ class Daemon:
         if threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGTERM, self._on_signal)
             signal.signal(signal.SIGINT, self._on_signal)
+        if self.stopping.is_set():  # asked to stop while starting up
+            log.info("stopped", worker=self.worker)
+            return 0
         self.http.start()
         self._schedule(self._rules)
         self.scheduler.add_job(
@@ -373,8 +376,13 @@ class Daemon:
 def serve(app: App) -> int:
     """Run the daemon until SIGTERM/SIGINT; the process exit code."""
     lock = hold_sqlite_lock(app.settings.database_url)
+    # A SIGTERM while the database, rules and templates load means "don't start": exit 0.
+    stopping = threading.Event()
+    if threading.current_thread() is threading.main_thread():
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, lambda *_: stopping.set())
     try:
-        return Daemon(app).run()
+        return Daemon(app, stopping).run()
     finally:
         if lock is not None:
             lock.close()
