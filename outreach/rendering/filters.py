@@ -11,6 +11,8 @@ right-to-left text cannot reorder their parts.
 
 from __future__ import annotations
 
+import functools
+
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone, tzinfo
 from decimal import Decimal, InvalidOperation
@@ -33,6 +35,7 @@ _DIGITS = {
 _LRI, _PDI = "\u2066", "\u2069"
 
 
+@functools.lru_cache(maxsize=512)
 def parse_locale(tag: str) -> Locale:
     """A Babel locale from a BCP 47 tag (`ar-EG`) or a POSIX one (`ar_EG`); ValueError if unknown."""
     try:
@@ -64,6 +67,10 @@ class Formatting:
     @classmethod
     def of(cls, locale: str, time_zone: str) -> Formatting:
         """The formatting for LOCALE and the IANA TIME_ZONE; ValueError says which is wrong."""
+        return _formatting(cls, locale, time_zone)
+
+    @classmethod
+    def _build(cls, locale: str, time_zone: str) -> Formatting:
         parsed = parse_locale(locale)
         try:
             zone: tzinfo = ZoneInfo(time_zone) if time_zone not in ("UTC", "Z") else timezone.utc
@@ -197,3 +204,10 @@ def isolate_ltr(value: Any, fmt: Formatting) -> str:
         raise ValueError("ltr: the value is empty")
     text = str(value)
     return f"{_LRI}{text}{_PDI}" if fmt.right_to_left and text else text
+
+
+@functools.lru_cache(maxsize=1024)
+def _formatting(cls: type[Formatting], locale: str, time_zone: str) -> Formatting:
+    # Parsing a locale and loading its CLDR data costs more than the rest of a small render;
+    # a Formatting is immutable, so customers sharing a locale and a zone share one.
+    return cls._build(locale, time_zone)
