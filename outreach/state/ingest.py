@@ -255,7 +255,7 @@ if hasattr(phonenumbers, "enable_pattern_cache"):
     phonenumbers.enable_pattern_cache()
 
 _E164 = re.compile(r"\+[1-9][0-9]{6,14}")
-_COUNTRY_CODES = phonenumbers.COUNTRY_CODE_TO_REGION_CODE
+_COUNTRY_CODES = {str(code): code for code in phonenumbers.COUNTRY_CODE_TO_REGION_CODE}
 
 
 def _canonical_e164(text: str) -> phonenumbers.PhoneNumber | None:
@@ -264,10 +264,10 @@ def _canonical_e164(text: str) -> phonenumbers.PhoneNumber | None:
     Country codes are prefix-free, so the first known prefix is the country code. A national
     number starting with 0 needs parse's handling of leading zeros and national prefixes.
     """
-    for size in (1, 2, 3):
-        code = int(text[1 : 1 + size])
-        if code in _COUNTRY_CODES:
-            national = text[1 + size :]
+    for end in (2, 3, 4):
+        code = _COUNTRY_CODES.get(text[1:end])
+        if code is not None:
+            national = text[end:]
             if not national or national[0] == "0":
                 return None
             return phonenumbers.PhoneNumber(country_code=code, national_number=int(national))
@@ -868,9 +868,11 @@ def load_records(
         result = validate_record(table, record, from_text=from_text)
         if isinstance(result, list):
             pending[line] = [Problem(source, line, None, message) for message in result]
-            customer = record.get("customer_id") if needs_customer else None
-            if isinstance(customer, str) and customer:
-                references.append((line, customer))
+            if needs_customer:
+                try:
+                    references.append((line, parse_id(record.get("customer_id"))))
+                except ValueError:
+                    pass  # already reported as missing or malformed
         else:
             batch.append(result)
             if needs_customer:
