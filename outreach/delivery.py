@@ -9,6 +9,7 @@ records the outcome. Every function takes `now`: the clock is read by the caller
 from __future__ import annotations
 
 import random
+import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -184,6 +185,7 @@ class Dispatcher:
         at_least_once: bool = False,
         observe: Callable[[str, str, str, float | None], None] | None = None,
         rng: random.Random | None = None,
+        stopping: threading.Event | None = None,
     ) -> None:
         self.engine = engine
         self.rules = rules
@@ -196,6 +198,9 @@ class Dispatcher:
         self.at_least_once = at_least_once
         self.observe = observe
         self.rng = rng or random.Random()
+        # Once set, no further batch is claimed; batches already claimed are sent to the end
+        # (their requests may be on the wire) and unclaimed contacts wait for the next process.
+        self.stopping = stopping or threading.Event()
         self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="send") if concurrency > 1 else None
 
     def close(self) -> None:
@@ -219,7 +224,7 @@ class Dispatcher:
         if held is None:
             stats.held = 1
             return stats
-        while True:
+        while not self.stopping.is_set():
             with self.engine.begin() as connection:
                 claimed = ledger.claim_due(connection, self.worker, now, self.lease, self.batch, held)
                 # Read after the claim, so each re-check sees the records as they are now.
@@ -233,6 +238,7 @@ class Dispatcher:
             self._dispatch_batch(claimed, people, records, clock, stats)
             if len(claimed) < self.batch:
                 return stats
+        return stats
 
     def _dispatch_batch(
         self,

@@ -113,28 +113,6 @@ def tick_slot(now: datetime, every: timedelta) -> datetime:
     return EPOCH + ((now - EPOCH) // every) * every
 
 
-class StoppableDispatcher(Dispatcher):
-    """A Dispatcher that claims no further batch once the daemon is stopping.
-
-    The batches already claimed are sent to the end (their requests may be on the wire);
-    unclaimed due contacts stay pending for the next daemon. dispatch_once claims `batch`
-    contacts at a time until a claim comes back short: a batch of 0 while stopping makes the
-    next claim empty, which ends the round.
-    """
-
-    def __init__(self, *args: Any, stopping: threading.Event, **kwargs: Any) -> None:
-        self.stopping = stopping
-        super().__init__(*args, **kwargs)
-
-    @property  # type: ignore[override]
-    def batch(self) -> int:
-        return 0 if self.stopping.is_set() else self._batch
-
-    @batch.setter
-    def batch(self, value: int) -> None:
-        self._batch = value
-
-
 class Daemon:
     """One `outreach run` process; `run()` blocks until SIGTERM/SIGINT (or `stop()`)."""
 
@@ -161,7 +139,7 @@ class Daemon:
                 "misfire_grace_time": self.options.misfire_grace_seconds,
             },
         )
-        self.dispatcher = StoppableDispatcher(
+        self.dispatcher = Dispatcher(
             self.engine,
             rules=lambda: self._rules,
             renderer=lambda: self._renderer,
