@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-import sqlalchemy as sa
 import structlog
 from sqlalchemy.engine import Connection, Engine
 
@@ -26,7 +25,6 @@ from outreach.errors import PermanentDeliveryError, RenderError, RulesError, Tra
 from outreach.rendering import Renderer, RuleInfo
 from outreach.rules.evaluate import condition_holds, find_matches
 from outreach.rules.loader import Rule, RuleSet
-from outreach.rules.schema import ABOUT_ENTITIES
 from outreach.settings import Settings
 from outreach.state import ledger
 from outreach.state.models import Customer

@@ -120,6 +120,7 @@ def explain_customer(app: App, customer_id: str, now: datetime) -> dict[str, Any
         report: dict[str, Any] = {"customer_id": customer_id, "now": now.isoformat(), "rules": []}
         for rule in rules:
             entry: dict[str, Any] = {"rule": rule.name, "about": rule.about, "when": " ".join(rule.when.split()), "enabled": rule.enabled, "records": []}
+            entities: list[Any]
             if rule.about == "customer":
                 entities = [customer]
             else:

@@ -23,7 +23,7 @@ import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from types import FrameType
-from typing import IO, Any
+from typing import IO
 
 import sqlalchemy as sa
 import structlog

@@ -165,8 +165,9 @@ class Settings(BaseSettings):
 def load_settings(path: str | os.PathLike[str] | None = None, **overrides: Any) -> Settings:
     """Read settings from PATH (or $OUTREACH_SETTINGS, or ./settings.toml if present) and the environment."""
     explicit = path or os.environ.get(SETTINGS_ENV)
+    toml_file: Path | None
     if explicit:
-        toml_file: Path | None = Path(explicit)
+        toml_file = Path(explicit)
         if not toml_file.is_file():
             # pydantic-settings would silently ignore a missing file; a typo must not run on defaults.
             raise ConfigError(f"{toml_file}: settings file not found")

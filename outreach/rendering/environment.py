@@ -504,7 +504,7 @@ class _Guards(NodeTransformer):
 
     def visit_For(self, node: nodes.For) -> nodes.Node:
         self.generic_visit(node)
-        node.iter = self._wrap(node.iter, LOOP_GUARD)
+        node.iter = self._wrap(node.iter, LOOP_GUARD)  # type: ignore[arg-type]  # jinja2 types `For.iter` as Node
         return node
 
     def _literal(self, node: nodes.Expr) -> nodes.Node:

@@ -67,7 +67,7 @@ class Formatting:
     @classmethod
     def of(cls, locale: str, time_zone: str) -> Formatting:
         """The formatting for LOCALE and the IANA TIME_ZONE; ValueError says which is wrong."""
-        return _formatting(cls, locale, time_zone)
+        return _formatting(locale, time_zone)
 
     @classmethod
     def _build(cls, locale: str, time_zone: str) -> Formatting:
@@ -207,7 +207,7 @@ def isolate_ltr(value: Any, fmt: Formatting) -> str:
 
 
 @functools.lru_cache(maxsize=1024)
-def _formatting(cls: type[Formatting], locale: str, time_zone: str) -> Formatting:
+def _formatting(locale: str, time_zone: str) -> Formatting:
     # Parsing a locale and loading its CLDR data costs more than the rest of a small render;
     # a Formatting is immutable, so customers sharing a locale and a zone share one.
-    return cls._build(locale, time_zone)
+    return Formatting._build(locale, time_zone)

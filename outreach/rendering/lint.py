@@ -330,7 +330,7 @@ class _Walk:
         elif isinstance(node.template, (nodes.List, nodes.Tuple)) and all(
             isinstance(item, nodes.Const) for item in node.template.items
         ):
-            names = [item.value for item in node.template.items]
+            names = [item.value for item in node.template.items]  # type: ignore[attr-defined]  # all Const, checked above
         else:
             self.report(
                 node,

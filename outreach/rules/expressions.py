@@ -274,7 +274,7 @@ class _Analyser:
 
     def compare(self, node: s.Compare) -> Expr:
         left, right = self.value(node.left), self.value(node.right)
-        for side, other in ((node.left, left), (node.right, right)):
+        for side in (node.left, node.right):
             if isinstance(side, s.Literal) and side.value is None:
                 negation = "not " if node.op == "!=" else ""
                 return self.fail(side, f"comparing with null never matches (null is unknown): write `is {negation}null`")

@@ -216,7 +216,8 @@ def parse(text: str) -> Node:
         tree = _parser().parse(text)
         return _Build().transform(tree)  # type: ignore[return-value]
     except UnexpectedCharacters as exc:
-        char = text[exc.pos_in_stream] if exc.pos_in_stream < len(text) else ""
+        offset = exc.pos_in_stream or 0
+        char = text[offset] if offset < len(text) else ""
         hint = ""
         if char == "'":
             hint = ' (strings use double quotes: "like this")'
@@ -225,7 +226,7 @@ def parse(text: str) -> Node:
         elif char in "&|!":
             hint = " (use and, or, not)"
         raise SyntaxProblem(
-            exc.pos_in_stream, f"unexpected character {char!r}{hint}; expected {_describe(set(exc.allowed or ()))}"
+            offset, f"unexpected character {char!r}{hint}; expected {_describe(set(exc.allowed or ()))}"
         ) from None
     except UnexpectedEOF as exc:
         raise SyntaxProblem(len(text.rstrip()), f"the expression ends too early; expected {_describe(set(exc.expected))}") from None
