@@ -884,7 +884,7 @@ def load_records(
 
 
 # SQLite caches 2 MB of pages by default. A file of a million rows then spills dirty index
-# pages to the WAL and writes them again and again: a fifth of the CPU time of loading the
+# pages to the WAL and writes them again and again: 15-20 % of the CPU time of loading the
 # orders of bench/ at 1M customers. 64 MB holds the pages a load keeps coming back to.
 LOAD_CACHE_KIB = 65536
 
