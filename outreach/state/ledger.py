@@ -45,6 +45,8 @@ class Contact(SQLModel, table=True):
         UniqueConstraint("dedupe_key", name="uq_contacts_dedupe_key"),
         Index("ix_contacts_due", "state", "send_at"),
         Index("ix_contacts_customer", "customer_id", "decided_at"),
+        Index("ix_contacts_provider_id", "provider_id"),
+        Index("ix_contacts_rule_decided", "rule", "decided_at"),
     )
 
     id: str = Field(primary_key=True)
@@ -68,6 +70,8 @@ class Contact(SQLModel, table=True):
     provider: str | None = None
     provider_id: str | None = None
     last_error: str | None = None
+    provider_status: str | None = None  # the provider's latest word: delivered, bounced, …
+    goal_met_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     steps: list[Any] = Field(default_factory=list, sa_column=Column(JSONDocument, nullable=False))
 
 
