@@ -55,6 +55,7 @@ def report_since(app: App, since: str, now: datetime) -> dict[str, Any]:
         raise InputError(f"--since: {exc}") from None
     with app.engine.connect() as connection:
         rows = ledger.contact_counts(connection, start)
+        goals = ledger.goal_counts(connection, start)
         controls = ledger.active_controls(connection, now)
     return {
         "since": start.isoformat(),
@@ -62,7 +63,22 @@ def report_since(app: App, since: str, now: datetime) -> dict[str, Any]:
         "paused": PAUSE in controls,
         "silenced": {key.split(":", 1)[1]: {"until": c.until.isoformat() if c.until else None, "reason": c.reason} for key, c in controls.items() if key.startswith("silence:")},
         "contacts": [{"rule": r, "state": s, "channel": c, "count": n} for r, s, c, n in rows],
+        "goals": _goal_summary(goals),
     }
+
+
+def _goal_summary(rows: list[tuple[str, str, int, int]]) -> list[dict[str, Any]]:
+    """Per rule: how many contacted and held-out customers met the goal, and the difference."""
+    by_rule: dict[str, dict[str, Any]] = {}
+    for rule, state, total, met in rows:
+        group = "contacted" if state == "sent" else "holdout"
+        entry = by_rule.setdefault(rule, {"rule": rule})
+        entry[group] = {"count": total, "goal_met": met, "rate": round(met / total, 4) if total else None}
+    for entry in by_rule.values():
+        contacted, holdout = entry.get("contacted"), entry.get("holdout")
+        if contacted and holdout and contacted["rate"] is not None and holdout["rate"] is not None:
+            entry["uplift"] = round(contacted["rate"] - holdout["rate"], 4)
+    return list(by_rule.values())
 
 
 def print_report(console: Console, data: dict[str, Any]) -> None:
@@ -76,3 +92,16 @@ def print_report(console: Console, data: dict[str, Any]) -> None:
     for row in data["contacts"]:
         table.add_row(row["rule"], row["state"], row["channel"] or "-", str(row["count"]))
     console.print(table)
+    if data["goals"]:
+        goals = Table(title="goals: contacted vs held out")
+        for column in ("rule", "contacted", "met", "holdout", "met", "uplift"):
+            goals.add_column(column)
+        for entry in data["goals"]:
+            contacted, holdout = entry.get("contacted") or {}, entry.get("holdout") or {}
+
+            def rate(group: dict[str, Any]) -> str:
+                return "-" if not group else f"{group['goal_met']} ({group['rate']:.0%})"
+
+            uplift = f"{entry['uplift']:+.1%}" if "uplift" in entry else "-"
+            goals.add_row(entry["rule"], str(contacted.get("count", 0)), rate(contacted), str(holdout.get("count", 0)), rate(holdout), uplift)
+        console.print(goals)

@@ -14,7 +14,7 @@ from datetime import datetime
 from outreach.app import App
 from outreach.channels import make_channels
 from outreach.clock import utcnow
-from outreach.delivery import DispatchStats, Dispatcher, TickResult, evaluate, limits_of
+from outreach.delivery import DispatchStats, Dispatcher, TickResult, evaluate, limits_of, measure_goals
 from outreach.escalation import post_new_tasks
 from outreach.rendering import Renderer
 
@@ -51,6 +51,7 @@ def run_once(app: App, now: datetime | None = None) -> OnceResult:
     enabled = [rule for rule in rules if rule.enabled]
     tick = evaluate(app.engine, enabled, at, limits_of(app.settings))
     post_new_tasks(app, tick.tasks)
+    measure_goals(app.engine, enabled, at)
     dispatcher = make_dispatcher(app, rules)
     try:
         stats = dispatcher.dispatch_once(at, clock=(lambda: at) if now is not None else utcnow)

@@ -23,7 +23,7 @@ from outreach import policy
 from outreach.channels import SUPPRESSING_CODES, WITHDRAWS_SMS_CONSENT_CODES, Channel, OutgoingMessage
 from outreach.errors import PermanentDeliveryError, RenderError, RulesError, TransientDeliveryError, UnknownOutcomeError
 from outreach.rendering import Renderer, RuleInfo
-from outreach.rules.evaluate import condition_holds, find_matches
+from outreach.rules.evaluate import condition_holds, find_matches, matches_query
 from outreach.rules.loader import Rule, RuleSet
 from outreach.settings import Settings
 from outreach.state import ledger
@@ -130,6 +130,28 @@ def evaluate(engine: Engine, rules: Sequence[Rule], now: datetime, limits: polic
                 if task is not None:
                     opened.append(task)
     return TickResult(decisions, recorded, opened)
+
+
+def measure_goals(engine: Engine, rules: Sequence[Rule], now: datetime) -> int:
+    """Mark contacted and held-out matches whose rule's `goal` holds at NOW, within `goal_window`.
+
+    Both groups are measured the same way, so `outreach report` can compare them: the holdout
+    is what would have happened without the message. Returns how many goals were newly met.
+    """
+    met = 0
+    with engine.begin() as connection:
+        for rule in rules:
+            if rule.goal_condition is None or rule.goal_window is None:
+                continue
+            candidates = ledger.goal_candidates(connection, rule.name, now - rule.goal_window)
+            for start in range(0, len(candidates), 500):
+                chunk = candidates[start : start + 500]
+                query = matches_query(rule.about, rule.goal_condition, connection.dialect.name, now, entity_ids=[e for _c, e in chunk])
+                reached = {str(entity) for entity, _customer in connection.execute(query)}
+                done = [contact for contact, entity in chunk if entity in reached]
+                ledger.mark_goal_met(connection, done, now)
+                met += len(done)
+    return met
 
 
 # -- dispatch ---------------------------------------------------------------------------------

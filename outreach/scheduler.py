@@ -36,7 +36,7 @@ from outreach.app import App
 from outreach.channels import make_channels
 from outreach.clock import utcnow
 from outreach.daemon import worker_name
-from outreach.delivery import Dispatcher, evaluate, limits_of
+from outreach.delivery import Dispatcher, evaluate, limits_of, measure_goals
 from outreach.errors import OutreachError
 from outreach.escalation import post_new_tasks
 from outreach.metrics import Metrics
@@ -267,6 +267,11 @@ class Daemon:
             post_new_tasks(self.app, result.tasks)
         except Exception:
             log.exception("task_webhook_failed", rule=rule.name)
+        if rule.goal_condition is not None:
+            try:
+                log.info("goals", rule=rule.name, met=measure_goals(self.engine, [rule], now))
+            except Exception:
+                log.exception("goals_failed", rule=rule.name)
 
     # -- dispatch -------------------------------------------------------------------------
     def _dispatch_loop(self) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from datetime import datetime
@@ -29,7 +29,12 @@ class Match:
 
 
 def matches_query(
-    about: str, condition: Expr, dialect: str, now: datetime, customer_id: str | None = None
+    about: str,
+    condition: Expr,
+    dialect: str,
+    now: datetime,
+    customer_id: str | None = None,
+    entity_ids: Sequence[str] | None = None,
 ) -> Select[Any]:
     """SELECT entity id, customer id of every entity of kind ABOUT for which CONDITION holds at NOW."""
     entity = ABOUT_ENTITIES[about].__table__  # type: ignore[attr-defined]
@@ -47,6 +52,8 @@ def matches_query(
         owner = entity.c.customer_id
     if customer_id is not None:
         query = query.where(owner == customer_id)
+    if entity_ids is not None:
+        query = query.where(entity.c.id.in_(list(entity_ids)))
     return query
 
 

@@ -436,3 +436,35 @@ def take_tick(connection: Connection, rule: str, slot: datetime, now: datetime, 
 def last_ticks(connection: Connection) -> dict[str, datetime]:
     """When each rule was last evaluated, by any worker."""
     return {row.rule: row.ticked_at for row in connection.execute(sa.select(rule_ticks.c.rule, rule_ticks.c.ticked_at))}
+
+
+GOAL_STATES = ("sent", "holdout")
+
+
+def goal_candidates(connection: Connection, rule: str, since: datetime) -> list[tuple[str, str]]:
+    """(contact id, entity id) of RULE's contacts and held-out matches since SINCE whose goal is not yet met."""
+    query = sa.select(contacts.c.id, contacts.c.entity_id).where(
+        contacts.c.rule == rule,
+        contacts.c.decided_at >= since,
+        contacts.c.state.in_(GOAL_STATES),
+        contacts.c.goal_met_at.is_(None),
+    )
+    return [(str(cid), str(eid)) for cid, eid in connection.execute(query)]
+
+
+def mark_goal_met(connection: Connection, contact_ids: Sequence[str], now: datetime) -> None:
+    if contact_ids:
+        connection.execute(
+            sa.update(contacts).where(contacts.c.id.in_(list(contact_ids)), contacts.c.goal_met_at.is_(None)).values(goal_met_at=now)
+        )
+
+
+def goal_counts(connection: Connection, since: datetime) -> list[tuple[str, str, int, int]]:
+    """(rule, state, contacts, goals met) for contacted and held-out matches decided since SINCE."""
+    query = (
+        sa.select(contacts.c.rule, contacts.c.state, sa.func.count(), sa.func.count(contacts.c.goal_met_at))
+        .where(contacts.c.decided_at >= since, contacts.c.state.in_(GOAL_STATES))
+        .group_by(contacts.c.rule, contacts.c.state)
+        .order_by(contacts.c.rule, contacts.c.state)
+    )
+    return [(r, s, int(n), int(m)) for r, s, n, m in connection.execute(query)]

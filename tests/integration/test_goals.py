@@ -1,0 +1,75 @@
+"""Goals: contacted and held-out customers are measured alike, within the goal window."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from outreach import controls
+from outreach.delivery import measure_goals
+from outreach.policy import in_holdout
+from outreach.state.models import Checkout
+from test_delivery import NOON, build_world, customer, stalled_checkout, write_world
+
+RULES = """\
+rules:
+  - name: stalled-checkout
+    about: checkout
+    when: checkout.completed_at is null and checkout.started_at < now() - 2h
+    channels: [email]
+    template: notice
+    holdout: 50%
+    goal: checkout.completed_at is not null
+    goal_window: 2d
+"""
+
+
+def _customers(count: int, held: bool) -> list[str]:
+    """Customer ids that the 50% holdout puts in (or out of) the control group."""
+    found = [f"c{i}" for i in range(200) if in_holdout("stalled-checkout", f"c{i}", 0.5) == held]
+    return found[:count]
+
+
+def _complete(engine: sa.Engine, checkout_id: str, at: object) -> None:
+    with engine.begin() as connection:
+        connection.execute(sa.update(Checkout.__table__).where(Checkout.__table__.c.id == checkout_id).values(completed_at=at))  # type: ignore[attr-defined]
+
+
+def test_goal_rates_compare_contacted_with_held_out_customers(tmp_path: Path, database_url: str, engine: sa.Engine) -> None:
+    """A checkout completed after the match counts for its group; the report shows both rates and the uplift."""
+    world = build_world(tmp_path, database_url)
+    write_world(tmp_path, RULES)
+    contacted, held = _customers(2, held=False), _customers(2, held=True)
+    for cid in contacted + held:
+        customer(world.engine, cid)
+        stalled_checkout(world.engine, f"k-{cid}", cid)
+    world.tick(NOON)
+
+    # Both contacted customers come back; one of the two held out does.
+    for cid in contacted + held[:1]:
+        _complete(world.engine, f"k-{cid}", NOON + timedelta(hours=3))
+    rules = list(world.app.load_rules())
+    assert measure_goals(world.engine, rules, NOON + timedelta(hours=4)) == 3
+    assert measure_goals(world.engine, rules, NOON + timedelta(hours=5)) == 0, "a goal is counted once"
+
+    report = controls.report_since(world.app, "7d", NOON + timedelta(hours=5))
+    [goal] = report["goals"]
+    assert goal["contacted"] == {"count": 2, "goal_met": 2, "rate": 1.0}
+    assert goal["holdout"] == {"count": 2, "goal_met": 1, "rate": 0.5}
+    assert goal["uplift"] == 0.5
+
+
+def test_a_goal_met_after_the_window_does_not_count(tmp_path: Path, database_url: str, engine: sa.Engine) -> None:
+    """Completing the checkout three days after the match, with a two-day window, is not a success."""
+    world = build_world(tmp_path, database_url)
+    write_world(tmp_path, RULES)
+    [cid] = _customers(1, held=False)
+    customer(world.engine, cid)
+    stalled_checkout(world.engine, f"k-{cid}", cid)
+    world.tick(NOON)
+    _complete(world.engine, f"k-{cid}", NOON + timedelta(days=3))
+    assert measure_goals(world.engine, list(world.app.load_rules()), NOON + timedelta(days=3)) == 0
+    [goal] = controls.report_since(world.app, "7d", NOON + timedelta(days=3))["goals"]
+    assert goal["contacted"]["goal_met"] == 0
