@@ -57,6 +57,16 @@ class Metrics:
         self.dispatch_errors = Counter(
             "outreach_dispatch_errors", "Dispatch rounds that failed (database unreachable…).", registry=self.registry,
         )
+        self.inbound_events = Counter(
+            "outreach_inbound_events",
+            "Events received over HTTP: provider webhooks by event kind, and records posted to /events by table.",
+            ["source", "kind"], registry=self.registry,
+        )
+        self.inbound_rejections = Counter(
+            "outreach_inbound_rejections",
+            "Inbound requests refused: bad signature or token, endpoint not configured, unreadable body.",
+            ["endpoint", "reason"], registry=self.registry,
+        )
         self.queue_depth = Gauge(
             "outreach_queue_depth", "Contacts due now and not yet claimed (all workers).", registry=self.registry,
         )

@@ -42,8 +42,9 @@ from outreach.escalation import post_new_tasks
 from outreach.metrics import Metrics
 from outreach.rendering import Renderer
 from outreach.rules.loader import Rule, RuleSet
-from outreach.server import Health, HttpServer, make_app
+from outreach.server import Health, HttpServer, Inbound, make_app
 from outreach.state import ledger
+from outreach.webhooks import Secrets
 
 log = structlog.get_logger("outreach.daemon")
 
@@ -153,7 +154,8 @@ class Daemon:
         )
         self._dispatch_thread = threading.Thread(target=self._dispatch_loop, name="dispatch", daemon=True)
         server = app.settings.server
-        self.http = HttpServer(make_app(self.health, self.metrics), server.host, server.port)
+        inbound = Inbound(self.engine, Secrets.from_environ(), public_url=server.public_url)
+        self.http = HttpServer(make_app(self.health, self.metrics, inbound), server.host, server.port)
 
     # -- lifecycle ------------------------------------------------------------------------
     def run(self) -> int:

@@ -1,4 +1,15 @@
-"""The daemon's HTTP side: `GET /healthz` and `GET /metrics`, served by uvicorn in a thread."""
+"""The daemon's HTTP side, served by uvicorn in a thread.
+
+    GET  /healthz                    scheduler alive, database reachable, ticks on time
+    GET  /metrics                    Prometheus text
+    POST /events                     customer state records (bearer OUTREACH_EVENTS_TOKEN)
+    POST /webhooks/twilio/status     status callbacks (X-Twilio-Signature)
+    POST /webhooks/twilio/inbound    incoming SMS: STOP / START (X-Twilio-Signature)
+    POST /webhooks/sendgrid/events   Event Webhook (ECDSA signature over the raw body)
+
+The POST endpoints exist when the app is given an `Inbound`; each answers 503 until its secret
+is set in the environment. What the requests mean is in `outreach.webhooks`.
+"""
 
 from __future__ import annotations
 
@@ -6,16 +17,22 @@ import contextlib
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import structlog
 import uvicorn
+import orjson
+from sqlalchemy.engine import Engine
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from outreach import webhooks
+from outreach.clock import utcnow
 from outreach.metrics import CONTENT_TYPE_LATEST, Metrics
 
 log = structlog.get_logger("outreach.server")
@@ -27,21 +44,193 @@ class Health:
     detail: dict[str, Any]
 
 
-def make_app(health: Callable[[], Health], metrics: Metrics) -> Starlette:
+@dataclass(frozen=True)
+class Inbound:
+    """What the POST endpoints need: the database, the secrets, the URL providers call us at."""
+
+    engine: Engine
+    secrets: webhooks.Secrets
+    public_url: str = ""
+    clock: Callable[[], datetime] = field(default=utcnow)
+
+
+MAX_BODY_BYTES = 16 * 1024 * 1024
+EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response/>'
+
+
+class _TooLarge(Exception):
+    pass
+
+
+async def _body(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:
+    """The raw body, refusing more than LIMIT bytes whatever Content-Length claims."""
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise _TooLarge
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _error(status: int, message: str, **extra: Any) -> JSONResponse:
+    return JSONResponse({"error": message, **extra}, status_code=status)
+
+
+def make_app(health: Callable[[], Health], metrics: Metrics, inbound: Inbound | None = None) -> Starlette:
     async def healthz(request: Request) -> Response:
         # The checks touch the database: off the event loop, like any blocking call.
-        from starlette.concurrency import run_in_threadpool
-
         report = await run_in_threadpool(health)
         return JSONResponse({"healthy": report.healthy, **report.detail}, status_code=200 if report.healthy else 503)
 
     async def metrics_text(request: Request) -> Response:
-        from starlette.concurrency import run_in_threadpool
-
         body = await run_in_threadpool(metrics.render)
         return Response(body, media_type=CONTENT_TYPE_LATEST)
 
-    return Starlette(routes=[Route("/healthz", healthz), Route("/metrics", metrics_text)])
+    routes = [Route("/healthz", healthz), Route("/metrics", metrics_text)]
+    if inbound is not None:
+        routes += _inbound_routes(inbound, metrics)
+    return Starlette(routes=routes)
+
+
+def _inbound_routes(inbound: Inbound, metrics: Metrics) -> list[Route]:
+    secrets = inbound.secrets
+    verifier = webhooks.sendgrid_verifier(secrets.sendgrid_public_key) if secrets.sendgrid_public_key else None
+    if secrets.sendgrid_public_key and verifier is None:
+        log.warning("sendgrid_public_key_unreadable", variable=webhooks.SENDGRID_KEY_ENV)
+
+    def refuse(endpoint: str, reason: str, status: int, message: str, **extra: Any) -> JSONResponse:
+        metrics.inbound_rejections.labels(endpoint, reason).inc()
+        log.info("inbound_refused", endpoint=endpoint, reason=reason, status=status)
+        return _error(status, message, **extra)
+
+    def url_of(request: Request) -> str:
+        query = request.scope.get("query_string", b"").decode("latin-1")
+        if inbound.public_url:
+            return webhooks.public_url(inbound.public_url, request.url.path, query)
+        # Without a configured public URL, only a daemon reached directly can be verified.
+        return webhooks.public_url(f"{request.url.scheme}://{request.url.netloc}", request.url.path, query)
+
+    async def twilio_form(request: Request, endpoint: str) -> Any:
+        """The verified form of a Twilio webhook, or the response refusing it."""
+        if not secrets.twilio_auth_token:
+            return refuse(endpoint, "not_configured", 503, f"{webhooks.TWILIO_TOKEN_ENV} is not set: Twilio webhooks cannot be verified")
+        try:
+            body = await _body(request)
+        except _TooLarge:
+            return refuse(endpoint, "too_large", 413, "the body is too large")
+        params = webhooks.form_params(body)
+        ok = params is not None and webhooks.twilio_signature_ok(
+            secrets.twilio_auth_token, url_of(request), params,
+            request.headers.get(webhooks.TWILIO_SIGNATURE_HEADER),
+            request.headers.get(webhooks.TWILIO_SIGNATURE_SETTINGS_HEADER),
+        )
+        if not ok:
+            return refuse(endpoint, "signature", 403, "the Twilio signature does not match this request")
+        return params
+
+    async def events(request: Request) -> Response:
+        endpoint = "events"
+        if not secrets.events_token:
+            return refuse(endpoint, "not_configured", 503, f"POST /events is off: set {webhooks.EVENTS_TOKEN_ENV}")
+        if not webhooks.bearer_ok(secrets.events_token, request.headers.get("authorization")):
+            response = refuse(endpoint, "token", 401, "a valid bearer token is required")
+            response.headers["WWW-Authenticate"] = "Bearer"
+            return response
+        try:
+            document = orjson.loads(await _body(request))
+        except _TooLarge:
+            return refuse(endpoint, "too_large", 413, f"the body is larger than {MAX_BODY_BYTES:,} bytes")
+        except orjson.JSONDecodeError as exc:
+            return refuse(endpoint, "invalid", 400, f"the body is not JSON: {exc}")
+        batch = webhooks.parse_events(document)
+        if isinstance(batch, list):
+            return refuse(endpoint, "invalid", 422, "nothing was written", problems=batch)
+        problems = await run_in_threadpool(webhooks.load_events, inbound.engine, batch)
+        if problems:
+            return refuse(endpoint, "invalid", 422, "nothing was written", problems=problems)
+        metrics.inbound_events.labels("events", batch.table).inc(len(batch.records))
+        log.info("events_loaded", table=batch.table, records=len(batch.records))
+        return JSONResponse({"table": batch.table, "loaded": len(batch.records)})
+
+    async def twilio_status(request: Request) -> Response:
+        params = await twilio_form(request, "twilio_status")
+        if isinstance(params, Response):
+            return params
+        feedback = webhooks.twilio_status_feedback(params.get("MessageStatus", ""), params.get("ErrorCode"))
+        outbox_id = request.query_params.get("outbox_id")
+        message_sid = params.get("MessageSid") or params.get("SmsSid")
+
+        def apply() -> Any:
+            with inbound.engine.begin() as connection:
+                return webhooks.apply_twilio_status(connection, outbox_id, message_sid, feedback, inbound.clock())
+
+        contact = await run_in_threadpool(apply)
+        metrics.inbound_events.labels("twilio", webhooks.event_kind(webhooks.TWILIO_STAGES, feedback.status)).inc()
+        log.info(
+            "twilio_status", outbox_id=contact.id if contact else outbox_id, provider_id=message_sid,
+            customer_id=contact.customer_id if contact else None, status=feedback.status, error_code=feedback.code,
+            suppressed=feedback.suppress and contact is not None, known=contact is not None,
+        )
+        return Response(status_code=204)
+
+    async def twilio_inbound(request: Request) -> Response:
+        params = await twilio_form(request, "twilio_inbound")
+        if isinstance(params, Response):
+            return params
+        keyword = webhooks.inbound_keyword(params.get("Body", ""), params.get("OptOutType"))
+        metrics.inbound_events.labels("twilio_inbound", keyword or "other").inc()
+        if keyword is not None:
+            phone = params.get("From", "")
+
+            def apply() -> list[str]:
+                with inbound.engine.begin() as connection:
+                    return webhooks.apply_keyword(connection, phone, keyword, inbound.clock())
+
+            customer_ids = await run_in_threadpool(apply)
+            log.info("sms_keyword", keyword=keyword, message_sid=params.get("MessageSid"), customer_ids=customer_ids)
+        return Response(EMPTY_TWIML, media_type="text/xml")
+
+    async def sendgrid_events(request: Request) -> Response:
+        endpoint = "sendgrid"
+        if verifier is None:
+            return refuse(endpoint, "not_configured", 503, f"{webhooks.SENDGRID_KEY_ENV} is not set to a readable public key: SendGrid events cannot be verified")
+        try:
+            raw = await _body(request)
+        except _TooLarge:
+            return refuse(endpoint, "too_large", 413, "the body is too large")
+        signed = webhooks.sendgrid_signature_ok(
+            verifier, raw,
+            request.headers.get(webhooks.SENDGRID_SIGNATURE_HEADER), request.headers.get(webhooks.SENDGRID_TIMESTAMP_HEADER),
+        )
+        if not signed:
+            return refuse(endpoint, "signature", 403, "the SendGrid signature does not match this request")
+        try:
+            document = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            return refuse(endpoint, "invalid", 400, "the body is not JSON")
+        events = document if isinstance(document, list) else [document]
+
+        def apply() -> list[webhooks.Applied]:
+            with inbound.engine.begin() as connection:
+                return webhooks.apply_sendgrid_events(connection, events, inbound.clock())
+
+        for applied in await run_in_threadpool(apply):
+            metrics.inbound_events.labels("sendgrid", webhooks.event_kind(webhooks.SENDGRID_STAGES, applied.kind)).inc()
+            if applied.outbox_id is not None:
+                log.info(
+                    "sendgrid_event", event=applied.kind, outbox_id=applied.outbox_id,
+                    customer_id=applied.contact.customer_id if applied.contact else None, known=applied.contact is not None,
+                )
+        return Response(status_code=204)
+
+    return [
+        Route("/events", events, methods=["POST"]),
+        Route("/webhooks/twilio/status", twilio_status, methods=["POST"]),
+        Route("/webhooks/twilio/inbound", twilio_inbound, methods=["POST"]),
+        Route("/webhooks/sendgrid/events", sendgrid_events, methods=["POST"]),
+    ]
 
 
 class _ThreadServer(uvicorn.Server):

@@ -468,3 +468,73 @@ def goal_counts(connection: Connection, since: datetime) -> list[tuple[str, str,
         .order_by(contacts.c.rule, contacts.c.state)
     )
     return [(r, s, int(n), int(m)) for r, s, n, m in connection.execute(query)]
+
+
+# -- provider feedback (webhooks) ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Delivered:
+    """The contact a provider's event is about: who it was for and on which channel."""
+
+    id: str
+    customer_id: str
+    channel: str | None
+    provider: str | None
+    provider_id: str | None
+    provider_status: str | None
+
+
+_DELIVERED_COLUMNS = [contacts.c[name] for name in Delivered.__dataclass_fields__]
+
+
+def contact_for_event(connection: Connection, outbox_id: str | None, provider_id: str | None = None) -> Delivered | None:
+    """The contact with OUTBOX_ID, else the one the provider knows as PROVIDER_ID; None if neither."""
+    if outbox_id:
+        row = connection.execute(sa.select(*_DELIVERED_COLUMNS).where(contacts.c.id == outbox_id)).mappings().first()
+        if row is not None:
+            return Delivered(**row)
+    if provider_id:
+        row = connection.execute(
+            sa.select(*_DELIVERED_COLUMNS).where(contacts.c.provider_id == provider_id).limit(1)
+        ).mappings().first()
+        if row is not None:
+            return Delivered(**row)
+    return None
+
+
+def set_provider_status(
+    connection: Connection, contact_id: str, status: str, now: datetime, *, unless: Sequence[str] = ()
+) -> bool:
+    """Record the provider's latest word on a contact, unless it already says one of UNLESS.
+
+    UNLESS holds the statuses a late, out-of-order event must not overwrite (a `sent` callback
+    arriving after `delivered`); the check is in the statement, so concurrent events agree.
+    """
+    statement = sa.update(contacts).where(contacts.c.id == contact_id)
+    if unless:
+        statement = statement.where(
+            sa.or_(contacts.c.provider_status.is_(None), contacts.c.provider_status.not_in(list(unless)))
+        )
+    statement = statement.values(provider_status=status, updated_at=now).returning(contacts.c.id)
+    return connection.execute(statement).first() is not None
+
+
+def customers_with_phone(connection: Connection, phone: str) -> list[str]:
+    """Ids of the customers whose phone (E.164) is PHONE."""
+    query = sa.select(customers.c.id).where(customers.c.phone == phone).order_by(customers.c.id)
+    return [str(customer_id) for customer_id in connection.execute(query).scalars()]
+
+
+def grant_sms_consent(connection: Connection, customer_id: str) -> None:
+    connection.execute(sa.update(customers).where(customers.c.id == customer_id).values(sms_opt_in=True))
+
+
+def remove_suppression(connection: Connection, customer_id: str, channel: str) -> bool:
+    """Lift a suppression; False if there was none."""
+    statement = (
+        sa.delete(suppressions)
+        .where(suppressions.c.customer_id == customer_id, suppressions.c.channel == channel)
+        .returning(suppressions.c.customer_id)
+    )
+    return connection.execute(statement).first() is not None
