@@ -21,9 +21,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+import orjson
 import structlog
 import uvicorn
-import orjson
 from sqlalchemy.engine import Engine
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -220,7 +220,7 @@ def _inbound_routes(inbound: Inbound, metrics: Metrics) -> list[Route]:
             metrics.inbound_events.labels("sendgrid", webhooks.event_kind(webhooks.SENDGRID_STAGES, applied.kind)).inc()
             if applied.outbox_id is not None:
                 log.info(
-                    "sendgrid_event", event=applied.kind, outbox_id=applied.outbox_id,
+                    "sendgrid_event", kind=applied.kind, outbox_id=applied.outbox_id,
                     customer_id=applied.contact.customer_id if applied.contact else None, known=applied.contact is not None,
                 )
         return Response(status_code=204)

@@ -322,12 +322,12 @@ class Applied:
 
 def apply_sendgrid_events(connection: Connection, events: Iterable[Any], now: datetime) -> list[Applied]:
     """Apply a batch in the order the events happened (SendGrid does not send them in order)."""
-    usable = [e for e in events if isinstance(e, dict)]
-    usable.sort(key=lambda e: e.get("timestamp") if isinstance(e.get("timestamp"), (int, float)) else 0)
+    usable = sorted((e for e in events if isinstance(e, dict)), key=_happened_at)
     handled: list[Applied] = []
     for event in usable:
         feedback = sendgrid_feedback(event)
-        kind = event.get("event") if isinstance(event.get("event"), str) else "unknown"
+        name = event.get("event")
+        kind = name if isinstance(name, str) else "unknown"
         if feedback is None:
             handled.append(Applied(kind, None, None))
             continue
@@ -337,6 +337,11 @@ def apply_sendgrid_events(connection: Connection, events: Iterable[Any], now: da
             apply_feedback(connection, contact, EMAIL, feedback, SENDGRID_STAGES, now)
         handled.append(Applied(kind, outbox_id, contact))
     return handled
+
+
+def _happened_at(event: Mapping[str, Any]) -> float:
+    timestamp = event.get("timestamp")
+    return float(timestamp) if isinstance(timestamp, (int, float)) else 0.0
 
 
 def event_kind(stages: Mapping[str, int], kind: str) -> str:

@@ -1,0 +1,212 @@
+"""Provider webhooks: only signed requests change anything, and feedback lands in the ledger."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from sqlalchemy.engine import Engine
+from starlette.testclient import TestClient
+from test_http_support import (
+    TWILIO_TOKEN,
+    SendGridKey,
+    add_contact,
+    add_customer,
+    customer,
+    make_client,
+    provider_status,
+    suppressions,
+    twilio_signature,
+)
+
+from outreach.metrics import Metrics
+from outreach.webhooks import Secrets
+
+PHONE = "+442079460101"
+
+
+@pytest.fixture(scope="module")
+def sendgrid_key() -> SendGridKey:
+    return SendGridKey()
+
+
+@pytest.fixture
+def metrics() -> Metrics:
+    return Metrics()
+
+
+@pytest.fixture
+def client(engine: Engine, sendgrid_key: SendGridKey, metrics: Metrics) -> TestClient:
+    add_customer(engine, id="c-1", phone=PHONE, email="ada@example.com")
+    secrets = Secrets(twilio_auth_token=TWILIO_TOKEN, sendgrid_public_key=sendgrid_key.public_base64)
+    return make_client(engine, secrets, metrics)
+
+
+def post_twilio(client: TestClient, path: str, params: dict[str, str], signature: str | None = None) -> int:
+    headers = {"X-Twilio-Signature": signature if signature is not None else twilio_signature(path, params)}
+    return client.post(path, data=params, headers=headers).status_code
+
+
+def post_sendgrid(client: TestClient, key: SendGridKey, events: list[dict[str, object]], *, tamper: bool = False) -> int:
+    body = json.dumps(events).encode()
+    timestamp = "1772445600"
+    signature = key.sign(timestamp, body)
+    if tamper:
+        body = body.replace(b"delivered", b"bounce")
+    headers = {
+        "Content-Type": "application/json",
+        "X-Twilio-Email-Event-Webhook-Signature": signature,
+        "X-Twilio-Email-Event-Webhook-Timestamp": timestamp,
+    }
+    return client.post("/webhooks/sendgrid/events", content=body, headers=headers).status_code
+
+
+# -- Twilio status callbacks -----------------------------------------------------------------------
+
+
+def test_a_signed_status_callback_records_the_status_on_the_contact(client: TestClient, engine: Engine) -> None:
+    add_contact(engine, "ob-1", "c-1", "sms", provider_id="SM1")
+    path = "/webhooks/twilio/status?outbox_id=ob-1"
+    assert post_twilio(client, path, {"MessageSid": "SM1", "MessageStatus": "delivered"}) == 204
+    assert provider_status(engine, "ob-1") == "delivered"
+
+    # A late `sent` never moves a delivered message back.
+    assert post_twilio(client, path, {"MessageSid": "SM1", "MessageStatus": "sent"}) == 204
+    assert provider_status(engine, "ob-1") == "delivered"
+
+
+def test_a_status_callback_without_outbox_id_finds_the_contact_by_message_sid(client: TestClient, engine: Engine) -> None:
+    add_contact(engine, "ob-2", "c-1", "sms", provider_id="SM2")
+    assert post_twilio(client, "/webhooks/twilio/status", {"MessageSid": "SM2", "MessageStatus": "sent"}) == 204
+    assert provider_status(engine, "ob-2") == "sent"
+
+
+def test_a_badly_signed_status_callback_is_refused_and_changes_nothing(
+    client: TestClient, engine: Engine, metrics: Metrics
+) -> None:
+    add_contact(engine, "ob-1", "c-1", "sms", provider_id="SM1")
+    path = "/webhooks/twilio/status?outbox_id=ob-1"
+    params = {"MessageSid": "SM1", "MessageStatus": "undelivered", "ErrorCode": "21610"}
+    assert post_twilio(client, path, params, signature=twilio_signature(path, params, token="not-the-token")) == 403
+    assert post_twilio(client, path, params, signature="") == 403
+    # Signed for another contact: the query is part of what Twilio signs.
+    assert post_twilio(client, path, params, signature=twilio_signature("/webhooks/twilio/status?outbox_id=ob-9", params)) == 403
+    assert provider_status(engine, "ob-1") is None
+    assert suppressions(engine) == {}
+    assert customer(engine, "c-1")["sms_opt_in"] is True
+    assert b'outreach_inbound_rejections_total{endpoint="twilio_status",reason="signature"} 3.0' in metrics.render()
+
+
+@pytest.mark.parametrize(
+    ("error_code", "suppressed", "opted_in"),
+    [("21610", True, False), ("21211", True, True), ("21614", True, True), ("30003", False, True)],
+)
+def test_an_undeliverable_number_is_suppressed_and_unsubscribed_withdraws_consent(
+    client: TestClient, engine: Engine, error_code: str, suppressed: bool, opted_in: bool
+) -> None:
+    add_contact(engine, "ob-1", "c-1", "sms", provider_id="SM1")
+    params = {"MessageSid": "SM1", "MessageStatus": "undelivered", "ErrorCode": error_code}
+    assert post_twilio(client, "/webhooks/twilio/status?outbox_id=ob-1", params) == 204
+    assert provider_status(engine, "ob-1") == "undelivered"
+    assert suppressions(engine) == ({("c-1", "sms"): error_code} if suppressed else {})
+    assert customer(engine, "c-1")["sms_opt_in"] is opted_in
+
+
+# -- Twilio incoming SMS ---------------------------------------------------------------------------
+
+
+def test_stop_then_start_withdraws_and_restores_sms_consent(client: TestClient, engine: Engine) -> None:
+    path = "/webhooks/twilio/inbound"
+    stop = {"MessageSid": "SM10", "From": PHONE, "Body": " stop "}
+    response = client.post(path, data=stop, headers={"X-Twilio-Signature": twilio_signature(path, stop)})
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/xml")
+    assert response.text.endswith("<Response/>")
+    assert customer(engine, "c-1")["sms_opt_in"] is False
+    assert suppressions(engine) == {("c-1", "sms"): "STOP"}
+
+    start = {"MessageSid": "SM11", "From": PHONE, "Body": "START"}
+    assert post_twilio(client, path, start) == 200
+    assert customer(engine, "c-1")["sms_opt_in"] is True
+    assert suppressions(engine) == {}
+
+
+@pytest.mark.parametrize("body", ["STOPALL", "Unsubscribe", "cancel", "END", "quit"])
+def test_every_opt_out_keyword_stops_sms(client: TestClient, engine: Engine, body: str) -> None:
+    assert post_twilio(client, "/webhooks/twilio/inbound", {"From": PHONE, "Body": body}) == 200
+    assert customer(engine, "c-1")["sms_opt_in"] is False
+
+
+def test_other_messages_and_unknown_senders_change_nothing(client: TestClient, engine: Engine) -> None:
+    assert post_twilio(client, "/webhooks/twilio/inbound", {"From": PHONE, "Body": "please stop the late parcel"}) == 200
+    assert post_twilio(client, "/webhooks/twilio/inbound", {"From": "+14155550100", "Body": "STOP"}) == 200
+    assert customer(engine, "c-1")["sms_opt_in"] is True
+    assert suppressions(engine) == {}
+
+
+def test_a_badly_signed_stop_is_refused(client: TestClient, engine: Engine) -> None:
+    params = {"From": PHONE, "Body": "STOP"}
+    assert post_twilio(client, "/webhooks/twilio/inbound", params, signature=twilio_signature("/elsewhere", params)) == 403
+    assert customer(engine, "c-1")["sms_opt_in"] is True
+
+
+def test_twilio_webhooks_are_off_without_an_auth_token(engine: Engine) -> None:
+    client = make_client(engine, Secrets())
+    params = {"From": PHONE, "Body": "STOP"}
+    assert post_twilio(client, "/webhooks/twilio/inbound", params) == 503
+
+
+# -- SendGrid Event Webhook ------------------------------------------------------------------------
+
+
+def test_signed_events_record_the_status_and_a_bounce_suppresses_email(
+    client: TestClient, engine: Engine, sendgrid_key: SendGridKey, metrics: Metrics
+) -> None:
+    add_contact(engine, "ob-1", "c-1", "email")
+    add_contact(engine, "ob-2", "c-1", "email")
+    events: list[dict[str, object]] = [
+        {"event": "delivered", "timestamp": 1772445000, "outbox_id": "ob-1", "email": "ada@example.com"},
+        {"event": "processed", "timestamp": 1772444000, "outbox_id": "ob-1", "email": "ada@example.com"},
+        {"event": "bounce", "type": "bounce", "timestamp": 1772445100, "outbox_id": "ob-2", "email": "ada@example.com"},
+        {"event": "delivered", "timestamp": 1772445000, "email": "someone@example.com"},  # not sent by outreach
+    ]
+    assert post_sendgrid(client, sendgrid_key, events) == 204
+    assert provider_status(engine, "ob-1") == "delivered"
+    assert provider_status(engine, "ob-2") == "bounce"
+    assert suppressions(engine) == {("c-1", "email"): "bounce"}
+    assert b'outreach_inbound_events_total{kind="bounce",source="sendgrid"} 1.0' in metrics.render()
+
+
+@pytest.mark.parametrize("event", ["dropped", "spamreport", "unsubscribe", "group_unsubscribe"])
+def test_refusals_of_the_address_suppress_email(client: TestClient, engine: Engine, sendgrid_key: SendGridKey, event: str) -> None:
+    add_contact(engine, "ob-1", "c-1", "email")
+    assert post_sendgrid(client, sendgrid_key, [{"event": event, "timestamp": 1772445000, "outbox_id": "ob-1"}]) == 204
+    assert suppressions(engine) == {("c-1", "email"): event}
+
+
+def test_a_blocked_bounce_is_recorded_but_does_not_suppress(client: TestClient, engine: Engine, sendgrid_key: SendGridKey) -> None:
+    add_contact(engine, "ob-1", "c-1", "email")
+    event = {"event": "bounce", "type": "blocked", "timestamp": 1772445000, "outbox_id": "ob-1"}
+    assert post_sendgrid(client, sendgrid_key, [event]) == 204
+    assert provider_status(engine, "ob-1") == "bounce"
+    assert suppressions(engine) == {}
+
+
+def test_a_tampered_or_unsigned_event_batch_is_refused_and_changes_nothing(
+    client: TestClient, engine: Engine, sendgrid_key: SendGridKey, metrics: Metrics
+) -> None:
+    add_contact(engine, "ob-1", "c-1", "email")
+    events: list[dict[str, object]] = [{"event": "delivered", "timestamp": 1772445000, "outbox_id": "ob-1"}]
+    assert post_sendgrid(client, sendgrid_key, events, tamper=True) == 403
+    assert post_sendgrid(client, SendGridKey(), events) == 403  # signed with another key
+    unsigned = client.post("/webhooks/sendgrid/events", content=json.dumps(events).encode())
+    assert unsigned.status_code == 403
+    assert provider_status(engine, "ob-1") is None
+    assert suppressions(engine) == {}
+    assert b'outreach_inbound_rejections_total{endpoint="sendgrid",reason="signature"} 3.0' in metrics.render()
+
+
+def test_sendgrid_events_are_off_without_a_readable_public_key(engine: Engine) -> None:
+    for secrets in (Secrets(), Secrets(sendgrid_public_key="not-a-key")):
+        client = make_client(engine, secrets)
+        assert client.post("/webhooks/sendgrid/events", content=b"[]").status_code == 503
