@@ -1,3 +1,5 @@
 from outreach.cli import main
 
-main()
+# Guarded: worker processes (ingest validation) import the main module again.
+if __name__ == "__main__":
+    main()

@@ -49,6 +49,7 @@ from sqlalchemy.sql.dml import Insert
 
 from outreach.clock import parse_instant
 from outreach.errors import ConfigError, IngestError, Problem
+from outreach.memory import collector_paused
 from outreach.state.models import CHANNELS, ORDER_STATUSES, STATE_TABLES, SURVEY_KINDS
 
 TABLES: tuple[str, ...] = ("customers", "orders", "checkouts", "survey_responses")
@@ -502,7 +503,9 @@ def validate_record(
             elif rule.null == "refused":
                 problems.append(f"{name} cannot be empty")
             else:
-                clean[name] = copy.copy(defaults(table)[name])  # {} and [] are the caller's to change
+                default = defaults(table)[name]
+                # {} and [] are the caller's to change: a fresh one each time.
+                clean[name] = copy.copy(default) if isinstance(default, (dict, list)) else default
             continue
         try:
             clean[name] = rule.parse_text(value) if from_text else rule.parse(value)
@@ -943,16 +946,17 @@ def ingest_file(
             transaction = connection.begin()
             restore_cache = _enlarge_sqlite_cache(connection)
             try:
-                report = load_records(
-                    connection,
-                    table,
-                    records,
-                    source=source,
-                    from_text=kind == "csv",
-                    max_problems=max_problems,
-                    batch_size=batch_size,
-                    after_batch=tell,
-                )
+                with collector_paused():
+                    report = load_records(
+                        connection,
+                        table,
+                        records,
+                        source=source,
+                        from_text=kind == "csv",
+                        max_problems=max_problems,
+                        batch_size=batch_size,
+                        after_batch=tell,
+                    )
             except BaseException:
                 transaction.rollback()
                 raise

@@ -1,0 +1,25 @@
+"""Pausing Python's cyclic garbage collector around bulk work that allocates no cycles."""
+
+from __future__ import annotations
+
+import gc
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+
+@contextmanager
+def collector_paused() -> Iterator[None]:
+    """Pause the cyclic collector while building many small acyclic objects (rows, records).
+
+    Each allocation burst of 10^5 rows triggers collections that scan every live object —
+    including the large, long-lived tables of phonenumbers, Babel and SQLAlchemy. Measured at 1M
+    customers: a third of a rule's evaluation, 6 % of an ingest. Reference counting still frees
+    everything; the collector runs again as soon as the block ends.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
