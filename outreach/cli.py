@@ -204,13 +204,10 @@ def ingest(ctx: click.Context, files: tuple[str, ...], table: str | None, max_er
     Customers files are loaded first. Each file is loaded whole or not at all: a file with any
     bad line loads nothing, and every bad line is listed as FILE:LINE: problem (exit code 1).
     """
-    from outreach.state.db import make_engine, require_current_schema
     from outreach.state.ingest import ingest_files, rejection
 
-    engine = make_engine(settings_of(ctx).database_url)
-    require_current_schema(engine)
     with _file_progress() as progress:
-        reports = ingest_files(engine, files, table=table, max_problems=max_errors, progress=progress)
+        reports = ingest_files(app_of(ctx).engine, files, table=table, max_problems=max_errors, progress=progress)
     for report in reports:
         if not report.rejected:
             click.echo(report.summary())

@@ -33,7 +33,7 @@ class Customer(SQLModel, table=True):
     id: str = Field(primary_key=True)
     name: str = ""
     email: str | None = None
-    phone: str | None = None
+    phone: str | None = Field(default=None, index=True)  # inbound SMS finds its customer by number
     locale: str = "en"
     timezone: str = "UTC"
     preferred_channel: str | None = None
