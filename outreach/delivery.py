@@ -268,14 +268,15 @@ class Dispatcher:
         clock: Callable[[], datetime],
         stats: DispatchStats,
     ) -> None:
-        """A chunk of `concurrency` contacts at a time, pipelined: the next chunk is checked and
-        rendered while the previous one's requests are on the wire, and one commit records the
-        previous chunk's outcomes and marks the next one `sending` (a durable commit costs
-        milliseconds on PostgreSQL). After a crash at most two chunks read `unknown`."""
+        """A chunk of `concurrency` contacts at a time, pipelined: while one chunk's requests are
+        on the wire, the next is checked and rendered, and one commit both records the outcomes
+        of the chunk before and marks the next one `sending` (a durable commit costs
+        milliseconds on PostgreSQL; this way it overlaps the sends). After a crash at most two
+        chunks read `unknown`."""
+        unwritten: list[ledger.Outcome] = []
         in_flight: list[Future[ledger.Outcome]] = []
         for start in range(0, len(claimed), self.concurrency):
             now = clock()
-            done: list[ledger.Outcome] = []
             ready: list[_Ready] = []
             for contact in claimed[start : start + self.concurrency]:
                 customer = people.get(contact.customer_id)
@@ -288,19 +289,20 @@ class Dispatcher:
                 if isinstance(checked, _Ready):
                     ready.append(checked)
                 else:
-                    done.append(checked)
-            results = [future.result() for future in in_flight]
+                    unwritten.append(checked)
             with self.engine.begin() as connection:
-                self._write(connection, [*results, *done], clock())
+                self._write(connection, unwritten, now)
                 # Committed before the requests leave: after a crash these rows read "may have been sent".
                 ledger.mark_sending(connection, [r.contact.id for r in ready], now, now + self.lease)
-            self._record([*results, *done], stats)
-            in_flight = [self._submit(r, clock) for r in ready]
-        results = [future.result() for future in in_flight]
-        if results:
+            self._record(unwritten, stats)
+            submitted = [self._submit(r, clock) for r in ready]
+            unwritten = [future.result() for future in in_flight]
+            in_flight = submitted
+        unwritten.extend(future.result() for future in in_flight)
+        if unwritten:
             with self.engine.begin() as connection:
-                self._write(connection, results, clock())
-            self._record(results, stats)
+                self._write(connection, unwritten, clock())
+            self._record(unwritten, stats)
 
     def _submit(self, ready: _Ready, clock: Callable[[], datetime]) -> Future[ledger.Outcome]:
         if self._pool is not None:
