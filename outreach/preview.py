@@ -60,7 +60,7 @@ def preview_rule(app: App, name: str, now: datetime, *, render: bool = False) ->
     renderer = Renderer(app.settings) if render else None
     with app.engine.connect() as connection:
         decisions = plan(connection, [rule], now, limits_of(app.settings))
-        people = ledger.customers_by_id(connection, {d.customer_id for d in decisions}) if render else {}
+        people = ledger.rows_by_id(connection, "customer", {d.customer_id for d in decisions}) if render else {}
         for decision in sorted(decisions, key=lambda d: (d.customer_id, d.entity_id)):
             row: dict[str, Any] = {
                 "customer_id": decision.customer_id,
@@ -71,17 +71,10 @@ def preview_rule(app: App, name: str, now: datetime, *, render: bool = False) ->
             }
             if renderer is not None and decision.channel:
                 customer = people[decision.customer_id]
-                entity = customer if rule.about == "customer" else _load_entity(connection, rule.about, decision.entity_id)
+                entity = customer if rule.about == "customer" else ledger.rows_by_id(connection, rule.about, [decision.entity_id]).get(decision.entity_id)
                 row["message"] = _render(renderer, rule, customer, entity, decision.channel, now)
             result.matches.append(row)
     return result
-
-
-def _load_entity(connection: Any, about: str, entity_id: str) -> Any:
-    model = ABOUT_ENTITIES[about]
-    table = model.__table__  # type: ignore[attr-defined]
-    row = connection.execute(sa.select(table).where(table.c.id == entity_id)).mappings().first()
-    return None if row is None else model(**row)
 
 
 def print_preview(console: Console, result: PreviewResult) -> None:

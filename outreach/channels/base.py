@@ -17,11 +17,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from email.utils import parsedate_to_datetime
-from typing import Final, Literal, Protocol, runtime_checkable
+from typing import Final, Protocol, runtime_checkable
 
 EMAIL: Final = "email"
 SMS: Final = "sms"
-ChannelKind = Literal["email", "sms"]
 
 Clock = Callable[[], datetime]
 

@@ -8,7 +8,7 @@ the expression is written plain, quoted or as a folded block.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -345,7 +345,3 @@ def load_rules(
     if problems:
         raise RulesError(problems=problems)
     return rules
-
-
-def iter_enabled(rules: Iterable[Rule]) -> list[Rule]:
-    return [rule for rule in rules if rule.enabled]

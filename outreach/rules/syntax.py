@@ -44,7 +44,6 @@ class Path(Node):
 class Call(Node):
     name: str
     args: tuple[Node, ...]
-    name_end: int
 
 
 @dataclass(frozen=True)
@@ -165,7 +164,7 @@ class _Build(Transformer[Token, Node]):
         return ListLiteral(meta.start_pos, meta.end_pos, tuple(i for i in items if i is not None))
 
     def call(self, meta: Any, name: Token, *args: Node | None) -> Call:
-        return Call(meta.start_pos, meta.end_pos, str(name), tuple(a for a in args if a is not None), name.end_pos or 0)
+        return Call(meta.start_pos, meta.end_pos, str(name), tuple(a for a in args if a is not None))
 
     def path(self, meta: Any, *names: Token) -> Path:
         return Path(meta.start_pos, meta.end_pos, tuple(str(n) for n in names))

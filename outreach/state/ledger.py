@@ -35,7 +35,6 @@ from outreach.state.types import JSONDocument, UTCDateTime
 
 RETRYABLE_STATES = ("skipped", "suppressed")
 DUE_STATES = ("pending",)
-ACTIVE_STATES = ("pending", "claimed", "sending", "sent", "unknown")
 FINAL_STATES = ("sent", "failed", "cancelled", "expired", "holdout", "unknown")
 
 
@@ -431,11 +430,6 @@ def take_tick(connection: Connection, rule: str, slot: datetime, now: datetime, 
         where=rule_ticks.c.slot < slot,
     ).returning(rule_ticks.c.rule)
     return connection.execute(statement).first() is not None
-
-
-def last_ticks(connection: Connection) -> dict[str, datetime]:
-    """When each rule was last evaluated, by any worker."""
-    return {row.rule: row.ticked_at for row in connection.execute(sa.select(rule_ticks.c.rule, rule_ticks.c.ticked_at))}
 
 
 GOAL_STATES = ("sent", "holdout")
