@@ -290,19 +290,33 @@ def parse_phone(value: Any) -> str:
     return normalised
 
 
+def is_valid_phone(number: phonenumbers.PhoneNumber) -> bool:
+    """phonenumbers.is_valid_number, a third cheaper for the main region of a shared code.
+
+    is_valid_number first finds the number's region by working out its type in each region of
+    the country code, then works the type out again for that region. A number valid for the
+    code's main region (listed first: US for +1, GB for +44) is valid, and that region is the
+    one is_valid_number would find, so one check settles it; anything else takes the full path.
+    """
+    regions = phonenumbers.COUNTRY_CODE_TO_REGION_CODE.get(number.country_code, ())
+    if regions and phonenumbers.is_valid_number_for_region(number, regions[0]):
+        return True
+    return bool(phonenumbers.is_valid_number(number))
+
+
 # Checking a number costs 10-30 µs; numbers recur (households, shared lines, re-sent feeds).
 @lru_cache(maxsize=16384)
 def _phone(text: str) -> str | None:
     """TEXT in E.164, "" if it is no valid number, None if it cannot be read as one."""
     if _E164.fullmatch(text):
         number = _canonical_e164(text)
-        if number is not None and phonenumbers.is_valid_number(number):
+        if number is not None and is_valid_phone(number):
             return text
     try:
         number = phonenumbers.parse(text, None)
     except phonenumbers.NumberParseException:
         return None
-    if not phonenumbers.is_valid_number(number):
+    if not is_valid_phone(number):
         return ""
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 

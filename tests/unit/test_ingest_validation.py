@@ -18,6 +18,7 @@ from outreach.state.ingest import (
     FIELDS,
     TABLES,
     file_format,
+    is_valid_phone,
     parse_email,
     parse_phone,
     read_csv,
@@ -297,3 +298,24 @@ def test_a_cleared_json_field_is_a_fresh_value_each_time() -> None:
     first["attributes"]["tier"] = "gold"
 
     assert validate_record("customers", customer(attributes=None)) == {"id": "c1", "attributes": {}}
+
+
+def _every_region_examples() -> list[phonenumbers.PhoneNumber]:
+    numbers = []
+    kinds = (phonenumbers.PhoneNumberType.MOBILE, phonenumbers.PhoneNumberType.FIXED_LINE, phonenumbers.PhoneNumberType.TOLL_FREE)
+    for region in sorted(phonenumbers.SUPPORTED_REGIONS):
+        for kind in kinds:
+            example = phonenumbers.example_number_for_type(region, kind)
+            if example is not None:
+                numbers.append(example)
+                # A neighbour of a valid number is often invalid, or valid for another region.
+                numbers.append(phonenumbers.PhoneNumber(country_code=example.country_code, national_number=example.national_number + 1))
+    return numbers
+
+
+def test_the_phone_check_agrees_with_libphonenumber_for_every_region() -> None:
+    """The faster validity check gives libphonenumber's answer for example numbers of every region and their neighbours."""
+    numbers = _every_region_examples()
+    assert len(numbers) > 1000
+    disagreements = [phonenumbers.format_number(n, phonenumbers.PhoneNumberFormat.E164) for n in numbers if is_valid_phone(n) != phonenumbers.is_valid_number(n)]
+    assert disagreements == []
