@@ -54,9 +54,10 @@ def make_engine(url: str, *, migrate_sqlite: bool = True) -> Engine:
 
 def require_current_schema(engine: Engine) -> None:
     """Raise DatabaseNotReady unless the schema is at the newest migration."""
-    from outreach.state.migrate import current_revision, head_revision
+    from outreach.state.migrate import SCHEMA_HEAD as head
+    from outreach.state.migrate import current_revision
 
-    current, head = current_revision(engine), head_revision()
+    current = current_revision(engine)
     if current != head:
         raise DatabaseNotReady(
             f"database schema is at {current or 'nothing'}, this outreach needs {head}: "
