@@ -163,7 +163,7 @@ class DispatchStats:
     retried: int = 0
     unknown: int = 0
     expired: int = 0
-    held: int = 0
+    paused: bool = False  # nothing was sent: `outreach pause` is in force
     outcomes: dict[str, tuple[str, str]] = field(default_factory=dict)  # dedupe key → (state, reason)
 
     def add(self, dedupe_key: str, state: str, reason: str) -> None:
@@ -242,7 +242,7 @@ class Dispatcher:
             ledger.recover_leases(connection, now, at_least_once=self.at_least_once)
             held = self.held_rules(connection, now)
         if held is None:
-            stats.held = 1
+            stats.paused = True
             return stats
         while not self.stopping.is_set():
             with self.engine.begin() as connection:

@@ -23,7 +23,7 @@ def print_summary(console: Console, result: OnceResult) -> None:
     d = result.dispatch
     console.print(
         f"dispatch: {d.sent} sent, {d.cancelled} cancelled, {d.failed} failed, {d.retried} to retry, "
-        f"{d.unknown} unknown, {d.expired} expired" + (" — PAUSED, nothing sent" if d.held else ""),
+        f"{d.unknown} unknown, {d.expired} expired" + (" — PAUSED, nothing sent" if d.paused else ""),
         markup=False,
     )
     if result.tick.tasks:

@@ -264,7 +264,7 @@ def test_pause_holds_all_sending_but_records_matches_and_resume_releases_them(wo
     late_order(world.engine, "o1", "c1")
     controls.pause(world.app, "incident", NOON)
     stats = world.tick(NOON)
-    assert stats.held == 1 and world.outbox() == []
+    assert stats.paused and world.outbox() == []
     assert contact_of(world.engine, "late-delivery", "o1").state == "pending"
     assert controls.resume(world.app)
     world.tick(NOON + timedelta(minutes=15))
