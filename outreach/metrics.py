@@ -28,7 +28,11 @@ class Metrics:
             ["rule"], registry=self.registry,
         )
         self.decisions = Counter(
-            "outreach_decisions", "New decisions recorded, by state.", ["rule", "state"], registry=self.registry,
+            "outreach_decisions",
+            "New decisions recorded, by state and, for those not sent, the policy step that stopped them "
+            "(cap, cooldown, channel, holdout, expires).",
+            ["rule", "state", "reason"],
+            registry=self.registry,
         )
         self.sends = Counter(
             "outreach_sends", "Send attempts by channel and outcome (sent, transient, permanent, unknown).",
@@ -84,7 +88,9 @@ class Metrics:
         self.matches.labels(rule).inc(len(decisions))
         for decision in decisions:
             if decision.state != "duplicate":
-                self.decisions.labels(rule, decision.state).inc()
+                # The step's name, not its text: a bounded set of label values.
+                stopped_at = decision.steps[-1][0] if decision.state != "pending" and decision.steps else ""
+                self.decisions.labels(rule, decision.state, stopped_at).inc()
         self.tick_duration.labels(rule).observe(seconds)
 
     def render(self) -> bytes:

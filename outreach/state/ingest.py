@@ -298,7 +298,7 @@ def is_valid_phone(number: phonenumbers.PhoneNumber) -> bool:
     code's main region (listed first: US for +1, GB for +44) is valid, and that region is the
     one is_valid_number would find, so one check settles it; anything else takes the full path.
     """
-    regions = phonenumbers.COUNTRY_CODE_TO_REGION_CODE.get(number.country_code, ())
+    regions = phonenumbers.COUNTRY_CODE_TO_REGION_CODE.get(number.country_code or 0, ())
     if regions and phonenumbers.is_valid_number_for_region(number, regions[0]):
         return True
     return bool(phonenumbers.is_valid_number(number))
