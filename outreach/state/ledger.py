@@ -267,14 +267,23 @@ def claim_due(connection: Connection, worker: str, now: datetime, lease: timedel
     return [Claimed(**row) for row in connection.execute(statement).mappings()]
 
 
+# Prebuilt and run as executemany: an `IN (…)` list is rendered anew for every execution.
+_MARK_SENDING = (
+    sa.update(contacts)
+    .where(contacts.c.id == sa.bindparam("b_id"), contacts.c.state == "claimed")
+    .values(
+        state="sending",
+        attempts=contacts.c.attempts + 1,
+        lease_until=sa.bindparam("b_lease_until", type_=UTCDateTime()),
+        updated_at=sa.bindparam("b_now", type_=UTCDateTime()),
+    )
+)
+
+
 def mark_sending(connection: Connection, ids: Sequence[str], now: datetime, lease_until: datetime) -> None:
     """Record that the requests for IDS are about to leave (one more attempt each)."""
     if ids:
-        connection.execute(
-            sa.update(contacts)
-            .where(contacts.c.id.in_(list(ids)), contacts.c.state == "claimed")
-            .values(state="sending", attempts=contacts.c.attempts + 1, lease_until=lease_until, updated_at=now)
-        )
+        connection.execute(_MARK_SENDING, [{"b_id": i, "b_lease_until": lease_until, "b_now": now} for i in ids])
 
 
 # One statement for every outcome, run as executemany: unset values keep what the row has.
