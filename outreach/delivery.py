@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import random
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -27,7 +27,6 @@ from outreach.rules.evaluate import condition_holds, find_matches, matches_query
 from outreach.rules.loader import Rule, RuleSet
 from outreach.settings import Settings
 from outreach.state import ledger
-from outreach.state.models import Customer
 
 log = structlog.get_logger("outreach.delivery")
 
@@ -51,18 +50,18 @@ def rule_policy(rule: Rule) -> policy.RulePolicy:
     )
 
 
-def recipient(customer: Customer, suppressed: set[str]) -> policy.Recipient:
+def recipient(customer: Mapping[str, Any], suppressed: set[str]) -> policy.Recipient:
     return policy.Recipient(
-        id=customer.id, timezone=customer.timezone, preferred_channel=customer.preferred_channel,
-        email=customer.email, phone=customer.phone, email_opt_in=bool(customer.email_opt_in),
-        sms_opt_in=bool(customer.sms_opt_in), suppressed=frozenset(suppressed),
+        id=customer["id"], timezone=customer["timezone"], preferred_channel=customer["preferred_channel"],
+        email=customer["email"], phone=customer["phone"], email_opt_in=bool(customer["email_opt_in"]),
+        sms_opt_in=bool(customer["sms_opt_in"]), suppressed=frozenset(suppressed),
     )
 
 
-def past_contact(row: ledger.Contact) -> policy.PastContact:
+def past_contact(row: Mapping[str, Any]) -> policy.PastContact:
     return policy.PastContact(
-        rule=row.rule, dedupe_key=row.dedupe_key, channel=row.channel, state=row.state,
-        decided_at=row.decided_at, send_at=row.send_at, expires_at=row.expires_at,
+        rule=row["rule"], dedupe_key=row["dedupe_key"], channel=row["channel"], state=row["state"],
+        decided_at=row["decided_at"], send_at=row["send_at"], expires_at=row["expires_at"],
     )
 
 
@@ -72,12 +71,13 @@ def plan(connection: Connection, rules: Sequence[Rule], now: datetime, limits: p
     if not matches:
         return []
     ids = {match.customer_id for _rule, match in matches}
-    people = ledger.customers_by_id(connection, ids)
+    people = ledger.rows_by_id(connection, "customer", ids)
     suppressed = ledger.suppressed_channels(connection, ids)
     # Skipped and suppressed rows are passed too: policy decides them again, keeping their expiry.
     history = {cid: [past_contact(row) for row in rows] for cid, rows in ledger.contacts_of(connection, ids).items()}
+    policies = {rule.name: rule_policy(rule) for rule in rules}
     candidates = [
-        policy.Candidate(rule_policy(rule), match.entity_id, recipient(people[match.customer_id], suppressed.get(match.customer_id, set())))
+        policy.Candidate(policies[rule.name], match.entity_id, recipient(people[match.customer_id], suppressed.get(match.customer_id, set())))
         for rule, match in matches
     ]
     return policy.decide(candidates, history, limits, now)

@@ -18,6 +18,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone
+from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from outreach.durations import format_duration
@@ -238,7 +239,11 @@ def in_holdout(rule: str, customer_id: str, fraction: float) -> bool:
 def quiet_hours_for(rule: RulePolicy, limits: Limits) -> QuietHours | None:
     """The quiet hours that apply to a rule's contacts: its own, else the settings'; None when off."""
     text = rule.quiet_hours if rule.quiet_hours is not None else limits.quiet_hours
-    return None if text == OFF else QuietHours.parse(text)
+    return None if text == OFF else _quiet_window(text)
+
+
+# A tick decides 10^5 matches under a handful of windows: parse each window once.
+_quiet_window = lru_cache(maxsize=64)(QuietHours.parse)
 
 
 def decide(

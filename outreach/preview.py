@@ -106,7 +106,7 @@ def explain_customer(app: App, customer_id: str, now: datetime) -> dict[str, Any
     rules = app.load_rules()
     limits = limits_of(app.settings)
     with app.engine.connect() as connection:
-        customer = ledger.customers_by_id(connection, [customer_id]).get(customer_id)
+        customer = ledger.rows_by_id(connection, "customer", [customer_id]).get(customer_id)
         if customer is None:
             raise InputError(f'no customer with id "{customer_id}"')
         history = ledger.contacts_of(connection, [customer_id])[customer_id]
@@ -117,23 +117,25 @@ def explain_customer(app: App, customer_id: str, now: datetime) -> dict[str, Any
             if rule.about == "customer":
                 entities = [customer]
             else:
-                model = ABOUT_ENTITIES[rule.about]
-                table = model.__table__  # type: ignore[attr-defined]
+                table = ABOUT_ENTITIES[rule.about].__table__  # type: ignore[attr-defined]
                 rows = connection.execute(sa.select(table).where(table.c.customer_id == customer_id).order_by(table.c.id)).mappings()
-                entities = [model(**row) for row in rows]
+                entities = [dict(row) for row in rows]
             decisions = {d.entity_id: d for d in plan(connection, [rule], now, limits, customer_id=customer_id)}
             for entity in entities:
                 holds = condition_holds(rule.condition, {"customer": customer, rule.about: entity}, now)
-                record: dict[str, Any] = {"entity_id": entity.id, "condition": "holds" if holds else "does not hold"}
-                decision = decisions.get(entity.id)
+                record: dict[str, Any] = {"entity_id": entity["id"], "condition": "holds" if holds else "does not hold"}
+                decision = decisions.get(entity["id"])
                 if decision is not None:
                     record["decision"] = decision_word(decision, now)
                     record["reason"] = decision.reason
                     record["steps"] = [{"step": step, "outcome": outcome} for step, outcome in decision.steps]
-                ledger_rows = [c for c in history if c.rule == rule.name and c.entity_id == entity.id]
+                ledger_rows = [c for c in history if c["rule"] == rule.name and c["entity_id"] == entity["id"]]
                 if ledger_rows:
                     row = ledger_rows[-1]
-                    record["ledger"] = {"state": row.state, "reason": row.reason, "channel": row.channel, "decided_at": row.decided_at.isoformat(), "outbox_id": row.id}
+                    record["ledger"] = {
+                        "state": row["state"], "reason": row["reason"], "channel": row["channel"],
+                        "decided_at": row["decided_at"].isoformat(), "outbox_id": row["id"],
+                    }
                 entry["records"].append(record)
             report["rules"].append(entry)
     return report

@@ -30,6 +30,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 from sqlmodel import Field, SQLModel
 
+from outreach.memory import collector_paused
 from outreach.state.models import Customer
 from outreach.state.types import JSONDocument, UTCDateTime
 
@@ -149,21 +150,22 @@ def rows_by_id(connection: Connection, about: str, ids: Iterable[str]) -> dict[s
     table = ABOUT_ENTITIES[about].__table__  # type: ignore[attr-defined]
     wanted = sorted(set(ids))
     found: dict[str, dict[str, Any]] = {}
-    for start in range(0, len(wanted), 500):
-        rows = connection.execute(sa.select(table).where(table.c.id.in_(wanted[start : start + 500])))
-        for row in rows.mappings():
-            found[row["id"]] = dict(row)
+    with collector_paused():
+        for start in range(0, len(wanted), 500):
+            rows = connection.execute(sa.select(table).where(table.c.id.in_(wanted[start : start + 500])))
+            for row in rows.mappings().all():
+                found[row["id"]] = dict(row)
     return found
 
 
-def customers_by_id(connection: Connection, ids: Iterable[str]) -> dict[str, Customer]:
-    return {key: Customer(**row) for key, row in rows_by_id(connection, "customer", ids).items()}
+def contacts_of(connection: Connection, customer_ids: Iterable[str]) -> dict[str, list[dict[str, Any]]]:
+    """Every ledger row of these customers, oldest first, as plain dicts.
 
-
-def contacts_of(connection: Connection, customer_ids: Iterable[str]) -> dict[str, list[Contact]]:
-    """Every ledger row of these customers, oldest first."""
+    Plain values, not SQLModel instances: a tick reads the history of every matched customer,
+    and building a model costs about 130 µs a row.
+    """
     wanted = sorted(set(customer_ids))
-    history: dict[str, list[Contact]] = {cid: [] for cid in wanted}
+    history: dict[str, list[dict[str, Any]]] = {cid: [] for cid in wanted}
     for start in range(0, len(wanted), 500):
         query = (
             sa.select(contacts)
@@ -171,7 +173,7 @@ def contacts_of(connection: Connection, customer_ids: Iterable[str]) -> dict[str
             .order_by(contacts.c.decided_at)
         )
         for row in connection.execute(query).mappings():
-            history[row["customer_id"]].append(Contact(**row))
+            history[row["customer_id"]].append(dict(row))
     return history
 
 
