@@ -18,6 +18,8 @@ The class docstring is the default message.
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -50,6 +52,18 @@ class Problem:
 
     def __str__(self) -> str:
         return self.format()
+
+
+def closest(word: str, choices: Iterable[str]) -> str | None:
+    """The choice most like WORD, if any is close enough to be what was meant."""
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return close[0] if close else None
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    """` (did you mean 'x'?)` for the closest of CHOICES, or "" when none is close."""
+    close = closest(word, choices)
+    return f" (did you mean {close!r}?)" if close else ""
 
 
 class OutreachError(Exception):

@@ -24,7 +24,6 @@ its path. A printed `None` is an error too: a message never says "Dear ,".
 
 from __future__ import annotations
 
-import difflib
 import functools
 import re
 import string
@@ -32,16 +31,18 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass
-from datetime import date, datetime, time as clock_time
+from datetime import date, datetime
+from datetime import time as clock_time
 from typing import Any
 
 from jinja2 import BaseLoader, StrictUndefined, Template, nodes
 from jinja2.compiler import CodeGenerator, Frame
 from jinja2.exceptions import SecurityError, TemplateRuntimeError
-from jinja2.sandbox import ImmutableSandboxedEnvironment
 from jinja2.runtime import Context, Undefined
+from jinja2.sandbox import ImmutableSandboxedEnvironment
 from jinja2.visitor import NodeTransformer
 
+from outreach.errors import did_you_mean
 from outreach.rendering import filters as fmt
 from outreach.rendering.filters import Formatting
 
@@ -222,10 +223,7 @@ class Record(Mapping[str, Any]):
         if self._free_form:
             hint = f"{self._path} has no key {name!r}; use |default(…) where it may be missing"
         else:
-            hint = f"{self._path} has no field {name!r}"
-            close = difflib.get_close_matches(str(name), list(self._values), n=1)
-            if close:
-                hint += f" (did you mean {close[0]!r}?)"
+            hint = f"{self._path} has no field {name!r}{did_you_mean(str(name), self._values)}"
         return undefined(hint=hint, name=str(name))
 
 

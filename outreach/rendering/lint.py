@@ -11,7 +11,6 @@ Templates no rule uses, and shared layouts, are checked too.
 
 from __future__ import annotations
 
-import difflib
 import re
 import typing
 from collections.abc import Iterable, Mapping, Sequence
@@ -22,8 +21,13 @@ from typing import Any
 
 from jinja2 import TemplateSyntaxError, nodes
 
-from outreach.errors import ConfigError, Problem
-from outreach.rendering.environment import LOOP_GUARD, REMOVED_FILTERS, STR_METHODS, VALUE_GUARD
+from outreach.errors import ConfigError, Problem, did_you_mean
+from outreach.rendering.environment import (
+    LOOP_GUARD,
+    REMOVED_FILTERS,
+    STR_METHODS,
+    VALUE_GUARD,
+)
 from outreach.rendering.loader import (
     KIND_EMAIL_HTML,
     KIND_EMAIL_TEXT,
@@ -126,11 +130,6 @@ def variable_shapes(about: str | None) -> dict[str, Shape]:
         if about is None or about == entity:
             shapes[entity] = model_shape(model, entity)
     return shapes
-
-
-def _suggest(name: str, options: Iterable[str]) -> str:
-    close = difflib.get_close_matches(name, sorted(options), n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 _TAG = re.compile(r"\{[{%].*?(?:[}%]\}|$)")
@@ -291,7 +290,7 @@ class _Walk:
             )
         else:
             known = set(self.variables) | set(self.locals)
-            self.report(node, f"unknown variable {name!r}{_suggest(name, known)}", pattern)
+            self.report(node, f"unknown variable {name!r}{did_you_mean(name, known)}", pattern)
         return ANY
 
     def attribute(self, base: Shape, attr: str, node: nodes.Node) -> Shape:
@@ -301,7 +300,7 @@ class _Walk:
             self.refs.add(path)
             if attr in base.fields:
                 return base.fields[attr]
-            self.report(node, f"{base.path} has no field {attr!r}{_suggest(attr, base.fields)}", patterns)
+            self.report(node, f"{base.path} has no field {attr!r}{did_you_mean(attr, base.fields)}", patterns)
             return ANY
         allowed = _SCALAR_ATTRIBUTES.get(base.kind)
         if allowed is not None and attr not in allowed:
@@ -310,7 +309,7 @@ class _Walk:
                 if base.path
                 else f"this is {_KIND_NAMES[base.kind]}"
             )
-            self.report(node, f"{what}: it has no attribute {attr!r}{_suggest(attr, allowed)}", patterns)
+            self.report(node, f"{what}: it has no attribute {attr!r}{did_you_mean(attr, allowed)}", patterns)
         return ANY
 
     def check_named(self, node: nodes.Node, name: str, known: set[str], what: str) -> None:
@@ -320,7 +319,7 @@ class _Walk:
         if what == "filter" and name in REMOVED_FILTERS:
             self.report(node, f"the {name!r} filter is not available: {REMOVED_FILTERS[name]}", patterns)
         else:
-            self.report(node, f"unknown {what} {name!r}{_suggest(name, known)}", patterns)
+            self.report(node, f"unknown {what} {name!r}{did_you_mean(name, known)}", patterns)
 
     def reference(self, node: nodes.Extends | nodes.Include | nodes.Import | nodes.FromImport) -> None:
         verb = {nodes.Extends: "extend", nodes.Include: "include"}.get(type(node), "import")
@@ -353,7 +352,7 @@ class _Walk:
                 self.broken_deps = True
                 self.report(
                     node,
-                    f"no template {name!r} to {verb}{_suggest(str(name), self.files)}",
+                    f"no template {name!r} to {verb}{did_you_mean(str(name), self.files)}",
                     [rf"['\"]({re.escape(str(name))})['\"]"],
                 )
 
@@ -490,7 +489,7 @@ class _Linter:
                     where,
                     None,
                     None,
-                    f"no template {rule.template!r}{_suggest(rule.template, self.catalog.templates)}",
+                    f"no template {rule.template!r}{did_you_mean(rule.template, self.catalog.templates)}",
                     rule=rule.name,
                 )
             )

@@ -12,7 +12,6 @@ every broken file at once.
 
 from __future__ import annotations
 
-import difflib
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -22,7 +21,7 @@ from pathlib import Path
 import yaml
 from jinja2 import BaseLoader, Environment, TemplateNotFound
 
-from outreach.errors import Problem
+from outreach.errors import Problem, did_you_mean
 from outreach.rendering.filters import parse_locale
 
 CHANNELS = ("email", "sms")
@@ -249,12 +248,7 @@ def _front_matter(text: str, display: str) -> tuple[str, str | None, int | None,
         key = key_node.value
         line = key_node.start_mark.line + 2
         if key not in FRONT_MATTER_KEYS:
-            close = difflib.get_close_matches(str(key), FRONT_MATTER_KEYS, n=1)
-            hint = (
-                f" (did you mean {close[0]!r}?)"
-                if close
-                else f"; the keys are: {', '.join(FRONT_MATTER_KEYS)}"
-            )
+            hint = did_you_mean(str(key), FRONT_MATTER_KEYS) or f"; the keys are: {', '.join(FRONT_MATTER_KEYS)}"
             problems.append(
                 Problem(
                     display,

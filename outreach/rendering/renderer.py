@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import re
 import types
 from collections.abc import Mapping
@@ -11,11 +10,18 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
-from jinja2 import Template, TemplateError as JinjaTemplateError, TemplateSyntaxError
+from jinja2 import Template, TemplateSyntaxError
+from jinja2 import TemplateError as JinjaTemplateError
 from jinja2.exceptions import SecurityError, UndefinedError
 
 from outreach.clock import to_utc
-from outreach.errors import ConfigError, Problem, RenderError, TemplateError
+from outreach.errors import (
+    ConfigError,
+    Problem,
+    RenderError,
+    TemplateError,
+    did_you_mean,
+)
 from outreach.rendering.environment import (
     REMOVED_FILTERS,
     Budget,
@@ -127,8 +133,7 @@ def _compile_message(env: SafeEnvironment, message: str) -> str:
     if what == "filter" and name in REMOVED_FILTERS:
         return f"the {name!r} filter is not available: {REMOVED_FILTERS[name]}"
     known = [n for n in (env.filters if what == "filter" else env.tests) if not n.startswith("_")]
-    close = difflib.get_close_matches(name, known, n=1)
-    return f"unknown {what} {name!r}" + (f" (did you mean {close[0]!r}?)" if close else "")
+    return f"unknown {what} {name!r}{did_you_mean(name, known)}"
 
 
 def _syntax_problem(

@@ -6,11 +6,11 @@ Python) consume, or raises `ExpressionProblems` listing every mistake with its o
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
+from outreach.errors import did_you_mean
 from outreach.rules import syntax as s
 from outreach.rules.schema import Type, entities_for, fields_of
 
@@ -115,11 +115,6 @@ class ExpressionProblems(Exception):
         self.problems = problems
 
 
-def suggest(word: str, choices: list[str]) -> str:
-    close = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
-    return f" (did you mean '{close[0]}'?)" if close else ""
-
-
 def is_constant(expr: Expr) -> bool:
     """True when EXPR refers to no field, so it can be computed once per evaluation."""
     if isinstance(expr, (Field, JsonField)):
@@ -188,14 +183,14 @@ class _Analyser:
         entity, *rest = node.parts
         if entity not in allowed:
             scope = " and ".join(f"{e}.…" for e in allowed)
-            return self.fail(node, f"unknown name '{entity}'{suggest(entity, list(allowed))}: a rule about {self.about} can use {scope}")
+            return self.fail(node, f"unknown name '{entity}'{did_you_mean(entity, list(allowed))}: a rule about {self.about} can use {scope}")
         if not rest:
             return self.fail(node, f"'{entity}' needs a field, e.g. {entity}.{next(iter(fields_of(entity)))}")
         fields = fields_of(entity)
         name, *keys = rest
         if name not in fields:
             offset = node.start + len(entity) + 1
-            return self.fail(offset, f"unknown field '{entity}.{name}'{suggest(name, list(fields))}")
+            return self.fail(offset, f"unknown field '{entity}.{name}'{did_you_mean(name, list(fields))}")
         kind = fields[name]
         if kind is Type.JSON:
             return JsonField(Type.JSON, entity, name, tuple(keys))
@@ -206,7 +201,7 @@ class _Analyser:
 
     def call(self, node: s.Call) -> Expr:
         if node.name not in FUNCTIONS:
-            return self.fail(node, f"unknown function '{node.name}'{suggest(node.name, list(FUNCTIONS))}: the functions are now() and lower()")
+            return self.fail(node, f"unknown function '{node.name}'{did_you_mean(node.name, list(FUNCTIONS))}: the functions are now() and lower()")
         if len(node.args) != FUNCTIONS[node.name]:
             want = FUNCTIONS[node.name]
             return self.fail(node, f"{node.name}() takes {want} argument{'s' if want != 1 else ''}, not {len(node.args)}")

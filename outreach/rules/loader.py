@@ -18,9 +18,9 @@ import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from outreach.durations import parse_duration
-from outreach.errors import Problem, RulesError
+from outreach.errors import Problem, RulesError, did_you_mean
 from outreach.policy import QuietHours
-from outreach.rules.expressions import Expr, ExpressionProblems, compile_expression, suggest
+from outreach.rules.expressions import Expr, ExpressionProblems, compile_expression
 from outreach.rules.schema import ABOUT_ENTITIES
 
 NAME_RE = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
@@ -79,7 +79,7 @@ class RuleSet:
         for rule in self.rules:
             if rule.name == name:
                 return rule
-        raise RulesError(f'no rule named "{name}"{suggest(name, self.names())}; the rules are: {", ".join(self.names()) or "none"}')
+        raise RulesError(f'no rule named "{name}"{did_you_mean(name, self.names())}; the rules are: {", ".join(self.names()) or "none"}')
 
 
 @dataclass
@@ -111,7 +111,7 @@ class _FileChecker:
             if key.value == "rules":
                 items = value
             else:
-                self.problem(key, f"unknown top-level key '{key.value}'{suggest(str(key.value), ['rules'])}: a rules file holds only `rules:`")
+                self.problem(key, f"unknown top-level key '{key.value}'{did_you_mean(str(key.value), ['rules'])}: a rules file holds only `rules:`")
         if items is None:
             self.problem(root, "expected a list `rules:`")
             return []
@@ -140,7 +140,7 @@ class _FileChecker:
 
         for key_name, (key, _value) in fields.items():
             if key_name not in FIELDS:
-                self.problem(key, f"unknown field '{key_name}'{suggest(key_name, list(FIELDS))}", rule_name)
+                self.problem(key, f"unknown field '{key_name}'{did_you_mean(key_name, list(FIELDS))}", rule_name)
         for required in ("name", "about", "when", "channels", "template"):
             if required not in fields:
                 fail(None, f"missing required field '{required}'")
@@ -169,7 +169,7 @@ class _FileChecker:
             fail("name", f"name '{rule_name}' must be kebab-case (lowercase letters, digits and dashes), e.g. late-delivery")
         about = scalar("about", (str,), "one of: " + ", ".join(ABOUT_ENTITIES))
         if about is not None and about not in ABOUT_ENTITIES:
-            fail("about", f"unknown about '{about}'{suggest(about, list(ABOUT_ENTITIES))}: expected one of {', '.join(ABOUT_ENTITIES)}")
+            fail("about", f"unknown about '{about}'{did_you_mean(about, list(ABOUT_ENTITIES))}: expected one of {', '.join(ABOUT_ENTITIES)}")
             about = None
         condition = self.expression(fields, "when", about, rule_name)
         goal_condition = self.expression(fields, "goal", about, rule_name)
@@ -183,7 +183,7 @@ class _FileChecker:
             else:
                 for item in raw:
                     if item not in CHANNELS:
-                        fail("channels", f"unknown channel '{item}'{suggest(str(item), list(CHANNELS))}: expected email or sms")
+                        fail("channels", f"unknown channel '{item}'{did_you_mean(str(item), list(CHANNELS))}: expected email or sms")
                 if len(set(raw)) != len(raw):
                     fail("channels", "a channel is listed twice")
                 channels = tuple(str(item) for item in raw)

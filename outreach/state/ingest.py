@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import copy
 import csv
-import difflib
 import gzip
 import io
 import json
@@ -48,7 +47,7 @@ from sqlalchemy.engine import Connection, Dialect, Engine
 from sqlalchemy.sql.dml import Insert
 
 from outreach.clock import parse_instant
-from outreach.errors import ConfigError, IngestError, Problem
+from outreach.errors import ConfigError, IngestError, Problem, closest, did_you_mean
 from outreach.memory import collector_paused
 from outreach.state.models import CHANNELS, ORDER_STATUSES, STATE_TABLES, SURVEY_KINDS
 
@@ -74,16 +73,6 @@ def _kind(value: Any) -> str:
     if isinstance(value, dict):
         return "an object"
     return type(value).__name__
-
-
-def _closest(word: str, choices: Iterable[str]) -> str | None:
-    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
-    return close[0] if close else None
-
-
-def _did_you_mean(word: str, choices: Iterable[str]) -> str:
-    close = _closest(word, choices)
-    return f" (did you mean {close!r}?)" if close else ""
 
 
 def parse_id(value: Any) -> str:
@@ -192,7 +181,7 @@ def _one_of(what: str, choices: Sequence[str]) -> Callable[[Any], str]:
             return value
         if not isinstance(value, str):
             raise ValueError(f"must be one of {', '.join(choices)}, got {_kind(value)}")
-        close = _closest(value.lower(), choices)
+        close = closest(value.lower(), choices)
         hint = f"; did you mean {close!r}?" if close else ""
         raise ValueError(f"{value!r} is not {what} (one of {', '.join(choices)}){hint}")
 
@@ -244,7 +233,7 @@ def parse_timezone(value: Any) -> str:
         return name
     if name.lower() in zones:
         raise ValueError(f"{value!r} is not an IANA time zone (did you mean {zones[name.lower()]!r}?)")
-    close = _closest(name, zones.values())
+    close = closest(name, zones.values())
     hint = f"did you mean {close!r}?" if close else "e.g. Europe/London, Asia/Dubai"
     raise ValueError(f"{value!r} is not an IANA time zone ({hint})")
 
@@ -491,7 +480,7 @@ def defaults(table: str) -> dict[str, Any]:
 
 
 def unknown_field_problem(table: str, name: str) -> str:
-    return f"unknown field {name!r}{_did_you_mean(name, FIELDS[table])}"
+    return f"unknown field {name!r}{did_you_mean(name, FIELDS[table])}"
 
 
 def validate_record(
