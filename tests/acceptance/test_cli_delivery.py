@@ -19,6 +19,7 @@ from sqlalchemy.engine import Engine
 
 from outreach.cli import cli
 from outreach.state.models import Customer, Order
+from worlds import TEMPLATES
 
 REPO = Path(__file__).resolve().parents[2]
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
@@ -34,11 +35,6 @@ rules:
     template: notice
     priority: 20
 """
-
-TEMPLATES = {
-    "notice/email.en.html": '---\nsubject: "News for {{ customer.name }}"\n---\n<p>Hello {{ customer.name }}, about {{ rule.name }}.</p>\n',
-    "notice/sms.en.txt": "Hello {{ customer.name }}, about {{ rule.name }}.\n",
-}
 
 
 def write_settings(root: Path, database_url: str, rules: Path | None = None, templates: Path | None = None) -> Path:

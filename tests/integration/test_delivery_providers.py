@@ -13,7 +13,15 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
-from test_delivery import NOON, World, build_world, contact_of, customer, late_order, stalled_checkout
+from worlds import (
+    NOON,
+    World,
+    build_world,
+    contact_of,
+    customer,
+    late_order,
+    stalled_checkout,
+)
 
 from outreach.channels import make_channels
 from outreach.settings import Settings
