@@ -19,8 +19,7 @@ def post_new_tasks(app: App, task_ids: Sequence[str]) -> None:
     if not url or not task_ids:
         return
     with app.engine.connect() as connection:
-        wanted = set(task_ids)
-        found = [t for t in ledger.list_tasks(connection, status=None) if t.id in wanted]
+        found = ledger.list_tasks(connection, status=None, ids=task_ids)
     with httpx.Client(timeout=app.settings.escalation.timeout) as client:
         for task in found:
             payload = {

@@ -395,10 +395,13 @@ def open_task(connection: Connection, dedupe_key: str, rule: str, customer_id: s
     return None if row is None else str(row[0])
 
 
-def list_tasks(connection: Connection, status: str | None = "open") -> list[Task]:
+def list_tasks(connection: Connection, status: str | None = "open", ids: Sequence[str] | None = None) -> list[Task]:
+    """Tasks, oldest first: with STATUS (None: any), and only IDS when given."""
     query = sa.select(tasks).order_by(tasks.c.created_at)
     if status:
         query = query.where(tasks.c.status == status)
+    if ids is not None:
+        query = query.where(tasks.c.id.in_(list(ids)))
     return [Task(**row) for row in connection.execute(query).mappings()]
 
 

@@ -7,9 +7,13 @@ outbox channel, then reads what was written and what the ledger recorded.
 
 from __future__ import annotations
 
+import json
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -29,7 +33,9 @@ from worlds import (
 )
 
 from outreach import controls
+from outreach.app import App
 from outreach.cli import cli
+from outreach.escalation import post_new_tasks
 from outreach.state import ledger
 from outreach.state.models import Order, SurveyResponse
 
@@ -161,3 +167,47 @@ def test_an_escalating_rule_opens_one_task_listed_by_outreach_tasks(world: World
     result = CliRunner().invoke(cli, ["tasks"], env=environment)
     assert result.exit_code == 0, result.output
     assert "1 task(s)" in result.output and "detractor-follow-up" in result.output and "c1" in result.output
+
+
+@pytest.fixture
+def task_receiver() -> Iterator[tuple[str, list[dict[str, Any]]]]:
+    """A loopback HTTP endpoint that records the JSON bodies POSTed to it."""
+    received: list[dict[str, Any]] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *_args: Any) -> None:
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/tasks", received
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_an_opened_task_is_posted_to_the_escalation_webhook_and_the_outcome_recorded(
+    world: World, task_receiver: tuple[str, list[dict[str, Any]]]
+) -> None:
+    """With escalation.webhook_url set, each new task is POSTed once and its answer kept on the task."""
+    url, received = task_receiver
+    settings = world.settings.model_copy(update={"escalation": world.settings.escalation.model_copy(update={"webhook_url": url})})
+    app = App(settings)
+    customer(world.engine, "c1")
+    insert(world.engine, SurveyResponse, id="s1", customer_id="c1", kind="nps", score=2, comment="late", responded_at=NOON - timedelta(hours=1), attributes={})
+    tick = world.evaluate(NOON)
+    post_new_tasks(app, tick.tasks)
+    assert [(body["rule"], body["customer_id"], body["entity_id"]) for body in received] == [("detractor-follow-up", "c1", "s1")]
+    with world.engine.connect() as connection:
+        [task] = ledger.list_tasks(connection)
+    assert task.webhook_status == "http 204"
+    post_new_tasks(app, world.evaluate(NOON + timedelta(minutes=15)).tasks)
+    app.close()
+    assert len(received) == 1, "a task is announced once"
