@@ -85,7 +85,10 @@ class SqlCompiler:
 
     def constant(self, value: Any, kind: Type) -> ColumnElement[Any]:
         if value is None:
-            return sa.null()
+            # A computed null (`0 / 0`) is a typed NULL parameter: SQLAlchemy would turn
+            # `x == NULL` into `x IS NULL` (true for a null x, where SQL and Python say unknown)
+            # and refuses `<` with a bare NULL.
+            return sa.literal(None, self._type_of(kind))
         if kind is Type.TIME:
             if self.sqlite:
                 return sa.literal(to_micros(value), sa.BigInteger())
@@ -99,6 +102,13 @@ class SqlCompiler:
         if kind is Type.NUMBER:
             return sa.literal(value, sa.Float() if isinstance(value, float) else sa.BigInteger())
         return sa.literal(value, sa.String())
+
+    def _type_of(self, kind: Type) -> Any:
+        if kind in (Type.TIME, Type.DURATION):
+            if self.sqlite:
+                return sa.BigInteger()
+            return sa.DateTime(timezone=True) if kind is Type.TIME else sa.Interval()
+        return {Type.NUMBER: sa.Float(), Type.BOOL: sa.Boolean(), Type.STRING: sa.String()}.get(kind, sa.String())
 
     def arith(self, expr: e.Arith) -> ColumnElement[Any]:
         left, right = self.compile(expr.left), self.compile(expr.right)

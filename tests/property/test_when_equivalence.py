@@ -218,3 +218,21 @@ def test_sql_and_python_agree_on_every_record(engine: Engine, family: str, data:
         query = matches_query("order", expr, engine.dialect.name, NOW)
         in_sql = {entity for entity, _customer in connection.execute(query)}
     assert in_sql == _python_matches(engine, expr), text
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["order.total == (0 / 0)", "order.total < (0 / 0)", "not (order.total != 1 / 0)", "order.total * (0 / 0) is null"],
+)
+def test_a_computed_null_is_unknown_in_sql_as_in_python(engine: Engine, text: str) -> None:
+    """A constant that computes to null (division by zero) compares as unknown on both sides, never as `IS NULL`."""
+    expr = compile_expression(text, "order")
+    people = [{"name": "a", "email_opt_in": True, "sms_opt_in": True, "attributes": {}}]
+    purchases = [
+        {"customer": 0, "status": "placed", "carrier": None, "total": total, "placed_at": None, "promised_at": None, "delivered_at": None}
+        for total in (None, 0, 1.5)
+    ]
+    _load(engine, people, purchases)
+    with engine.connect() as connection:
+        in_sql = {entity for entity, _customer in connection.execute(matches_query("order", expr, engine.dialect.name, NOW))}
+    assert in_sql == _python_matches(engine, expr)
