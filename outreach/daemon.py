@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import os
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
+from typing import Any
 
 from outreach.app import App
 from outreach.channels import make_channels
@@ -17,6 +19,7 @@ from outreach.clock import utcnow
 from outreach.delivery import DispatchStats, Dispatcher, TickResult, evaluate, limits_of, measure_goals
 from outreach.escalation import post_new_tasks
 from outreach.rendering import Renderer
+from outreach.rules.loader import RuleSet
 
 
 def worker_name() -> str:
@@ -30,17 +33,21 @@ class OnceResult:
     dispatch: DispatchStats
 
 
-def make_dispatcher(app: App, rules: object | None = None) -> Dispatcher:
-    rule_set = rules or app.load_rules()
-    renderer = Renderer(app.settings)
+def make_dispatcher(
+    app: App, rules: Callable[[], RuleSet], renderer: Callable[[], Renderer], **options: Any
+) -> Dispatcher:
+    """The Dispatcher the settings describe. RULES and RENDERER are asked at every send, so a
+    daemon's reload takes effect; OPTIONS are Dispatcher's own (observe, stopping, …)."""
     return Dispatcher(
         app.engine,
-        rules=lambda: rule_set,  # type: ignore[arg-type,return-value]
-        renderer=lambda: renderer,
+        rules=rules,
+        renderer=renderer,
         channels=make_channels(app.settings),
         worker=worker_name(),
+        lease=timedelta(seconds=app.settings.daemon.lease_seconds),
         concurrency=app.settings.delivery.concurrency,
         at_least_once=app.settings.delivery.at_least_once,
+        **options,
     )
 
 
@@ -52,7 +59,8 @@ def run_once(app: App, now: datetime | None = None) -> OnceResult:
     tick = evaluate(app.engine, enabled, at, limits_of(app.settings))
     post_new_tasks(app, tick.tasks)
     measure_goals(app.engine, enabled, at)
-    dispatcher = make_dispatcher(app, rules)
+    renderer = Renderer(app.settings)
+    dispatcher = make_dispatcher(app, lambda: rules, lambda: renderer)
     try:
         stats = dispatcher.dispatch_once(at, clock=(lambda: at) if now is not None else utcnow)
     finally:

@@ -33,10 +33,9 @@ from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy.engine import make_url
 
 from outreach.app import App
-from outreach.channels import make_channels
 from outreach.clock import utcnow
-from outreach.daemon import worker_name
-from outreach.delivery import Dispatcher, evaluate, limits_of, measure_goals
+from outreach.daemon import make_dispatcher, worker_name
+from outreach.delivery import evaluate, limits_of, measure_goals
 from outreach.errors import OutreachError
 from outreach.escalation import post_new_tasks
 from outreach.metrics import Metrics
@@ -140,17 +139,8 @@ class Daemon:
                 "misfire_grace_time": self.options.misfire_grace_seconds,
             },
         )
-        self.dispatcher = Dispatcher(
-            self.engine,
-            rules=lambda: self._rules,
-            renderer=lambda: self._renderer,
-            channels=make_channels(app.settings),
-            worker=self.worker,
-            lease=timedelta(seconds=self.options.lease_seconds),
-            concurrency=app.settings.delivery.concurrency,
-            at_least_once=app.settings.delivery.at_least_once,
-            observe=self.metrics.observe_send,
-            stopping=self.stopping,
+        self.dispatcher = make_dispatcher(
+            app, lambda: self._rules, lambda: self._renderer, observe=self.metrics.observe_send, stopping=self.stopping
         )
         self._dispatch_thread = threading.Thread(target=self._dispatch_loop, name="dispatch", daemon=True)
         server = app.settings.server
