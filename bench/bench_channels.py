@@ -44,23 +44,39 @@ SERVICE = "MG" + "b" * 32
 FROM_EMAIL = "care@example.com"
 GROUP = 4242
 TIMEOUT = 10.0
-HTML = "<html dir='ltr'><body><p>Hello Ann,</p>" + "<p>Your order #A-1001 is running late.</p>" * 40 + "</body></html>"
+HTML = (
+    "<html dir='ltr'><body><p>Hello Ann,</p>"
+    + "<p>Your order #A-1001 is running late.</p>" * 40
+    + "</body></html>"
+)
 TEXT = "Hello Ann,\n" + "Your order #A-1001 is running late.\n" * 40
 SMS = "Souq Example: your order A-1001 is late; new estimate Tue 24 Nov. Reply STOP to opt out."
 
 
 def email(index: int) -> OutgoingMessage:
     return OutgoingMessage(
-        outbox_id=f"ob-{index}", channel="email", to=f"customer{index}@example.com", to_name="Ann Lee",
-        customer_id=f"c-{index}", rule="late-delivery", locale="en", subject="Your order is late",
-        text=TEXT, html=HTML,
+        outbox_id=f"ob-{index}",
+        channel="email",
+        to=f"customer{index}@example.com",
+        to_name="Ann Lee",
+        customer_id=f"c-{index}",
+        rule="late-delivery",
+        locale="en",
+        subject="Your order is late",
+        text=TEXT,
+        html=HTML,
     )
 
 
 def sms(index: int) -> OutgoingMessage:
     return OutgoingMessage(
-        outbox_id=f"ob-{index}", channel="sms", to=f"+4477009{index % 100000:05d}", customer_id=f"c-{index}",
-        rule="late-delivery", locale="en", sms=SMS,
+        outbox_id=f"ob-{index}",
+        channel="sms",
+        to=f"+4477009{index % 100000:05d}",
+        customer_id=f"c-{index}",
+        rule="late-delivery",
+        locale="en",
+        sms=SMS,
     )
 
 
@@ -75,7 +91,9 @@ def twilio_sdk(fake: FakeProviders | RemoteFakeProviders) -> Send:
     def send(index: int) -> object:
         message = sms(index)
         return messages.create(
-            to=message.to, body=message.sms, messaging_service_sid=SERVICE,
+            to=message.to,
+            body=message.sms,
+            messaging_service_sid=SERVICE,
             status_callback=f"https://outreach.example.com/webhooks/twilio/status?outbox_id={message.outbox_id}",
         ).sid
 
@@ -84,8 +102,11 @@ def twilio_sdk(fake: FakeProviders | RemoteFakeProviders) -> Send:
 
 def twilio_channel(fake: FakeProviders | RemoteFakeProviders) -> Send:
     channel = TwilioChannel(
-        account_sid=fake.twilio_account_sid, auth_token=fake.twilio_auth_token,
-        messaging_service_sid=SERVICE, base_url=fake.url, timeout=TIMEOUT,
+        account_sid=fake.twilio_account_sid,
+        auth_token=fake.twilio_auth_token,
+        messaging_service_sid=SERVICE,
+        base_url=fake.url,
+        timeout=TIMEOUT,
         public_url="https://outreach.example.com",
     )
     return lambda index: channel.send(sms(index))
@@ -99,8 +120,11 @@ def sendgrid_sdk(fake: FakeProviders | RemoteFakeProviders) -> Send:
     def send(index: int) -> object:
         message = email(index)
         mail = Mail(
-            from_email=From(FROM_EMAIL, "Souq Example"), to_emails=To(message.to, message.to_name),
-            subject=message.subject, plain_text_content=message.text, html_content=message.html,
+            from_email=From(FROM_EMAIL, "Souq Example"),
+            to_emails=To(message.to, message.to_name),
+            subject=message.subject,
+            plain_text_content=message.text,
+            html_content=message.html,
             is_multiple=True,
         )
         mail.add_custom_arg(CustomArg("outbox_id", message.outbox_id, p=0))
@@ -113,8 +137,13 @@ def sendgrid_sdk(fake: FakeProviders | RemoteFakeProviders) -> Send:
 
 def sendgrid_channel(fake: FakeProviders | RemoteFakeProviders) -> Send:
     channel = SendGridChannel(
-        api_key=fake.sendgrid_api_key, from_email=FROM_EMAIL, from_name="Souq Example", host=fake.url,
-        unsubscribe_group_id=GROUP, categories=("outreach",), timeout=TIMEOUT,
+        api_key=fake.sendgrid_api_key,
+        from_email=FROM_EMAIL,
+        from_name="Souq Example",
+        host=fake.url,
+        unsubscribe_group_id=GROUP,
+        categories=("outreach",),
+        timeout=TIMEOUT,
     )
     return lambda index: channel.send(email(index))
 
@@ -157,7 +186,9 @@ class Tally:
         return self.cpu / self.messages * 1e6
 
 
-def compare(fake: FakeProviders | RemoteFakeProviders, provider: str, messages: int, threads: int, rounds: int) -> dict[str, Any]:
+def compare(
+    fake: FakeProviders | RemoteFakeProviders, provider: str, messages: int, threads: int, rounds: int
+) -> dict[str, Any]:
     """Interleaved rounds of SDK and channel sends for one provider; their throughputs and ratio."""
     make_sdk, make_channel = VARIANTS[provider]
     senders = {"sdk": make_sdk(fake), "channel": make_channel(fake)}

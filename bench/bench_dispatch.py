@@ -61,7 +61,8 @@ rules:
 # The same bodies the raw SDK sends (bench_channels), as templates.
 TEMPLATES = {
     "late_delivery/email.en.html": f'---\nsubject: "Your order is late"\n---\n{HTML}\n',
-    "late_delivery/email.en.txt": "Hello {{ customer.name }},\n" + "Your order #{{ order.id }} is running late.\n" * 40,
+    "late_delivery/email.en.txt": "Hello {{ customer.name }},\n"
+    + "Your order #{{ order.id }} is running late.\n" * 40,
     "late_delivery/sms.en.txt": SMS.replace(" Reply STOP to opt out.", "") + "\n",
 }
 
@@ -87,30 +88,51 @@ class Tally:
 class Deployment:
     """A database, rules and templates in a temporary folder, sending through the live channels."""
 
-    def __init__(self, root: Path, provider: str, fake: RemoteFakeProviders, threads: int, database_url: str | None) -> None:
+    def __init__(
+        self, root: Path, provider: str, fake: RemoteFakeProviders, threads: int, database_url: str | None
+    ) -> None:
         channel = CHANNEL_OF[provider]
         (root / "rules").mkdir()
         (root / "rules" / "rules.yaml").write_text(RULES.format(channel=channel), encoding="utf-8")
         for name, text in TEMPLATES.items():
             (root / "templates" / name).parent.mkdir(parents=True, exist_ok=True)
             (root / "templates" / name).write_text(text, encoding="utf-8")
-        self.settings = Settings.model_validate({
-            "database": {"url": database_url or f"sqlite:///{root / 'bench.db'}"},
-            "paths": {"rules": str(root / "rules"), "templates": str(root / "templates")},
-            "delivery": {"mode": "live", "max_per_day": 1000, "max_per_week": 1000, "concurrency": threads},
-            "twilio": {"messaging_service_sid": SERVICE, "base_url": fake.url, "timeout": TIMEOUT},
-            "sendgrid": {"host": fake.url, "from_email": FROM_EMAIL, "from_name": "Souq Example", "unsubscribe_group_id": GROUP, "timeout": TIMEOUT},
-            "server": {"public_url": "https://outreach.example.com"},
-            "base_dir": root,
-        })
+        self.settings = Settings.model_validate(
+            {
+                "database": {"url": database_url or f"sqlite:///{root / 'bench.db'}"},
+                "paths": {"rules": str(root / "rules"), "templates": str(root / "templates")},
+                "delivery": {
+                    "mode": "live",
+                    "max_per_day": 1000,
+                    "max_per_week": 1000,
+                    "concurrency": threads,
+                },
+                "twilio": {"messaging_service_sid": SERVICE, "base_url": fake.url, "timeout": TIMEOUT},
+                "sendgrid": {
+                    "host": fake.url,
+                    "from_email": FROM_EMAIL,
+                    "from_name": "Souq Example",
+                    "unsubscribe_group_id": GROUP,
+                    "timeout": TIMEOUT,
+                },
+                "server": {"public_url": "https://outreach.example.com"},
+                "base_dir": root,
+            }
+        )
         self.engine = make_engine(self.settings.database_url)
         upgrade(self.engine)
-        self.rules = load_rules(root / "rules", default_every=timedelta(minutes=15), template_exists=lambda name: True)
+        self.rules = load_rules(
+            root / "rules", default_every=timedelta(minutes=15), template_exists=lambda name: True
+        )
         renderer = Renderer(self.settings)
         self.dispatcher = Dispatcher(
-            self.engine, rules=lambda: self.rules, renderer=lambda: renderer,
+            self.engine,
+            rules=lambda: self.rules,
+            renderer=lambda: renderer,
             channels=make_channels(self.settings, environ=fake.environ()),
-            worker="bench", concurrency=threads, batch=max(100, threads * 16),
+            worker="bench",
+            concurrency=threads,
+            batch=max(100, threads * 16),
         )
         self.next_id = 0
 
@@ -119,13 +141,29 @@ class Deployment:
         started = time.perf_counter()
         first, self.next_id = self.next_id, self.next_id + count
         customers = [
-            {"id": f"c{i}", "name": "Ann Lee", "email": f"customer{i}@example.com", "phone": f"+4477009{i % 100000:05d}",
-             "locale": "en", "timezone": "UTC", "email_opt_in": True, "sms_opt_in": True, "attributes": {}}
+            {
+                "id": f"c{i}",
+                "name": "Ann Lee",
+                "email": f"customer{i}@example.com",
+                "phone": f"+4477009{i % 100000:05d}",
+                "locale": "en",
+                "timezone": "UTC",
+                "email_opt_in": True,
+                "sms_opt_in": True,
+                "attributes": {},
+            }
             for i in range(first, first + count)
         ]
         orders = [
-            {"id": f"A-{i}", "customer_id": f"c{i}", "status": "shipped", "placed_at": NOW - timedelta(days=5),
-             "promised_at": NOW - timedelta(days=2), "delivered_at": None, "attributes": {}}
+            {
+                "id": f"A-{i}",
+                "customer_id": f"c{i}",
+                "status": "shipped",
+                "placed_at": NOW - timedelta(days=5),
+                "promised_at": NOW - timedelta(days=2),
+                "delivered_at": None,
+                "attributes": {},
+            }
             for i in range(first, first + count)
         ]
         with self.engine.begin() as connection:
@@ -142,7 +180,9 @@ class Deployment:
         stats = self.dispatcher.dispatch_once(NOW)
         seconds = time.perf_counter() - started
         if stats.sent != count:
-            raise RuntimeError(f"expected {count} sends, got {stats.sent} (failed {stats.failed}, retried {stats.retried}, unknown {stats.unknown})")
+            raise RuntimeError(
+                f"expected {count} sends, got {stats.sent} (failed {stats.failed}, retried {stats.retried}, unknown {stats.unknown})"
+            )
         return seconds
 
     def close(self) -> None:
@@ -169,7 +209,14 @@ def scratch_schema(database_url: str | None) -> Iterator[str | None]:
         admin.dispose()
 
 
-def compare(fake: RemoteFakeProviders, provider: str, contacts: int, threads: int, rounds: int, database_url: str | None) -> dict[str, Any]:
+def compare(
+    fake: RemoteFakeProviders,
+    provider: str,
+    contacts: int,
+    threads: int,
+    rounds: int,
+    database_url: str | None,
+) -> dict[str, Any]:
     make_sdk, _ = VARIANTS[provider]
     raw = make_sdk(fake)
     per_round = max(1, contacts // rounds)
@@ -210,11 +257,16 @@ def compare(fake: RemoteFakeProviders, provider: str, contacts: int, threads: in
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
-    parser.add_argument("--contacts", type=int, default=5000, help="contacts per provider (and raw messages alike)")
+    parser.add_argument(
+        "--contacts", type=int, default=5000, help="contacts per provider (and raw messages alike)"
+    )
     parser.add_argument("--threads", type=int, default=8, help="dispatcher workers = raw SDK threads")
     parser.add_argument("--rounds", type=int, default=4, help="interleaved rounds (ABBA…)")
     parser.add_argument("--providers", default="twilio,sendgrid")
-    parser.add_argument("--database-url", help="a PostgreSQL server to use instead of a temporary SQLite file (in a scratch schema, dropped afterwards)")
+    parser.add_argument(
+        "--database-url",
+        help="a PostgreSQL server to use instead of a temporary SQLite file (in a scratch schema, dropped afterwards)",
+    )
     parser.add_argument("--json", action="store_true", help="one JSON document on stdout")
     args = parser.parse_args(argv)
     for name in ("no_proxy", "NO_PROXY"):
@@ -229,7 +281,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(json.dumps({"results": results}, indent=2))
         return 0
-    print(f"{'provider':<10}{'database':>11}{'threads':>8}{'messages':>10}{'raw msg/s':>11}{'outreach msg/s':>16}{'ratio':>8}{'evaluate/s':>12}")
+    print(
+        f"{'provider':<10}{'database':>11}{'threads':>8}{'messages':>10}{'raw msg/s':>11}{'outreach msg/s':>16}{'ratio':>8}{'evaluate/s':>12}"
+    )
     for r in results:
         print(
             f"{r['provider']:<10}{r['database']:>11}{r['threads']:>8}{r['messages']:>10}{r['raw_per_s']:>11.0f}"

@@ -59,8 +59,7 @@ HAND_WRITTEN: dict[str, tuple[str, Callable[[datetime], tuple[int, ...]]]] = {
         lambda now: (micros(now - timedelta(hours=2)), micros(now - 3 * DAY)),
     ),
     "detractor-follow-up": (
-        "SELECT customer_id, id FROM survey_responses"
-        " WHERE responded_at > ? AND kind = 'nps' AND score <= 6",
+        "SELECT customer_id, id FROM survey_responses WHERE responded_at > ? AND kind = 'nps' AND score <= 6",
         lambda now: (micros(now - 7 * DAY),),
     ),
 }
@@ -121,7 +120,9 @@ def run_ingest(database: Path, data: Path, counts: dict[str, int]) -> list[Inges
     for table in TABLES:
         command = [sys.executable, "-m", "outreach", "ingest", str(data / f"{table}.jsonl")]
         started = time.perf_counter()
-        child = subprocess.Popen(command, env=environment, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        child = subprocess.Popen(
+            command, env=environment, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
         assert child.stdout is not None and child.stderr is not None
         out, err = child.stdout.read(), child.stderr.read()
         _, status, usage = os.wait4(child.pid, 0)
@@ -129,10 +130,14 @@ def run_ingest(database: Path, data: Path, counts: dict[str, int]) -> list[Inges
         child.returncode = os.waitstatus_to_exitcode(status)
         if child.returncode != 0:
             raise SystemExit(f"outreach ingest failed ({child.returncode}):\n{out.decode()}{err.decode()}")
-        run = IngestRun(table, counts[table], seconds, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024)
-        print(f"  {table:17} {run.records:>10,} records {run.seconds:7.1f} s {run.rate:>9,.0f}/s"
-              f"  CPU {run.cpu_seconds:6.1f} s {run.cpu_rate:>9,.0f}/s  peak RSS {run.peak_rss_mb:5.0f} MB",
-              flush=True)
+        run = IngestRun(
+            table, counts[table], seconds, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024
+        )
+        print(
+            f"  {table:17} {run.records:>10,} records {run.seconds:7.1f} s {run.rate:>9,.0f}/s"
+            f"  CPU {run.cpu_seconds:6.1f} s {run.cpu_rate:>9,.0f}/s  peak RSS {run.peak_rss_mb:5.0f} MB",
+            flush=True,
+        )
         runs.append(run)
     return runs
 
@@ -171,12 +176,19 @@ def run_rules(database: Path, now: datetime, rules_dir: Path, repeat: int) -> li
                     f"e.g. only outreach: {sorted(actual - expected)[:3]}, only SQL: {sorted(expected - actual)[:3]}"
                 )
             sql_ms, outreach_ms = median_ms(
-                [lambda: raw.execute(sql, parameters).fetchall(), lambda: find_matches(connection, rule, now)], repeat
+                [
+                    lambda: raw.execute(sql, parameters).fetchall(),
+                    lambda: find_matches(connection, rule, now),
+                ],
+                repeat,
             )
             plan = "; ".join(row[3] for row in raw.execute("EXPLAIN QUERY PLAN " + sql, parameters))
             run = RuleRun(name, len(expected), sql_ms, outreach_ms, plan)
-            print(f"  {name:20} {run.matches:>8,} matches  SQL {run.sql_ms:8.1f} ms  outreach "
-                  f"{run.outreach_ms:8.1f} ms  ratio {run.ratio:4.2f}   [{plan}]", flush=True)
+            print(
+                f"  {name:20} {run.matches:>8,} matches  SQL {run.sql_ms:8.1f} ms  outreach "
+                f"{run.outreach_ms:8.1f} ms  ratio {run.ratio:4.2f}   [{plan}]",
+                flush=True,
+            )
             runs.append(run)
     raw.close()
     engine.dispose()
@@ -190,7 +202,9 @@ def peak_rss_mb() -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--customers", type=int, required=True)
     parser.add_argument("--data", type=Path, help="data folder (default: var/bench/CUSTOMERS)")
     parser.add_argument("--db", type=Path, help="SQLite file, recreated (default: DATA/bench.db)")
@@ -214,9 +228,12 @@ def main() -> None:
         records = sum(run.records for run in ingest_runs)
         seconds = sum(run.seconds for run in ingest_runs)
         cpu = sum(run.cpu_seconds for run in ingest_runs)
-        print(f"  {'all':17} {records:>10,} records {seconds:7.1f} s {records / seconds:>9,.0f}/s"
-              f"  CPU {cpu:6.1f} s {records / cpu:>9,.0f}/s"
-              f"  peak RSS {max(run.peak_rss_mb for run in ingest_runs):5.0f} MB", flush=True)
+        print(
+            f"  {'all':17} {records:>10,} records {seconds:7.1f} s {records / seconds:>9,.0f}/s"
+            f"  CPU {cpu:6.1f} s {records / cpu:>9,.0f}/s"
+            f"  peak RSS {max(run.peak_rss_mb for run in ingest_runs):5.0f} MB",
+            flush=True,
+        )
         print("  load average after ingest: {:.1f} {:.1f} {:.1f}".format(*os.getloadavg()), flush=True)
 
     print(f"rules at {generate.iso(now)} (median of {args.repeat} runs):", flush=True)

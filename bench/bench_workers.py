@@ -55,10 +55,19 @@ def workspace(root: Path, contacts: int) -> Path:
     (root / "settings.toml").write_text("")
     with (root / "customers.jsonl").open("w") as out:
         for n in range(contacts):
-            out.write(json.dumps({
-                "id": f"c-{n:06d}", "name": f"Customer {n}", "email": f"customer{n}@example.com",
-                "locale": "en", "timezone": "Europe/London", "email_opt_in": True,
-            }) + "\n")
+            out.write(
+                json.dumps(
+                    {
+                        "id": f"c-{n:06d}",
+                        "name": f"Customer {n}",
+                        "email": f"customer{n}@example.com",
+                        "locale": "en",
+                        "timezone": "Europe/London",
+                        "email_opt_in": True,
+                    }
+                )
+                + "\n"
+            )
     return root / "customers.jsonl"
 
 
@@ -78,7 +87,8 @@ def run(base_url: str, workers: int, contacts: int, concurrency: int, fake_env: 
             upgrade(engine)
             ingest_files(engine, [str(customers)], table="customers")
             environ = {
-                **os.environ, **fake_env,
+                **os.environ,
+                **fake_env,
                 "OUTREACH_SETTINGS": str(root / "settings.toml"),
                 "OUTREACH_DATABASE__URL": database_url,
                 "OUTREACH_SERVER__PORT": "0",
@@ -89,10 +99,15 @@ def run(base_url: str, workers: int, contacts: int, concurrency: int, fake_env: 
                 "NO_PROXY": "127.0.0.1,localhost",
             }
             for _ in range(workers):
-                processes.append(subprocess.Popen(
-                    [sys.executable, "-m", "outreach", "run"], cwd=root, env=environ,
-                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                ))
+                processes.append(
+                    subprocess.Popen(
+                        [sys.executable, "-m", "outreach", "run"],
+                        cwd=root,
+                        env=environ,
+                        stdout=subprocess.DEVNULL,
+                        stderr=subprocess.DEVNULL,
+                    )
+                )
             query = sa.text("SELECT count(*), min(sent_at), max(sent_at) FROM contacts WHERE state = 'sent'")
             deadline = time.monotonic() + 600
             while time.monotonic() < deadline:
@@ -118,11 +133,16 @@ def run(base_url: str, workers: int, contacts: int, concurrency: int, fake_env: 
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--contacts", type=int, default=2000)
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2, 3])
     parser.add_argument("--concurrency", type=int, default=8, help="senders per worker")
-    parser.add_argument("--database", default=os.environ.get("OUTREACH_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"))
+    parser.add_argument(
+        "--database",
+        default=os.environ.get("OUTREACH_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"),
+    )
     args = parser.parse_args()
     os.environ["NO_PROXY"] = "127.0.0.1,localhost"
     with spawn(record=False) as fake:
@@ -130,8 +150,13 @@ def main() -> int:
         for workers in args.workers:
             results[workers] = run(args.database, workers, args.contacts, args.concurrency, fake.environ())
             base = results[args.workers[0]]
-            print(f"{workers} worker(s): {results[workers]:8.1f} msgs/s   ×{results[workers] / base:.2f}", flush=True)
-    print(f"({os.cpu_count()} cores, {args.contacts} contacts, {args.concurrency} senders a worker, fake in its own process)")
+            print(
+                f"{workers} worker(s): {results[workers]:8.1f} msgs/s   ×{results[workers] / base:.2f}",
+                flush=True,
+            )
+    print(
+        f"({os.cpu_count()} cores, {args.contacts} contacts, {args.concurrency} senders a worker, fake in its own process)"
+    )
     return 0
 
 

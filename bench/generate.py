@@ -25,7 +25,18 @@ MANIFEST = "manifest.json"
 FIRST_EN = ["Oliver", "Amelia", "James", "Sophia", "Daniel", "Grace", "Thomas", "Emily", "Noah", "Ella"]
 LAST_EN = ["Bennett", "Clarke", "Miller", "Turner", "Okafor", "Hughes", "Patel", "Walker", "Reid", "Shaw"]
 FIRST_AR = ["محمد", "فاطمة", "أحمد", "مريم", "خالد", "نورة", "عمر", "ليلى", "يوسف", "سارة"]
-LAST_AR = ["العلي", "الزهراء", "حسن", "عبد الله", "المنصوري", "الهاشمي", "السيد", "القحطاني", "الشمري", "النجار"]
+LAST_AR = [
+    "العلي",
+    "الزهراء",
+    "حسن",
+    "عبد الله",
+    "المنصوري",
+    "الهاشمي",
+    "السيد",
+    "القحطاني",
+    "الشمري",
+    "النجار",
+]
 ASCII_AR = ["mohammed", "fatima", "ahmed", "maryam", "khalid", "noura", "omar", "layla", "youssef", "sara"]
 DOMAINS = ["example.com", "example.org", "example.net", "mail.example.com", "shop.example.co.uk"]
 
@@ -127,7 +138,9 @@ def generate(customers: int, now: datetime, seed: int) -> Iterator[tuple[str, di
             if promised > now:
                 order["status"] = "shipped" if roll < 0.6 else "placed"
             elif roll < 0.93:
-                delivered = placed + timedelta(seconds=rng.uniform(day, (promised - placed).total_seconds() + 2 * day))
+                delivered = placed + timedelta(
+                    seconds=rng.uniform(day, (promised - placed).total_seconds() + 2 * day)
+                )
                 order["status"] = "delivered"
                 order["delivered_at"] = iso(min(delivered, now))
             elif roll < 0.96:
@@ -189,7 +202,9 @@ def write(customers: int, out: Path, now: datetime, seed: int) -> dict[str, Any]
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--customers", type=int, required=True)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED)

@@ -137,7 +137,12 @@ def check(ctx: click.Context) -> None:
 
 @cli.command()
 @click.argument("rule")
-@click.option("--now", "now", type=INSTANT, help="Evaluate at this instant (ISO 8601 with offset); default: the current time.")
+@click.option(
+    "--now",
+    "now",
+    type=INSTANT,
+    help="Evaluate at this instant (ISO 8601 with offset); default: the current time.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
 @click.option("--render", is_flag=True, help="Also render each message (subject, text, html, sms, segments).")
 @click.pass_context
@@ -207,7 +212,9 @@ def ingest(ctx: click.Context, files: tuple[str, ...], table: str | None, max_er
     from outreach.state.ingest import ingest_files, rejection
 
     with _file_progress() as progress:
-        reports = ingest_files(app_of(ctx).engine, files, table=table, max_problems=max_errors, progress=progress)
+        reports = ingest_files(
+            app_of(ctx).engine, files, table=table, max_problems=max_errors, progress=progress
+        )
     for report in reports:
         if not report.rejected:
             click.echo(report.summary())
@@ -251,7 +258,12 @@ def run(ctx: click.Context, once: bool, now: datetime | None) -> None:
 
 
 @cli.command()
-@click.option("--now", "now", type=INSTANT, help="The demo's instant (default: 12:00 UTC today, daytime for most sample customers).")
+@click.option(
+    "--now",
+    "now",
+    type=INSTANT,
+    help="The demo's instant (default: 12:00 UTC today, daytime for most sample customers).",
+)
 @click.pass_context
 @handle_errors
 def demo(ctx: click.Context, now: datetime | None) -> None:
@@ -260,7 +272,9 @@ def demo(ctx: click.Context, now: datetime | None) -> None:
     from outreach.summary import print_summary
 
     at = now or utcnow().replace(hour=12, minute=0, second=0, microsecond=0)
-    out_console.print(f"demo at {at.isoformat()} on var/demo.db (bundled sample customers, outbox channel)", markup=False)
+    out_console.print(
+        f"demo at {at.isoformat()} on var/demo.db (bundled sample customers, outbox channel)", markup=False
+    )
     result, outbox = run_demo(settings_of(ctx), at)
     print_summary(out_console, result)
     out_console.print(f"\nmessages written to {outbox}", markup=False)
@@ -340,7 +354,11 @@ def test_rules(ctx: click.Context) -> None:
     results, problems = run_rule_tests(app.rules_dir, app.load_rules())
     for result in results:
         mark = "ok  " if result.passed else "FAIL"
-        out_console.print(f"{mark} {result.name}" + ("" if result.passed else f": {result.message} ({result.file})"), markup=False, soft_wrap=True)
+        out_console.print(
+            f"{mark} {result.name}" + ("" if result.passed else f": {result.message} ({result.file})"),
+            markup=False,
+            soft_wrap=True,
+        )
     for problem in problems:
         err_console.print(problem.format(), markup=False)
     failed = sum(not r.passed for r in results)

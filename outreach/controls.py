@@ -44,7 +44,14 @@ def print_tasks(console: Console, app: App, show_all: bool) -> None:
     for column in ("created", "rule", "customer", "record", "status", "summary"):
         table.add_column(column)
     for task in found:
-        table.add_row(task.created_at.isoformat(timespec="minutes"), task.rule, task.customer_id, task.entity_id, task.status, task.summary)
+        table.add_row(
+            task.created_at.isoformat(timespec="minutes"),
+            task.rule,
+            task.customer_id,
+            task.entity_id,
+            task.status,
+            task.summary,
+        )
     console.print(table)
 
 
@@ -61,7 +68,11 @@ def report_since(app: App, since: str, now: datetime) -> dict[str, Any]:
         "since": start.isoformat(),
         "now": now.isoformat(),
         "paused": PAUSE in controls,
-        "silenced": {key.split(":", 1)[1]: {"until": c.until.isoformat() if c.until else None, "reason": c.reason} for key, c in controls.items() if key.startswith("silence:")},
+        "silenced": {
+            key.split(":", 1)[1]: {"until": c.until.isoformat() if c.until else None, "reason": c.reason}
+            for key, c in controls.items()
+            if key.startswith("silence:")
+        },
         "contacts": [{"rule": r, "state": s, "channel": c, "count": n} for r, s, c, n in rows],
         "goals": _goal_summary(goals),
     }
@@ -85,7 +96,9 @@ def print_report(console: Console, data: dict[str, Any]) -> None:
     if data["paused"]:
         console.print("PAUSED: nothing is being sent (outreach resume)", markup=False)
     for rule, silence_info in data["silenced"].items():
-        console.print(f"silenced: {rule} until {silence_info['until']} ({silence_info['reason']})", markup=False)
+        console.print(
+            f"silenced: {rule} until {silence_info['until']} ({silence_info['reason']})", markup=False
+        )
     table = Table(title=f"contacts decided since {data['since']}")
     for column in ("rule", "state", "channel", "count"):
         table.add_column(column)
@@ -103,5 +116,12 @@ def print_report(console: Console, data: dict[str, Any]) -> None:
                 return "-" if not group else f"{group['goal_met']} ({group['rate']:.0%})"
 
             uplift = f"{entry['uplift']:+.1%}" if "uplift" in entry else "-"
-            goals.add_row(entry["rule"], str(contacted.get("count", 0)), rate(contacted), str(holdout.get("count", 0)), rate(holdout), uplift)
+            goals.add_row(
+                entry["rule"],
+                str(contacted.get("count", 0)),
+                rate(contacted),
+                str(holdout.get("count", 0)),
+                rate(holdout),
+                uplift,
+            )
         console.print(goals)

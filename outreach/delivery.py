@@ -21,7 +21,13 @@ from sqlalchemy.engine import Connection, Engine
 
 from outreach import policy
 from outreach.channels import SUPPRESSING_CODES, WITHDRAWS_SMS_CONSENT_CODES, Channel, OutgoingMessage
-from outreach.errors import PermanentDeliveryError, RenderError, RulesError, TransientDeliveryError, UnknownOutcomeError
+from outreach.errors import (
+    PermanentDeliveryError,
+    RenderError,
+    RulesError,
+    TransientDeliveryError,
+    UnknownOutcomeError,
+)
 from outreach.rendering import Renderer, RuleInfo
 from outreach.rules.evaluate import condition_holds, find_matches, matches_query
 from outreach.rules.loader import Rule, RuleSet
@@ -44,40 +50,73 @@ def limits_of(settings: Settings) -> policy.Limits:
 
 def rule_policy(rule: Rule) -> policy.RulePolicy:
     return policy.RulePolicy(
-        name=rule.name, about=rule.about, channels=rule.channels, priority=rule.priority,
-        cooldown=rule.cooldown, delay=rule.delay, expires=rule.expires,
-        quiet_hours=rule.quiet_hours, holdout=rule.holdout,
+        name=rule.name,
+        about=rule.about,
+        channels=rule.channels,
+        priority=rule.priority,
+        cooldown=rule.cooldown,
+        delay=rule.delay,
+        expires=rule.expires,
+        quiet_hours=rule.quiet_hours,
+        holdout=rule.holdout,
     )
 
 
 def recipient(customer: Mapping[str, Any], suppressed: set[str]) -> policy.Recipient:
     return policy.Recipient(
-        id=customer["id"], timezone=customer["timezone"], preferred_channel=customer["preferred_channel"],
-        email=customer["email"], phone=customer["phone"], email_opt_in=bool(customer["email_opt_in"]),
-        sms_opt_in=bool(customer["sms_opt_in"]), suppressed=frozenset(suppressed),
+        id=customer["id"],
+        timezone=customer["timezone"],
+        preferred_channel=customer["preferred_channel"],
+        email=customer["email"],
+        phone=customer["phone"],
+        email_opt_in=bool(customer["email_opt_in"]),
+        sms_opt_in=bool(customer["sms_opt_in"]),
+        suppressed=frozenset(suppressed),
     )
 
 
 def past_contact(row: Mapping[str, Any]) -> policy.PastContact:
     return policy.PastContact(
-        rule=row["rule"], dedupe_key=row["dedupe_key"], channel=row["channel"], state=row["state"],
-        decided_at=row["decided_at"], send_at=row["send_at"], expires_at=row["expires_at"],
+        rule=row["rule"],
+        dedupe_key=row["dedupe_key"],
+        channel=row["channel"],
+        state=row["state"],
+        decided_at=row["decided_at"],
+        send_at=row["send_at"],
+        expires_at=row["expires_at"],
     )
 
 
-def plan(connection: Connection, rules: Sequence[Rule], now: datetime, limits: policy.Limits, *, customer_id: str | None = None) -> list[policy.Decision]:
+def plan(
+    connection: Connection,
+    rules: Sequence[Rule],
+    now: datetime,
+    limits: policy.Limits,
+    *,
+    customer_id: str | None = None,
+) -> list[policy.Decision]:
     """What would be decided for every match of RULES at NOW; reads the ledger, writes nothing."""
-    matches = [(rule, match) for rule in rules for match in find_matches(connection, rule, now, customer_id=customer_id)]
+    matches = [
+        (rule, match)
+        for rule in rules
+        for match in find_matches(connection, rule, now, customer_id=customer_id)
+    ]
     if not matches:
         return []
     ids = {match.customer_id for _rule, match in matches}
     people = ledger.rows_by_id(connection, "customer", ids)
     suppressed = ledger.suppressed_channels(connection, ids)
     # Skipped and suppressed rows are passed too: policy decides them again, keeping their expiry.
-    history = {cid: [past_contact(row) for row in rows] for cid, rows in ledger.contacts_of(connection, ids).items()}
+    history = {
+        cid: [past_contact(row) for row in rows] for cid, rows in ledger.contacts_of(connection, ids).items()
+    }
     policies = {rule.name: rule_policy(rule) for rule in rules}
     candidates = [
-        policy.Candidate(policies[rule.name], match.entity_id, recipient(people[match.customer_id], suppressed.get(match.customer_id, set())))
+        policy.Candidate(
+            policies[rule.name],
+            match.entity_id,
+            recipient(people[match.customer_id], suppressed.get(match.customer_id, set())),
+        )
         for rule, match in matches
     ]
     return policy.decide(candidates, history, limits, now)
@@ -126,7 +165,9 @@ def evaluate(engine: Engine, rules: Sequence[Rule], now: datetime, limits: polic
         for d in decisions:
             if by_name[d.rule].escalate and d.state not in ("duplicate", "skipped"):
                 summary = f"{d.rule}: reach out to customer {d.customer_id} in person ({by_name[d.rule].about} {d.entity_id})"
-                task = ledger.open_task(connection, d.dedupe_key, d.rule, d.customer_id, d.entity_id, summary, now)
+                task = ledger.open_task(
+                    connection, d.dedupe_key, d.rule, d.customer_id, d.entity_id, summary, now
+                )
                 if task is not None:
                     opened.append(task)
     return TickResult(decisions, recorded, opened)
@@ -146,7 +187,13 @@ def measure_goals(engine: Engine, rules: Sequence[Rule], now: datetime) -> int:
             candidates = ledger.goal_candidates(connection, rule.name, now - rule.goal_window)
             for start in range(0, len(candidates), 500):
                 chunk = candidates[start : start + 500]
-                query = matches_query(rule.about, rule.goal_condition, connection.dialect.name, now, entity_ids=[e for _c, e in chunk])
+                query = matches_query(
+                    rule.about,
+                    rule.goal_condition,
+                    connection.dialect.name,
+                    now,
+                    entity_ids=[e for _c, e in chunk],
+                )
                 reached = {str(entity) for entity, _customer in connection.execute(query)}
                 done = [contact for contact, entity in chunk if entity in reached]
                 ledger.mark_goal_met(connection, done, now)
@@ -167,7 +214,14 @@ class DispatchStats:
     outcomes: dict[str, tuple[str, str]] = field(default_factory=dict)  # dedupe key → (state, reason)
 
     def add(self, dedupe_key: str, state: str, reason: str) -> None:
-        attribute = {"sent": "sent", "cancelled": "cancelled", "failed": "failed", "pending": "retried", "unknown": "unknown", "expired": "expired"}.get(state)
+        attribute = {
+            "sent": "sent",
+            "cancelled": "cancelled",
+            "failed": "failed",
+            "pending": "retried",
+            "unknown": "unknown",
+            "expired": "expired",
+        }.get(state)
         if attribute:
             setattr(self, attribute, getattr(self, attribute) + 1)
         self.outcomes[dedupe_key] = (state, reason)
@@ -221,7 +275,11 @@ class Dispatcher:
         # Once set, no further batch is claimed; batches already claimed are sent to the end
         # (their requests may be on the wire) and unclaimed contacts wait for the next process.
         self.stopping = stopping or threading.Event()
-        self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="send") if concurrency > 1 else None
+        self._pool = (
+            ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="send")
+            if concurrency > 1
+            else None
+        )
 
     def close(self) -> None:
         if self._pool is not None:
@@ -250,7 +308,9 @@ class Dispatcher:
                 # Read after the claim, so each re-check sees the records as they are now.
                 people = ledger.rows_by_id(connection, "customer", [c.customer_id for c in claimed])
                 records = {
-                    about: ledger.rows_by_id(connection, about, [c.entity_id for c in claimed if c.about == about])
+                    about: ledger.rows_by_id(
+                        connection, about, [c.entity_id for c in claimed if c.about == about]
+                    )
                     for about in {c.about for c in claimed if c.about != "customer"}
                 }
             if not claimed:
@@ -280,12 +340,18 @@ class Dispatcher:
             ready: list[_Ready] = []
             for contact in claimed[start : start + self.concurrency]:
                 customer = people.get(contact.customer_id)
-                entity = customer if contact.about == "customer" else records.get(contact.about, {}).get(contact.entity_id)
+                entity = (
+                    customer
+                    if contact.about == "customer"
+                    else records.get(contact.about, {}).get(contact.entity_id)
+                )
                 try:
                     checked = self._prepare(contact, customer, entity, now)
                 except Exception as exc:  # one bad contact must not stop the others; it stays visible
                     log.exception("dispatch_error", outbox_id=contact.id, rule=contact.rule)
-                    checked = ledger.Outcome(contact, "failed", f"internal error: {exc}", last_error=repr(exc))
+                    checked = ledger.Outcome(
+                        contact, "failed", f"internal error: {exc}", last_error=repr(exc)
+                    )
                 if isinstance(checked, _Ready):
                     ready.append(checked)
                 else:
@@ -318,7 +384,14 @@ class Dispatcher:
             if outcome.state != "failed" or not outcome.code:
                 continue
             if outcome.code in SUPPRESSING_CODES and outcome.contact.channel:
-                ledger.add_suppression(connection, outcome.contact.customer_id, outcome.contact.channel, outcome.reason, outcome.code, now)
+                ledger.add_suppression(
+                    connection,
+                    outcome.contact.customer_id,
+                    outcome.contact.channel,
+                    outcome.reason,
+                    outcome.code,
+                    now,
+                )
             if outcome.code in WITHDRAWS_SMS_CONSENT_CODES:
                 ledger.withdraw_sms_consent(connection, outcome.contact.customer_id)
 
@@ -326,11 +399,18 @@ class Dispatcher:
         for outcome in outcomes:
             stats.add(outcome.contact.dedupe_key, outcome.state, outcome.reason)
             log.info(
-                "contact", outbox_id=outcome.contact.id, rule=outcome.contact.rule, customer_id=outcome.contact.customer_id,
-                channel=outcome.contact.channel, state=outcome.state, reason=outcome.reason,
+                "contact",
+                outbox_id=outcome.contact.id,
+                rule=outcome.contact.rule,
+                customer_id=outcome.contact.customer_id,
+                channel=outcome.contact.channel,
+                state=outcome.state,
+                reason=outcome.reason,
             )
 
-    def _prepare(self, contact: ledger.Claimed, customer: dict[str, Any] | None, entity: Any, now: datetime) -> _Ready | ledger.Outcome:
+    def _prepare(
+        self, contact: ledger.Claimed, customer: dict[str, Any] | None, entity: Any, now: datetime
+    ) -> _Ready | ledger.Outcome:
         """Send-time checks and rendering: a message ready to go, or the contact's final outcome."""
         expired = policy.at_send_time(contact.expires_at, now)
         if expired:
@@ -346,10 +426,15 @@ class Dispatcher:
         channel = contact.channel or ""
         address = customer.get("email") if channel == "email" else customer.get("phone")
         if not address or channel not in self.channels:
-            return ledger.Outcome(contact, "cancelled", f"no {channel or 'channel'} address for this customer any more")
+            return ledger.Outcome(
+                contact, "cancelled", f"no {channel or 'channel'} address for this customer any more"
+            )
         try:
             rendered = self.renderer().render(
-                template=rule.template, channel=channel, customer=customer, about=rule.about,  # type: ignore[arg-type]
+                template=rule.template,
+                channel=channel,
+                customer=customer,
+                about=rule.about,  # type: ignore[arg-type]
                 entity=None if rule.about == "customer" else entity,
                 rule=RuleInfo(rule.name, rule.about, rule.channels, rule.template, rule.description),
                 now=now,
@@ -357,9 +442,17 @@ class Dispatcher:
         except RenderError as exc:
             return ledger.Outcome(contact, "failed", f"could not render: {exc}", last_error=str(exc))
         message = OutgoingMessage(
-            outbox_id=contact.id, channel=channel, to=address, customer_id=contact.customer_id,
-            rule=rule.name, locale=rendered.locale, subject=rendered.subject, text=rendered.text,
-            html=rendered.html, sms=rendered.sms, to_name=customer.get("name") or None,
+            outbox_id=contact.id,
+            channel=channel,
+            to=address,
+            customer_id=contact.customer_id,
+            rule=rule.name,
+            locale=rendered.locale,
+            subject=rendered.subject,
+            text=rendered.text,
+            html=rendered.html,
+            sms=rendered.sms,
+            to_name=customer.get("name") or None,
         )
         return _Ready(contact, message)
 
@@ -374,14 +467,23 @@ class Dispatcher:
             return outcome
         except PermanentDeliveryError as exc:
             self._observe(channel, "permanent", started, clock)
-            return ledger.Outcome(contact, "failed", f"refused by the provider: {exc}", last_error=str(exc), code=exc.code)
+            return ledger.Outcome(
+                contact, "failed", f"refused by the provider: {exc}", last_error=str(exc), code=exc.code
+            )
         except UnknownOutcomeError as exc:
             self._observe(channel, "unknown", started, clock)
-            return ledger.Outcome(contact, "unknown", f"outcome unknown ({exc}): not resent", last_error=str(exc))
+            return ledger.Outcome(
+                contact, "unknown", f"outcome unknown ({exc}): not resent", last_error=str(exc)
+            )
         finished = clock()
         self._observe(channel, "sent", started, clock)
         return ledger.Outcome(
-            contact, "sent", f"sent by {receipt.provider}", provider=receipt.provider, provider_id=receipt.provider_id, sent_at=finished
+            contact,
+            "sent",
+            f"sent by {receipt.provider}",
+            provider=receipt.provider,
+            provider_id=receipt.provider_id,
+            sent_at=finished,
         )
 
     def _observe(self, channel: str, outcome: str, started: datetime, clock: Callable[[], datetime]) -> None:
@@ -390,7 +492,17 @@ class Dispatcher:
 
     def _retry(self, contact: ledger.Claimed, exc: TransientDeliveryError, now: datetime) -> ledger.Outcome:
         attempt = contact.attempts + 1
-        at = policy.retry_at(attempt, now, exc.retry_after, contact.expires_at, random.Random(self.rng.random()))
+        at = policy.retry_at(
+            attempt, now, exc.retry_after, contact.expires_at, random.Random(self.rng.random())
+        )
         if at is None:
-            return ledger.Outcome(contact, "failed", f"gave up after {attempt} attempt(s): {exc}", last_error=str(exc))
-        return ledger.Outcome(contact, "pending", f"provider busy ({exc}); retrying at {at.isoformat()}", send_at=at, last_error=str(exc))
+            return ledger.Outcome(
+                contact, "failed", f"gave up after {attempt} attempt(s): {exc}", last_error=str(exc)
+            )
+        return ledger.Outcome(
+            contact,
+            "pending",
+            f"provider busy ({exc}); retrying at {at.isoformat()}",
+            send_at=at,
+            last_error=str(exc),
+        )

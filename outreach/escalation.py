@@ -23,8 +23,12 @@ def post_new_tasks(app: App, task_ids: Sequence[str]) -> None:
     with httpx.Client(timeout=app.settings.escalation.timeout) as client:
         for task in found:
             payload = {
-                "id": task.id, "rule": task.rule, "customer_id": task.customer_id,
-                "entity_id": task.entity_id, "summary": task.summary, "created_at": task.created_at.isoformat(),
+                "id": task.id,
+                "rule": task.rule,
+                "customer_id": task.customer_id,
+                "entity_id": task.entity_id,
+                "summary": task.summary,
+                "created_at": task.created_at.isoformat(),
             }
             try:
                 response = client.post(url, json=payload)

@@ -24,8 +24,10 @@ class Metrics:
     def __init__(self, queue_depth: Callable[[], int] | None = None) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         self.matches = Counter(
-            "outreach_matches", "Entities a rule matched at a tick (decided now or before).",
-            ["rule"], registry=self.registry,
+            "outreach_matches",
+            "Entities a rule matched at a tick (decided now or before).",
+            ["rule"],
+            registry=self.registry,
         )
         self.decisions = Counter(
             "outreach_decisions",
@@ -35,23 +37,35 @@ class Metrics:
             registry=self.registry,
         )
         self.sends = Counter(
-            "outreach_sends", "Send attempts by channel and outcome (sent, transient, permanent, unknown).",
-            ["channel", "outcome"], registry=self.registry,
+            "outreach_sends",
+            "Send attempts by channel and outcome (sent, transient, permanent, unknown).",
+            ["channel", "outcome"],
+            registry=self.registry,
         )
         self.provider_latency = Histogram(
-            "outreach_provider_latency_seconds", "Time a provider took to answer a send.",
-            ["channel", "provider"], buckets=LATENCY_BUCKETS, registry=self.registry,
+            "outreach_provider_latency_seconds",
+            "Time a provider took to answer a send.",
+            ["channel", "provider"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
         )
         self.tick_duration = Histogram(
-            "outreach_tick_duration_seconds", "Time to evaluate one rule and record its decisions.",
-            ["rule"], buckets=LATENCY_BUCKETS, registry=self.registry,
+            "outreach_tick_duration_seconds",
+            "Time to evaluate one rule and record its decisions.",
+            ["rule"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
         )
         self.ticks = Counter(
-            "outreach_ticks", "Rule ticks: evaluated here, skipped (taken by another worker) or failed.",
-            ["rule", "result"], registry=self.registry,
+            "outreach_ticks",
+            "Rule ticks: evaluated here, skipped (taken by another worker) or failed.",
+            ["rule", "result"],
+            registry=self.registry,
         )
         self.reloads = Counter(
-            "outreach_rules_reloads", "Reloads of the rules and templates after an edit.", registry=self.registry,
+            "outreach_rules_reloads",
+            "Reloads of the rules and templates after an edit.",
+            registry=self.registry,
         )
         self.reload_failures = Counter(
             "outreach_rules_reload_failures",
@@ -59,20 +73,26 @@ class Metrics:
             registry=self.registry,
         )
         self.dispatch_errors = Counter(
-            "outreach_dispatch_errors", "Dispatch rounds that failed (database unreachable…).", registry=self.registry,
+            "outreach_dispatch_errors",
+            "Dispatch rounds that failed (database unreachable…).",
+            registry=self.registry,
         )
         self.inbound_events = Counter(
             "outreach_inbound_events",
             "Events received over HTTP: provider webhooks by event kind, and records posted to /events by table.",
-            ["source", "kind"], registry=self.registry,
+            ["source", "kind"],
+            registry=self.registry,
         )
         self.inbound_rejections = Counter(
             "outreach_inbound_rejections",
             "Inbound requests refused: bad signature or token, endpoint not configured, unreadable body.",
-            ["endpoint", "reason"], registry=self.registry,
+            ["endpoint", "reason"],
+            registry=self.registry,
         )
         self.queue_depth = Gauge(
-            "outreach_queue_depth", "Contacts due now and not yet claimed (all workers).", registry=self.registry,
+            "outreach_queue_depth",
+            "Contacts due now and not yet claimed (all workers).",
+            registry=self.registry,
         )
         if queue_depth is not None:
             self.queue_depth.set_function(_or_nan(queue_depth))

@@ -357,9 +357,16 @@ def _decide_one(candidate: Candidate, seen: _Contacts, limits: Limits, now: date
 
     def end(state: str, reason: str, channel: str | None = None, send_at: datetime | None = None) -> Decision:
         return Decision(
-            rule=rule.name, entity_id=candidate.entity_id, customer_id=who.id, dedupe_key=key,
-            state=state, channel=channel, reason=reason, send_at=send_at,
-            expires_at=expires_at if state != "duplicate" else None, steps=tuple(steps),
+            rule=rule.name,
+            entity_id=candidate.entity_id,
+            customer_id=who.id,
+            dedupe_key=key,
+            state=state,
+            channel=channel,
+            reason=reason,
+            send_at=send_at,
+            expires_at=expires_at if state != "duplicate" else None,
+            steps=tuple(steps),
         )
 
     if retry is not None:
@@ -400,7 +407,12 @@ def _decide_one(candidate: Candidate, seen: _Contacts, limits: Limits, now: date
         reason = f"held out ({_percent(rule.holdout)} control group): recorded, never sent"
         steps.append(("holdout", reason))
         return end("holdout", reason, channel)
-    steps.append(("holdout", f"not held out ({_percent(rule.holdout)} control group)" if rule.holdout else "no holdout"))
+    steps.append(
+        (
+            "holdout",
+            f"not held out ({_percent(rule.holdout)} control group)" if rule.holdout else "no holdout",
+        )
+    )
 
     quiet_note = None
     if quiet is None:
@@ -535,7 +547,8 @@ def _first_instant_at(wall: datetime, tz: ZoneInfo, *, not_before: datetime) -> 
         {
             utc
             for fold in (0, 1)
-            if (utc := wall.replace(tzinfo=tz, fold=fold).astimezone(UTC)).astimezone(tz).replace(tzinfo=None) == wall
+            if (utc := wall.replace(tzinfo=tz, fold=fold).astimezone(UTC)).astimezone(tz).replace(tzinfo=None)
+            == wall
         }
     )
     later = [utc for utc in instants if utc >= not_before]

@@ -38,18 +38,29 @@ class PreviewResult:
         return {"rule": self.rule, "now": self.now.isoformat(), "matches": self.matches}
 
 
-def _render(renderer: Renderer, rule: Rule, customer: Any, entity: Any, channel: str, now: datetime) -> dict[str, Any]:
+def _render(
+    renderer: Renderer, rule: Rule, customer: Any, entity: Any, channel: str, now: datetime
+) -> dict[str, Any]:
     try:
         message = renderer.render(
-            template=rule.template, channel=channel, customer=customer, about=rule.about,
+            template=rule.template,
+            channel=channel,
+            customer=customer,
+            about=rule.about,
             entity=None if rule.about == "customer" else entity,
-            rule=RuleInfo(rule.name, rule.about, rule.channels, rule.template, rule.description), now=now,
+            rule=RuleInfo(rule.name, rule.about, rule.channels, rule.template, rule.description),
+            now=now,
         )
     except RenderError as exc:
         return {"error": str(exc)}
     return {
-        "locale": message.locale, "subject": message.subject, "text": message.text, "html": message.html,
-        "sms": message.sms, "segments": message.segments, "encoding": message.encoding,
+        "locale": message.locale,
+        "subject": message.subject,
+        "text": message.text,
+        "html": message.html,
+        "sms": message.sms,
+        "segments": message.segments,
+        "encoding": message.encoding,
     }
 
 
@@ -60,7 +71,9 @@ def preview_rule(app: App, name: str, now: datetime, *, render: bool = False) ->
     renderer = Renderer(app.settings) if render else None
     with app.engine.connect() as connection:
         decisions = plan(connection, [rule], now, limits_of(app.settings))
-        people = ledger.rows_by_id(connection, "customer", {d.customer_id for d in decisions}) if render else {}
+        people = (
+            ledger.rows_by_id(connection, "customer", {d.customer_id for d in decisions}) if render else {}
+        )
         for decision in sorted(decisions, key=lambda d: (d.customer_id, d.entity_id)):
             row: dict[str, Any] = {
                 "customer_id": decision.customer_id,
@@ -71,7 +84,13 @@ def preview_rule(app: App, name: str, now: datetime, *, render: bool = False) ->
             }
             if renderer is not None and decision.channel:
                 customer = people[decision.customer_id]
-                entity = customer if rule.about == "customer" else ledger.rows_by_id(connection, rule.about, [decision.entity_id]).get(decision.entity_id)
+                entity = (
+                    customer
+                    if rule.about == "customer"
+                    else ledger.rows_by_id(connection, rule.about, [decision.entity_id]).get(
+                        decision.entity_id
+                    )
+                )
                 row["message"] = _render(renderer, rule, customer, entity, decision.channel, now)
             result.matches.append(row)
     return result
@@ -82,7 +101,9 @@ def print_preview(console: Console, result: PreviewResult) -> None:
     for column in ("customer", "entity", "channel", "decision", "reason"):
         table.add_column(column)
     for row in result.matches:
-        table.add_row(row["customer_id"], row["entity_id"], row["channel"] or "-", row["decision"], row["reason"])
+        table.add_row(
+            row["customer_id"], row["entity_id"], row["channel"] or "-", row["decision"], row["reason"]
+        )
     console.print(table)
     for row in result.matches:
         message = row.get("message")
@@ -94,7 +115,9 @@ def print_preview(console: Console, result: PreviewResult) -> None:
         elif row["channel"] == "email":
             console.print(f"Subject: {message['subject']}\n\n{message['text']}", markup=False)
         else:
-            console.print(f"{message['sms']}\n[{message['segments']} segment(s), {message['encoding']}]", markup=False)
+            console.print(
+                f"{message['sms']}\n[{message['segments']} segment(s), {message['encoding']}]", markup=False
+            )
 
 
 # -- explain ------------------------------------------------------------------------------------
@@ -112,29 +135,47 @@ def explain_customer(app: App, customer_id: str, now: datetime) -> dict[str, Any
         history = ledger.contacts_of(connection, [customer_id])[customer_id]
         report: dict[str, Any] = {"customer_id": customer_id, "now": now.isoformat(), "rules": []}
         for rule in rules:
-            entry: dict[str, Any] = {"rule": rule.name, "about": rule.about, "when": " ".join(rule.when.split()), "enabled": rule.enabled, "records": []}
+            entry: dict[str, Any] = {
+                "rule": rule.name,
+                "about": rule.about,
+                "when": " ".join(rule.when.split()),
+                "enabled": rule.enabled,
+                "records": [],
+            }
             entities: list[Any]
             if rule.about == "customer":
                 entities = [customer]
             else:
                 table = ABOUT_ENTITIES[rule.about].__table__  # type: ignore[attr-defined]
-                rows = connection.execute(sa.select(table).where(table.c.customer_id == customer_id).order_by(table.c.id)).mappings()
+                rows = connection.execute(
+                    sa.select(table).where(table.c.customer_id == customer_id).order_by(table.c.id)
+                ).mappings()
                 entities = [dict(row) for row in rows]
-            decisions = {d.entity_id: d for d in plan(connection, [rule], now, limits, customer_id=customer_id)}
+            decisions = {
+                d.entity_id: d for d in plan(connection, [rule], now, limits, customer_id=customer_id)
+            }
             for entity in entities:
                 holds = condition_holds(rule.condition, {"customer": customer, rule.about: entity}, now)
-                record: dict[str, Any] = {"entity_id": entity["id"], "condition": "holds" if holds else "does not hold"}
+                record: dict[str, Any] = {
+                    "entity_id": entity["id"],
+                    "condition": "holds" if holds else "does not hold",
+                }
                 decision = decisions.get(entity["id"])
                 if decision is not None:
                     record["decision"] = decision_word(decision, now)
                     record["reason"] = decision.reason
                     record["steps"] = [{"step": step, "outcome": outcome} for step, outcome in decision.steps]
-                ledger_rows = [c for c in history if c["rule"] == rule.name and c["entity_id"] == entity["id"]]
+                ledger_rows = [
+                    c for c in history if c["rule"] == rule.name and c["entity_id"] == entity["id"]
+                ]
                 if ledger_rows:
                     row = ledger_rows[-1]
                     record["ledger"] = {
-                        "state": row["state"], "reason": row["reason"], "channel": row["channel"],
-                        "decided_at": row["decided_at"].isoformat(), "outbox_id": row["id"],
+                        "state": row["state"],
+                        "reason": row["reason"],
+                        "channel": row["channel"],
+                        "decided_at": row["decided_at"].isoformat(),
+                        "outbox_id": row["id"],
                     }
                 entry["records"].append(record)
             report["rules"].append(entry)
@@ -149,11 +190,16 @@ def print_explain(console: Console, report: dict[str, Any]) -> None:
         if not entry["records"]:
             console.print(f"  no {entry['about']} records for this customer", markup=False)
         for record in entry["records"]:
-            console.print(f"  {entry['about']} {record['entity_id']}: condition {record['condition']}", markup=False)
+            console.print(
+                f"  {entry['about']} {record['entity_id']}: condition {record['condition']}", markup=False
+            )
             for step in record.get("steps", []):
                 console.print(f"    {step['step']}: {step['outcome']}", markup=False)
             if "decision" in record:
                 console.print(f"    → {record['decision']}: {record['reason']}", markup=False)
             if "ledger" in record:
                 row = record["ledger"]
-                console.print(f"    ledger: {row['state']} ({row['reason']}) via {row['channel'] or '-'} at {row['decided_at']}", markup=False)
+                console.print(
+                    f"    ledger: {row['state']} ({row['reason']}) via {row['channel'] or '-'} at {row['decided_at']}",
+                    markup=False,
+                )

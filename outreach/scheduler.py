@@ -140,7 +140,11 @@ class Daemon:
             },
         )
         self.dispatcher = make_dispatcher(
-            app, lambda: self._rules, lambda: self._renderer, observe=self.metrics.observe_send, stopping=self.stopping
+            app,
+            lambda: self._rules,
+            lambda: self._renderer,
+            observe=self.metrics.observe_send,
+            stopping=self.stopping,
         )
         self._dispatch_thread = threading.Thread(target=self._dispatch_loop, name="dispatch", daemon=True)
         server = app.settings.server
@@ -159,13 +163,19 @@ class Daemon:
         self.http.start()
         self._schedule(self._rules)
         self.scheduler.add_job(
-            reload_job, IntervalTrigger(seconds=self.options.reload_interval), args=(self,), id="reload",
+            reload_job,
+            IntervalTrigger(seconds=self.options.reload_interval),
+            args=(self,),
+            id="reload",
         )
         self.scheduler.start()
         self._dispatch_thread.start()
         log.info(
-            "started", worker=self.worker, rules=[r.name for r in self._rules if r.enabled],
-            http_port=self.http.port, database=self.engine.dialect.name,
+            "started",
+            worker=self.worker,
+            rules=[r.name for r in self._rules if r.enabled],
+            http_port=self.http.port,
+            database=self.engine.dialect.name,
         )
         while not self.stopping.wait(0.5):
             pass
@@ -210,8 +220,11 @@ class Daemon:
             if self._scheduled.get(name) == every:
                 continue
             self.scheduler.add_job(
-                tick_job, IntervalTrigger(seconds=every.total_seconds(), timezone=timezone.utc),
-                args=(self, name), id=f"rule:{name}", replace_existing=True,
+                tick_job,
+                IntervalTrigger(seconds=every.total_seconds(), timezone=timezone.utc),
+                args=(self, name),
+                id=f"rule:{name}",
+                replace_existing=True,
                 next_run_time=datetime.now(timezone.utc),
             )
             log.info("rule_scheduled", rule=name, every_seconds=every.total_seconds())
@@ -252,8 +265,13 @@ class Daemon:
         self.last_tick = time.monotonic()
         self.metrics.observe_tick(rule.name, result.decisions, seconds)
         log.info(
-            "tick", rule=rule.name, now=now.isoformat(), matches=len(result.decisions),
-            recorded=result.recorded, tasks=len(result.tasks), seconds=round(seconds, 3),
+            "tick",
+            rule=rule.name,
+            now=now.isoformat(),
+            matches=len(result.decisions),
+            recorded=result.recorded,
+            tasks=len(result.tasks),
+            seconds=round(seconds, 3),
         )
         try:
             post_new_tasks(self.app, result.tasks)
@@ -273,8 +291,13 @@ class Daemon:
                 self.last_dispatch = time.monotonic()
                 if stats.outcomes:
                     log.info(
-                        "dispatched", sent=stats.sent, retried=stats.retried, failed=stats.failed,
-                        cancelled=stats.cancelled, expired=stats.expired, unknown=stats.unknown,
+                        "dispatched",
+                        sent=stats.sent,
+                        retried=stats.retried,
+                        failed=stats.failed,
+                        cancelled=stats.cancelled,
+                        expired=stats.expired,
+                        unknown=stats.unknown,
                     )
             except Exception:
                 self.metrics.dispatch_errors.inc()
@@ -337,15 +360,18 @@ class Daemon:
         ticks_ok = not enabled or tick_age <= limit
         dispatch_age = None if self.last_dispatch is None else round(now - self.last_dispatch, 3)
         healthy = scheduler_running and database and ticks_ok
-        return Health(healthy, {
-            "worker": self.worker,
-            "scheduler_running": scheduler_running,
-            "database_reachable": database,
-            "last_tick_age_seconds": None if self.last_tick is None else round(now - self.last_tick, 3),
-            "ticks_on_time": ticks_ok,
-            "last_dispatch_age_seconds": dispatch_age,
-            "rules": [r.name for r in enabled],
-        })
+        return Health(
+            healthy,
+            {
+                "worker": self.worker,
+                "scheduler_running": scheduler_running,
+                "database_reachable": database,
+                "last_tick_age_seconds": None if self.last_tick is None else round(now - self.last_tick, 3),
+                "ticks_on_time": ticks_ok,
+                "last_dispatch_age_seconds": dispatch_age,
+                "rules": [r.name for r in enabled],
+            },
+        )
 
 
 def serve(app: App) -> int:

@@ -82,7 +82,9 @@ def make_app(health: Callable[[], Health], metrics: Metrics, inbound: Inbound | 
     async def healthz(request: Request) -> Response:
         # The checks touch the database: off the event loop, like any blocking call.
         report = await run_in_threadpool(health)
-        return JSONResponse({"healthy": report.healthy, **report.detail}, status_code=200 if report.healthy else 503)
+        return JSONResponse(
+            {"healthy": report.healthy, **report.detail}, status_code=200 if report.healthy else 503
+        )
 
     async def metrics_text(request: Request) -> Response:
         body = await run_in_threadpool(metrics.render)
@@ -96,7 +98,9 @@ def make_app(health: Callable[[], Health], metrics: Metrics, inbound: Inbound | 
 
 def _inbound_routes(inbound: Inbound, metrics: Metrics) -> list[Route]:
     secrets = inbound.secrets
-    verifier = webhooks.sendgrid_verifier(secrets.sendgrid_public_key) if secrets.sendgrid_public_key else None
+    verifier = (
+        webhooks.sendgrid_verifier(secrets.sendgrid_public_key) if secrets.sendgrid_public_key else None
+    )
     if secrets.sendgrid_public_key and verifier is None:
         log.warning("sendgrid_public_key_unreadable", variable=webhooks.SENDGRID_KEY_ENV)
 
@@ -115,14 +119,21 @@ def _inbound_routes(inbound: Inbound, metrics: Metrics) -> list[Route]:
     async def twilio_form(request: Request, endpoint: str) -> Any:
         """The verified form of a Twilio webhook, or the response refusing it."""
         if not secrets.twilio_auth_token:
-            return refuse(endpoint, "not_configured", 503, f"{webhooks.TWILIO_TOKEN_ENV} is not set: Twilio webhooks cannot be verified")
+            return refuse(
+                endpoint,
+                "not_configured",
+                503,
+                f"{webhooks.TWILIO_TOKEN_ENV} is not set: Twilio webhooks cannot be verified",
+            )
         try:
             body = await _body(request)
         except _TooLarge:
             return refuse(endpoint, "too_large", 413, "the body is too large")
         params = webhooks.form_params(body)
         ok = params is not None and webhooks.twilio_signature_ok(
-            secrets.twilio_auth_token, url_of(request), params,
+            secrets.twilio_auth_token,
+            url_of(request),
+            params,
             request.headers.get(webhooks.TWILIO_SIGNATURE_HEADER),
             request.headers.get(webhooks.TWILIO_SIGNATURE_SETTINGS_HEADER),
         )
@@ -133,7 +144,9 @@ def _inbound_routes(inbound: Inbound, metrics: Metrics) -> list[Route]:
     async def events(request: Request) -> Response:
         endpoint = "events"
         if not secrets.events_token:
-            return refuse(endpoint, "not_configured", 503, f"POST /events is off: set {webhooks.EVENTS_TOKEN_ENV}")
+            return refuse(
+                endpoint, "not_configured", 503, f"POST /events is off: set {webhooks.EVENTS_TOKEN_ENV}"
+            )
         if not webhooks.bearer_ok(secrets.events_token, request.headers.get("authorization")):
             response = refuse(endpoint, "token", 401, "a valid bearer token is required")
             response.headers["WWW-Authenticate"] = "Bearer"
@@ -164,14 +177,23 @@ def _inbound_routes(inbound: Inbound, metrics: Metrics) -> list[Route]:
 
         def apply() -> Any:
             with inbound.engine.begin() as connection:
-                return webhooks.apply_twilio_status(connection, outbox_id, message_sid, feedback, inbound.clock())
+                return webhooks.apply_twilio_status(
+                    connection, outbox_id, message_sid, feedback, inbound.clock()
+                )
 
         contact = await run_in_threadpool(apply)
-        metrics.inbound_events.labels("twilio", webhooks.event_kind(webhooks.TWILIO_STAGES, feedback.status)).inc()
+        metrics.inbound_events.labels(
+            "twilio", webhooks.event_kind(webhooks.TWILIO_STAGES, feedback.status)
+        ).inc()
         log.info(
-            "twilio_status", outbox_id=contact.id if contact else outbox_id, provider_id=message_sid,
-            customer_id=contact.customer_id if contact else None, status=feedback.status, error_code=feedback.code,
-            suppressed=feedback.suppress and contact is not None, known=contact is not None,
+            "twilio_status",
+            outbox_id=contact.id if contact else outbox_id,
+            provider_id=message_sid,
+            customer_id=contact.customer_id if contact else None,
+            status=feedback.status,
+            error_code=feedback.code,
+            suppressed=feedback.suppress and contact is not None,
+            known=contact is not None,
         )
         return Response(status_code=204)
 
@@ -189,20 +211,32 @@ def _inbound_routes(inbound: Inbound, metrics: Metrics) -> list[Route]:
                     return webhooks.apply_keyword(connection, phone, keyword, inbound.clock())
 
             customer_ids = await run_in_threadpool(apply)
-            log.info("sms_keyword", keyword=keyword, message_sid=params.get("MessageSid"), customer_ids=customer_ids)
+            log.info(
+                "sms_keyword",
+                keyword=keyword,
+                message_sid=params.get("MessageSid"),
+                customer_ids=customer_ids,
+            )
         return Response(EMPTY_TWIML, media_type="text/xml")
 
     async def sendgrid_events(request: Request) -> Response:
         endpoint = "sendgrid"
         if verifier is None:
-            return refuse(endpoint, "not_configured", 503, f"{webhooks.SENDGRID_KEY_ENV} is not set to a readable public key: SendGrid events cannot be verified")
+            return refuse(
+                endpoint,
+                "not_configured",
+                503,
+                f"{webhooks.SENDGRID_KEY_ENV} is not set to a readable public key: SendGrid events cannot be verified",
+            )
         try:
             raw = await _body(request)
         except _TooLarge:
             return refuse(endpoint, "too_large", 413, "the body is too large")
         signed = webhooks.sendgrid_signature_ok(
-            verifier, raw,
-            request.headers.get(webhooks.SENDGRID_SIGNATURE_HEADER), request.headers.get(webhooks.SENDGRID_TIMESTAMP_HEADER),
+            verifier,
+            raw,
+            request.headers.get(webhooks.SENDGRID_SIGNATURE_HEADER),
+            request.headers.get(webhooks.SENDGRID_TIMESTAMP_HEADER),
         )
         if not signed:
             return refuse(endpoint, "signature", 403, "the SendGrid signature does not match this request")
@@ -217,11 +251,16 @@ def _inbound_routes(inbound: Inbound, metrics: Metrics) -> list[Route]:
                 return webhooks.apply_sendgrid_events(connection, events, inbound.clock())
 
         for applied in await run_in_threadpool(apply):
-            metrics.inbound_events.labels("sendgrid", webhooks.event_kind(webhooks.SENDGRID_STAGES, applied.kind)).inc()
+            metrics.inbound_events.labels(
+                "sendgrid", webhooks.event_kind(webhooks.SENDGRID_STAGES, applied.kind)
+            ).inc()
             if applied.outbox_id is not None:
                 log.info(
-                    "sendgrid_event", kind=applied.kind, outbox_id=applied.outbox_id,
-                    customer_id=applied.contact.customer_id if applied.contact else None, known=applied.contact is not None,
+                    "sendgrid_event",
+                    kind=applied.kind,
+                    outbox_id=applied.outbox_id,
+                    customer_id=applied.contact.customer_id if applied.contact else None,
+                    known=applied.contact is not None,
                 )
         return Response(status_code=204)
 
@@ -245,7 +284,9 @@ class HttpServer:
     """uvicorn on HOST:PORT in a background thread; `port` is the bound one (PORT may be 0)."""
 
     def __init__(self, app: Starlette, host: str, port: int) -> None:
-        config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False, lifespan="off")
+        config = uvicorn.Config(
+            app, host=host, port=port, log_level="warning", access_log=False, lifespan="off"
+        )
         self._server = _ThreadServer(config)
         self._thread = threading.Thread(target=self._server.run, name="http", daemon=True)
         self.host = host

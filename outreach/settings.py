@@ -179,9 +179,7 @@ def load_settings(path: str | os.PathLike[str] | None = None, **overrides: Any) 
         return Settings(base_dir=base_dir, **overrides)
     except ValidationError as exc:
         where = str(toml_file) if toml_file else "settings"
-        lines = [
-            f"{where}: [{'.'.join(str(p) for p in err['loc'])}] {err['msg']}" for err in exc.errors()
-        ]
+        lines = [f"{where}: [{'.'.join(str(p) for p in err['loc'])}] {err['msg']}" for err in exc.errors()]
         raise ConfigError("\n".join(lines)) from None
     finally:
         Settings._toml_file = None

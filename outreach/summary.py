@@ -15,10 +15,14 @@ def print_summary(console: Console, result: OnceResult) -> None:
         table.add_column(column)
     for decision in sorted(result.tick.decisions, key=lambda d: (d.rule, d.customer_id, d.entity_id)):
         # A contact sent (or cancelled, failed…) in this tick shows its final state.
-        state, reason = result.dispatch.outcomes.get(decision.dedupe_key, (decision_word(decision, result.now), decision.reason))
+        state, reason = result.dispatch.outcomes.get(
+            decision.dedupe_key, (decision_word(decision, result.now), decision.reason)
+        )
         if state == "sent":
             reason = f"{decision.reason}; {reason}"
-        table.add_row(decision.rule, decision.customer_id, decision.entity_id, decision.channel or "-", state, reason)
+        table.add_row(
+            decision.rule, decision.customer_id, decision.entity_id, decision.channel or "-", state, reason
+        )
     console.print(table)
     d = result.dispatch
     console.print(

@@ -121,7 +121,7 @@ def problem_text(label: str, problem: Problem) -> str:
     match = _FIELD_MESSAGE.match(problem.message)
     if match:
         separator = ":" if match.group(2) == ": " else ""
-        return f"{where}.{match.group(1)}{separator}{problem.message[match.end(1) + len(separator):]}"
+        return f"{where}.{match.group(1)}{separator}{problem.message[match.end(1) + len(separator) :]}"
     return f"{where}: {problem.message}"
 
 
@@ -152,19 +152,27 @@ def public_url(base: str, path: str, query: str) -> str:
 def form_params(body: bytes) -> ImmutableMultiDict[str, str] | None:
     """An `application/x-www-form-urlencoded` body as a multi-dict (blank values kept); None if unreadable."""
     try:
-        return ImmutableMultiDict(parse_qsl(body.decode("utf-8"), keep_blank_values=True, strict_parsing=False))
+        return ImmutableMultiDict(
+            parse_qsl(body.decode("utf-8"), keep_blank_values=True, strict_parsing=False)
+        )
     except (UnicodeDecodeError, ValueError):
         return None
 
 
 def twilio_signature_ok(
-    auth_token: str, url: str, params: Mapping[str, str], signature: str | None, settings_header: str | None = None
+    auth_token: str,
+    url: str,
+    params: Mapping[str, str],
+    signature: str | None,
+    settings_header: str | None = None,
 ) -> bool:
     """Twilio's X-Twilio-Signature check (HMAC of URL + sorted form fields), with the SDK's validator."""
     if not signature:
         return False
     return bool(
-        RequestValidator(auth_token).validate(url, params, signature, algorithm=get_signature_algorithm(settings_header))
+        RequestValidator(auth_token).validate(
+            url, params, signature, algorithm=get_signature_algorithm(settings_header)
+        )
     )
 
 
@@ -174,12 +182,30 @@ TWILIO_SUPPRESSING_CODES = frozenset({"21211", "21610", "21614", "30005", "30006
 
 # How far along a message is: a late callback never moves a contact back (`sent` after `delivered`).
 TWILIO_STAGES = {
-    "accepted": 1, "scheduled": 1, "queued": 2, "sending": 3, "sent": 4,
-    "delivered": 5, "undelivered": 5, "failed": 5, "canceled": 5, "partially_delivered": 5, "read": 6,
+    "accepted": 1,
+    "scheduled": 1,
+    "queued": 2,
+    "sending": 3,
+    "sent": 4,
+    "delivered": 5,
+    "undelivered": 5,
+    "failed": 5,
+    "canceled": 5,
+    "partially_delivered": 5,
+    "read": 6,
 }
 SENDGRID_STAGES = {
-    "processed": 1, "deferred": 2, "delivered": 3, "bounce": 3, "dropped": 3, "open": 4, "click": 5,
-    "spamreport": 6, "unsubscribe": 6, "group_unsubscribe": 6, "group_resubscribe": 6,
+    "processed": 1,
+    "deferred": 2,
+    "delivered": 3,
+    "bounce": 3,
+    "dropped": 3,
+    "open": 4,
+    "click": 5,
+    "spamreport": 6,
+    "unsubscribe": 6,
+    "group_unsubscribe": 6,
+    "group_resubscribe": 6,
 }
 
 
@@ -206,15 +232,22 @@ def twilio_status_feedback(status: str, error_code: str | None) -> Feedback:
     code = (error_code or "").strip() or None
     if status in ("undelivered", "failed") and code in TWILIO_SUPPRESSING_CODES:
         return Feedback(
-            status, suppress=True, withdraw_sms_consent=code in WITHDRAWS_SMS_CONSENT_CODES, code=code,
+            status,
+            suppress=True,
+            withdraw_sms_consent=code in WITHDRAWS_SMS_CONSENT_CODES,
+            code=code,
             reason=f"twilio: message {status} with error {code}",
         )
     return Feedback(status, code=code)
 
 
 def apply_feedback(
-    connection: Connection, contact: ledger.Delivered, channel: str, feedback: Feedback,
-    stages: Mapping[str, int], now: datetime,
+    connection: Connection,
+    contact: ledger.Delivered,
+    channel: str,
+    feedback: Feedback,
+    stages: Mapping[str, int],
+    now: datetime,
 ) -> bool:
     """Record FEEDBACK on CONTACT (suppressing CHANNEL if it says so); False if a later status was kept."""
     written = ledger.set_provider_status(
@@ -287,7 +320,9 @@ def sendgrid_verifier(public_key: str) -> EventWebhook | None:
         return None
 
 
-def sendgrid_signature_ok(verifier: EventWebhook, raw_body: bytes, signature: str | None, timestamp: str | None) -> bool:
+def sendgrid_signature_ok(
+    verifier: EventWebhook, raw_body: bytes, signature: str | None, timestamp: str | None
+) -> bool:
     """The ECDSA signature over timestamp + raw body (verified before the body is parsed)."""
     if not signature or not timestamp:
         return False
@@ -297,7 +332,9 @@ def sendgrid_signature_ok(verifier: EventWebhook, raw_body: bytes, signature: st
         return False
 
 
-SENDGRID_SUPPRESSING_EVENTS = frozenset({"bounce", "dropped", "spamreport", "unsubscribe", "group_unsubscribe"})
+SENDGRID_SUPPRESSING_EVENTS = frozenset(
+    {"bounce", "dropped", "spamreport", "unsubscribe", "group_unsubscribe"}
+)
 
 
 def sendgrid_feedback(event: Mapping[str, Any]) -> Feedback | None:

@@ -39,9 +39,7 @@ def postgres_url() -> Iterator[str]:
     admin = create_engine(normalise_url(POSTGRES_URL))
     with admin.begin() as connection:
         connection.execute(text(f'CREATE SCHEMA "{schema}"'))
-    url = make_url(normalise_url(POSTGRES_URL)).update_query_dict(
-        {"options": f"-csearch_path={schema}"}
-    )
+    url = make_url(normalise_url(POSTGRES_URL)).update_query_dict({"options": f"-csearch_path={schema}"})
     try:
         yield url.render_as_string(hide_password=False)
     finally:

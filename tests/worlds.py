@@ -74,12 +74,18 @@ def write_world(root: Path, rules: str = RULES) -> None:
 
 
 def make_settings(root: Path, database_url: str, **delivery: Any) -> Settings:
-    return Settings.model_validate({
-        "database": {"url": database_url},
-        "paths": {"rules": str(root / "rules"), "templates": str(root / "templates"), "outbox": str(root / "var" / "outbox.jsonl")},
-        "delivery": {"max_per_day": 10, "max_per_week": 10, "concurrency": 1, **delivery},
-        "base_dir": root,
-    })
+    return Settings.model_validate(
+        {
+            "database": {"url": database_url},
+            "paths": {
+                "rules": str(root / "rules"),
+                "templates": str(root / "templates"),
+                "outbox": str(root / "var" / "outbox.jsonl"),
+            },
+            "delivery": {"max_per_day": 10, "max_per_week": 10, "concurrency": 1, **delivery},
+            "base_dir": root,
+        }
+    )
 
 
 def insert(engine: Engine, model: type[Any], **values: Any) -> None:
@@ -87,32 +93,73 @@ def insert(engine: Engine, model: type[Any], **values: Any) -> None:
         connection.execute(sa.insert(model.__table__).values(**values))  # type: ignore[attr-defined]
 
 
-def customer(engine: Engine, cid: str, *, timezone: str = "UTC", email_opt_in: bool = True, sms_opt_in: bool = True,
-             phone: str | None = "+447700900123", email: str | None = None, **extra: Any) -> None:
+def customer(
+    engine: Engine,
+    cid: str,
+    *,
+    timezone: str = "UTC",
+    email_opt_in: bool = True,
+    sms_opt_in: bool = True,
+    phone: str | None = "+447700900123",
+    email: str | None = None,
+    **extra: Any,
+) -> None:
     insert(
-        engine, Customer, id=cid, name=f"Customer {cid}", email=email or f"{cid}@example.com", phone=phone,
-        locale="en", timezone=timezone, preferred_channel=None, email_opt_in=email_opt_in,
-        sms_opt_in=sms_opt_in, attributes=extra.pop("attributes", {}), **extra,
+        engine,
+        Customer,
+        id=cid,
+        name=f"Customer {cid}",
+        email=email or f"{cid}@example.com",
+        phone=phone,
+        locale="en",
+        timezone=timezone,
+        preferred_channel=None,
+        email_opt_in=email_opt_in,
+        sms_opt_in=sms_opt_in,
+        attributes=extra.pop("attributes", {}),
+        **extra,
     )
 
 
 def late_order(engine: Engine, oid: str, cid: str, now: datetime = NOON) -> None:
     insert(
-        engine, Order, id=oid, customer_id=cid, status="shipped", placed_at=now - timedelta(days=5),
-        promised_at=now - timedelta(days=2), delivered_at=None, total=40.0, currency="GBP", attributes={},
+        engine,
+        Order,
+        id=oid,
+        customer_id=cid,
+        status="shipped",
+        placed_at=now - timedelta(days=5),
+        promised_at=now - timedelta(days=2),
+        delivered_at=None,
+        total=40.0,
+        currency="GBP",
+        attributes={},
     )
 
 
 def stalled_checkout(engine: Engine, chid: str, cid: str, now: datetime = NOON) -> None:
     insert(
-        engine, Checkout, id=chid, customer_id=cid, started_at=now - timedelta(hours=3), completed_at=None,
-        cart_value=25.0, currency="GBP", items=[], attributes={},
+        engine,
+        Checkout,
+        id=chid,
+        customer_id=cid,
+        started_at=now - timedelta(hours=3),
+        completed_at=None,
+        cart_value=25.0,
+        currency="GBP",
+        items=[],
+        attributes={},
     )
 
 
 def contact_rows(engine: Engine) -> list[ledger.Contact]:
     with engine.connect() as connection:
-        return [ledger.Contact(**row) for row in connection.execute(sa.select(ledger.contacts).order_by(ledger.contacts.c.rule)).mappings()]
+        return [
+            ledger.Contact(**row)
+            for row in connection.execute(
+                sa.select(ledger.contacts).order_by(ledger.contacts.c.rule)
+            ).mappings()
+        ]
 
 
 def contact_of(engine: Engine, rule: str, entity_id: str) -> ledger.Contact:
@@ -141,8 +188,12 @@ class World:
         rule_set = self.app.load_rules()
         renderer = Renderer(self.settings)
         dispatcher = Dispatcher(
-            self.engine, rules=lambda: rule_set, renderer=lambda: renderer, channels=self.channels,
-            worker="test-worker", concurrency=1,
+            self.engine,
+            rules=lambda: rule_set,
+            renderer=lambda: renderer,
+            channels=self.channels,
+            worker="test-worker",
+            concurrency=1,
         )
         try:
             return dispatcher.dispatch_once(now)
@@ -160,7 +211,9 @@ class World:
         return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
 
 
-def build_world(root: Path, database_url: str, channels: dict[str, Channel] | None = None, **delivery: Any) -> World:
+def build_world(
+    root: Path, database_url: str, channels: dict[str, Channel] | None = None, **delivery: Any
+) -> World:
     write_world(root)
     settings = make_settings(root, database_url, **delivery)
     app = App(settings)

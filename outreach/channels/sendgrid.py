@@ -74,9 +74,7 @@ class SendGridChannel:
     ) -> None:
         target = urlsplit(host)
         if target.scheme not in ("http", "https") or not target.netloc:
-            raise ConfigError(
-                f"sendgrid.host {host!r} is not an http(s) URL (e.g. https://api.sendgrid.com)"
-            )
+            raise ConfigError(f"sendgrid.host {host!r} is not an http(s) URL (e.g. https://api.sendgrid.com)")
         if not from_email:
             raise ConfigError("sendgrid.from_email is empty: set the sender address in settings.toml")
         self._from = From(from_email, from_name or None)

@@ -196,7 +196,9 @@ def map_twilio_error(
             )
         return PermanentDeliveryError(f"{where}: refused ({said})", code=str(code))
     if isinstance(exc, requests.ConnectTimeout):
-        return TransientDeliveryError(f"{where}: timed out connecting to Twilio; nothing was sent", code=CONNECT)
+        return TransientDeliveryError(
+            f"{where}: timed out connecting to Twilio; nothing was sent", code=CONNECT
+        )
     if isinstance(exc, requests.Timeout):
         return UnknownOutcomeError(
             f"{where}: no answer from Twilio within the timeout after the request was sent;"
@@ -204,7 +206,9 @@ def map_twilio_error(
             code=TIMEOUT,
         )
     if isinstance(exc, requests.ConnectionError) and _never_connected(exc):
-        return TransientDeliveryError(f"{where}: cannot connect to Twilio ({exc}); nothing was sent", code=CONNECT)
+        return TransientDeliveryError(
+            f"{where}: cannot connect to Twilio ({exc}); nothing was sent", code=CONNECT
+        )
     return UnknownOutcomeError(
         f"{where}: the connection failed after the request was sent ({type(exc).__name__}: {exc});"
         " the message may have been accepted",

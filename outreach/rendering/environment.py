@@ -536,7 +536,7 @@ class _GuardedCodeGenerator(CodeGenerator):
                 keep = False
             if not keep:
                 self.fail(
-                    "escaping cannot be turned off in HTML: customer data would reach the " "HTML unescaped",
+                    "escaping cannot be turned off in HTML: customer data would reach the HTML unescaped",
                     node.lineno,
                 )
         super().visit_EvalContextModifier(node, frame)

@@ -446,7 +446,7 @@ class _Linter:
                     None,
                     None,
                     (
-                        "the email has no unsubscribe link: add " '<a href="{{ unsubscribe_url }}">…</a>'
+                        'the email has no unsubscribe link: add <a href="{{ unsubscribe_url }}">…</a>'
                         if f.kind == KIND_EMAIL_HTML
                         else "the text part has no unsubscribe link: add {{ unsubscribe_url }}"
                     ),
@@ -507,7 +507,7 @@ class _Linter:
                             path,
                             None,
                             None,
-                            f"missing: the rule sends {channel} and delivery.locales " f"lists {locale!r}",
+                            f"missing: the rule sends {channel} and delivery.locales lists {locale!r}",
                             rule=rule.name,
                         )
                     )

@@ -248,7 +248,9 @@ def _front_matter(text: str, display: str) -> tuple[str, str | None, int | None,
         key = key_node.value
         line = key_node.start_mark.line + 2
         if key not in FRONT_MATTER_KEYS:
-            hint = did_you_mean(str(key), FRONT_MATTER_KEYS) or f"; the keys are: {', '.join(FRONT_MATTER_KEYS)}"
+            hint = (
+                did_you_mean(str(key), FRONT_MATTER_KEYS) or f"; the keys are: {', '.join(FRONT_MATTER_KEYS)}"
+            )
             problems.append(
                 Problem(
                     display,

@@ -3,4 +3,13 @@
 from outreach.rules.evaluate import Match, condition_holds, find_matches, matches_query
 from outreach.rules.loader import Rule, RuleSet, check_rules, load_rules
 
-__all__ = ["Match", "Rule", "RuleSet", "check_rules", "condition_holds", "find_matches", "load_rules", "matches_query"]
+__all__ = [
+    "Match",
+    "Rule",
+    "RuleSet",
+    "check_rules",
+    "condition_holds",
+    "find_matches",
+    "load_rules",
+    "matches_query",
+]

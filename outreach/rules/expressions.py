@@ -183,7 +183,10 @@ class _Analyser:
         entity, *rest = node.parts
         if entity not in allowed:
             scope = " and ".join(f"{e}.…" for e in allowed)
-            return self.fail(node, f"unknown name '{entity}'{did_you_mean(entity, list(allowed))}: a rule about {self.about} can use {scope}")
+            return self.fail(
+                node,
+                f"unknown name '{entity}'{did_you_mean(entity, list(allowed))}: a rule about {self.about} can use {scope}",
+            )
         if not rest:
             return self.fail(node, f"'{entity}' needs a field, e.g. {entity}.{next(iter(fields_of(entity)))}")
         fields = fields_of(entity)
@@ -201,10 +204,15 @@ class _Analyser:
 
     def call(self, node: s.Call) -> Expr:
         if node.name not in FUNCTIONS:
-            return self.fail(node, f"unknown function '{node.name}'{did_you_mean(node.name, list(FUNCTIONS))}: the functions are now() and lower()")
+            return self.fail(
+                node,
+                f"unknown function '{node.name}'{did_you_mean(node.name, list(FUNCTIONS))}: the functions are now() and lower()",
+            )
         if len(node.args) != FUNCTIONS[node.name]:
             want = FUNCTIONS[node.name]
-            return self.fail(node, f"{node.name}() takes {want} argument{'s' if want != 1 else ''}, not {len(node.args)}")
+            return self.fail(
+                node, f"{node.name}() takes {want} argument{'s' if want != 1 else ''}, not {len(node.args)}"
+            )
         if node.name == "now":
             return Now(Type.TIME)
         operand = self.coerce(self.value(node.args[0]), Type.STRING)
@@ -264,7 +272,10 @@ class _Analyser:
     def boolean(self, node: s.Node) -> Expr:
         expr = self.coerce(self.value(node), Type.BOOL)
         if expr.type not in (Type.BOOL, Type.NULL):
-            return self.fail(node, f"expected a condition (true or false), but this is a {expr.type}: compare it, e.g. `… == …`")
+            return self.fail(
+                node,
+                f"expected a condition (true or false), but this is a {expr.type}: compare it, e.g. `… == …`",
+            )
         return expr
 
     def compare(self, node: s.Compare) -> Expr:
@@ -272,9 +283,13 @@ class _Analyser:
         for side in (node.left, node.right):
             if isinstance(side, s.Literal) and side.value is None:
                 negation = "not " if node.op == "!=" else ""
-                return self.fail(side, f"comparing with null never matches (null is unknown): write `is {negation}null`")
+                return self.fail(
+                    side, f"comparing with null never matches (null is unknown): write `is {negation}null`"
+                )
         if left.type is Type.JSON and right.type is Type.JSON:
-            return self.fail(node, "two JSON attributes cannot be compared: compare an attribute with a value")
+            return self.fail(
+                node, "two JSON attributes cannot be compared: compare an attribute with a value"
+            )
         left = self.coerce(left, right.type)
         right = self.coerce(right, left.type)
         if Type.NULL in (left.type, right.type):
@@ -289,17 +304,21 @@ class _Analyser:
     def membership(self, node: s.In) -> Expr:
         word = "not in" if node.negated else "in"
         if not isinstance(node.haystack, s.ListLiteral):
-            return self.fail(node.haystack, f"`{word}` needs a list of values, e.g. [\"placed\", \"shipped\"]")
+            return self.fail(node.haystack, f'`{word}` needs a list of values, e.g. ["placed", "shipped"]')
         if not node.haystack.items:
             return self.fail(node.haystack, "the list is empty: a value is never in an empty list")
         values: list[Any] = []
         types: set[Type] = set()
         for item in node.haystack.items:
             value = item.value if isinstance(item, s.Literal) else None
-            if isinstance(item, s.Sign) and isinstance(item.operand, s.Literal) and isinstance(item.operand.value, (int, float)):
+            if (
+                isinstance(item, s.Sign)
+                and isinstance(item.operand, s.Literal)
+                and isinstance(item.operand.value, (int, float))
+            ):
                 value = -item.operand.value if item.op == "-" else item.operand.value
             elif not isinstance(item, s.Literal):
-                self.fail(item, "list items must be literal values (numbers or \"strings\")")
+                self.fail(item, 'list items must be literal values (numbers or "strings")')
                 continue
             if value is None:
                 self.fail(item, "null in a list never matches: use `is null`")
@@ -324,7 +343,11 @@ class _Analyser:
 
     def coerce(self, expr: Expr, wanted: Type) -> Expr:
         """Give a JSON attribute the type its context asks for."""
-        if isinstance(expr, JsonField) and expr.type is Type.JSON and wanted in (Type.NUMBER, Type.STRING, Type.BOOL):
+        if (
+            isinstance(expr, JsonField)
+            and expr.type is Type.JSON
+            and wanted in (Type.NUMBER, Type.STRING, Type.BOOL)
+        ):
             return JsonField(wanted, expr.entity, expr.name, expr.keys)
         return expr
 

@@ -27,9 +27,23 @@ NAME_RE = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
 QUIET_RE = re.compile(r"^([01]\d|2[0-3]):[0-5]\d-([01]\d|2[0-3]):[0-5]\d$")
 CHANNELS = ("email", "sms")
 FIELDS = (
-    "name", "description", "about", "when", "channels", "template", "every", "priority",
-    "cooldown", "delay", "expires", "quiet_hours", "holdout", "goal", "goal_window",
-    "escalate", "enabled",
+    "name",
+    "description",
+    "about",
+    "when",
+    "channels",
+    "template",
+    "every",
+    "priority",
+    "cooldown",
+    "delay",
+    "expires",
+    "quiet_hours",
+    "holdout",
+    "goal",
+    "goal_window",
+    "escalate",
+    "enabled",
 )
 DEFAULT_GOAL_WINDOW = timedelta(days=7)
 
@@ -79,7 +93,9 @@ class RuleSet:
         for rule in self.rules:
             if rule.name == name:
                 return rule
-        raise RulesError(f'no rule named "{name}"{did_you_mean(name, self.names())}; the rules are: {", ".join(self.names()) or "none"}')
+        raise RulesError(
+            f'no rule named "{name}"{did_you_mean(name, self.names())}; the rules are: {", ".join(self.names()) or "none"}'
+        )
 
 
 @dataclass
@@ -90,7 +106,15 @@ class _FileChecker:
     template_exists: Callable[[str], bool] | None
     problems: list[Problem] = field(default_factory=list)
 
-    def problem(self, node: Node | None, message: str, rule: str | None = None, *, line: int | None = None, col: int | None = None) -> None:
+    def problem(
+        self,
+        node: Node | None,
+        message: str,
+        rule: str | None = None,
+        *,
+        line: int | None = None,
+        col: int | None = None,
+    ) -> None:
         if node is not None:
             line, col = node.start_mark.line + 1, node.start_mark.column + 1
         source = self.lines[line - 1] if line and 0 < line <= len(self.lines) else None
@@ -111,7 +135,10 @@ class _FileChecker:
             if key.value == "rules":
                 items = value
             else:
-                self.problem(key, f"unknown top-level key '{key.value}'{did_you_mean(str(key.value), ['rules'])}: a rules file holds only `rules:`")
+                self.problem(
+                    key,
+                    f"unknown top-level key '{key.value}'{did_you_mean(str(key.value), ['rules'])}: a rules file holds only `rules:`",
+                )
         if items is None:
             self.problem(root, "expected a list `rules:`")
             return []
@@ -140,7 +167,9 @@ class _FileChecker:
 
         for key_name, (key, _value) in fields.items():
             if key_name not in FIELDS:
-                self.problem(key, f"unknown field '{key_name}'{did_you_mean(key_name, list(FIELDS))}", rule_name)
+                self.problem(
+                    key, f"unknown field '{key_name}'{did_you_mean(key_name, list(FIELDS))}", rule_name
+                )
         for required in ("name", "about", "when", "channels", "template"):
             if required not in fields:
                 fail(None, f"missing required field '{required}'")
@@ -166,10 +195,16 @@ class _FileChecker:
                 return None
 
         if rule_name is not None and not NAME_RE.match(rule_name):
-            fail("name", f"name '{rule_name}' must be kebab-case (lowercase letters, digits and dashes), e.g. late-delivery")
+            fail(
+                "name",
+                f"name '{rule_name}' must be kebab-case (lowercase letters, digits and dashes), e.g. late-delivery",
+            )
         about = scalar("about", (str,), "one of: " + ", ".join(ABOUT_ENTITIES))
         if about is not None and about not in ABOUT_ENTITIES:
-            fail("about", f"unknown about '{about}'{did_you_mean(about, list(ABOUT_ENTITIES))}: expected one of {', '.join(ABOUT_ENTITIES)}")
+            fail(
+                "about",
+                f"unknown about '{about}'{did_you_mean(about, list(ABOUT_ENTITIES))}: expected one of {', '.join(ABOUT_ENTITIES)}",
+            )
             about = None
         condition = self.expression(fields, "when", about, rule_name)
         goal_condition = self.expression(fields, "goal", about, rule_name)
@@ -183,7 +218,10 @@ class _FileChecker:
             else:
                 for item in raw:
                     if item not in CHANNELS:
-                        fail("channels", f"unknown channel '{item}'{did_you_mean(str(item), list(CHANNELS))}: expected email or sms")
+                        fail(
+                            "channels",
+                            f"unknown channel '{item}'{did_you_mean(str(item), list(CHANNELS))}: expected email or sms",
+                        )
                 if len(set(raw)) != len(raw):
                     fail("channels", "a channel is listed twice")
                 channels = tuple(str(item) for item in raw)
@@ -194,14 +232,19 @@ class _FileChecker:
         if every is not None and every <= timedelta(0):
             fail("every", "'every' must be longer than 0s")
         priority = scalar("priority", (int,), "a whole number (higher wins)")
-        quiet = scalar("quiet_hours", (str,), 'a window in the customer\'s local time such as "21:00-09:00", or "off"')
+        quiet = scalar(
+            "quiet_hours", (str,), 'a window in the customer\'s local time such as "21:00-09:00", or "off"'
+        )
         if quiet is not None and quiet != "off":
             try:
                 if not QUIET_RE.match(quiet):
                     raise ValueError
                 QuietHours.parse(quiet)
             except ValueError:
-                fail("quiet_hours", f"quiet_hours '{quiet}' must look like \"21:00-09:00\" (24-hour HH:MM-HH:MM, start and end differ), or be \"off\"")
+                fail(
+                    "quiet_hours",
+                    f'quiet_hours \'{quiet}\' must look like "21:00-09:00" (24-hour HH:MM-HH:MM, start and end differ), or be "off"',
+                )
         holdout = self.holdout(fields, fail)
         goal_window = duration("goal_window")
         if goal_window is not None and "goal" not in fields:
@@ -211,7 +254,13 @@ class _FileChecker:
         description = scalar("description", (str,), "text")
         cooldown, delay, expires = duration("cooldown"), duration("delay"), duration("expires")
 
-        if len(self.problems) > before or condition is None or about is None or rule_name is None or template is None:
+        if (
+            len(self.problems) > before
+            or condition is None
+            or about is None
+            or rule_name is None
+            or template is None
+        ):
             return None
         return Rule(
             name=rule_name,
@@ -253,13 +302,17 @@ class _FileChecker:
             fail("holdout", message)
         return value
 
-    def expression(self, fields: dict[str, tuple[Node, Node]], field_name: str, about: str | None, rule: str | None) -> Expr | None:
+    def expression(
+        self, fields: dict[str, tuple[Node, Node]], field_name: str, about: str | None, rule: str | None
+    ) -> Expr | None:
         if field_name not in fields:
             return None
         node = fields[field_name][1]
         text = self.value(node)
         if not isinstance(text, str):
-            self.problem(node, f"'{field_name}' must be an expression, e.g. order.status == \"shipped\"", rule)
+            self.problem(
+                node, f"'{field_name}' must be an expression, e.g. order.status == \"shipped\"", rule
+            )
             return None
         if about is None:
             return None
@@ -309,7 +362,14 @@ def check_rules(
     problems: list[Problem] = []
     rules: list[Rule] = []
     if not directory.is_dir():
-        return RuleSet(()), [Problem(str(directory), None, None, "rules folder not found: set paths.rules in settings.toml or OUTREACH_PATHS__RULES")]
+        return RuleSet(()), [
+            Problem(
+                str(directory),
+                None,
+                None,
+                "rules folder not found: set paths.rules in settings.toml or OUTREACH_PATHS__RULES",
+            )
+        ]
     for path in sorted([*directory.glob("*.yaml"), *directory.glob("*.yml")]):
         text = path.read_text(encoding="utf-8")
         checker = _FileChecker(path, text.splitlines(), default_every, template_exists)
@@ -328,7 +388,13 @@ def check_rules(
         if rule.name in seen:
             first = seen[rule.name]
             problems.append(
-                Problem(rule.file, rule.line, None, f"a rule with this name is already defined at {first.file}:{first.line}", rule.name)
+                Problem(
+                    rule.file,
+                    rule.line,
+                    None,
+                    f"a rule with this name is already defined at {first.file}:{first.line}",
+                    rule.name,
+                )
             )
         seen[rule.name] = rule
     return RuleSet(tuple(rules)), problems

@@ -132,7 +132,7 @@ def _describe(expected: set[str]) -> str:
     names = sorted({_TOKEN_NAMES.get(name, name.lower()) for name in expected})
     operands = {"a number", 'a "string"', "a duration (e.g. 2h)", "a name", "[", "(", "true", "false", "null"}
     if operands & set(names) and len(operands & set(names)) >= 4:
-        names = ["a value (a path like order.status, a number, a \"string\", a duration, a list)"] + [
+        names = ['a value (a path like order.status, a number, a "string", a duration, a list)'] + [
             n for n in names if n not in operands and n not in ("not", "+ or -")
         ]
     return ", ".join(names)
@@ -210,7 +210,9 @@ def _parser() -> Lark:
 def parse(text: str) -> Node:
     """The syntax tree of TEXT; SyntaxProblem (with the offset) says what was expected where."""
     if not text.strip():
-        raise SyntaxProblem(0, "the condition is empty: write an expression such as order.status == \"shipped\"")
+        raise SyntaxProblem(
+            0, 'the condition is empty: write an expression such as order.status == "shipped"'
+        )
     try:
         tree = _parser().parse(text)
         return _Build().transform(tree)  # type: ignore[return-value]
@@ -228,7 +230,9 @@ def parse(text: str) -> Node:
             offset, f"unexpected character {char!r}{hint}; expected {_describe(set(exc.allowed or ()))}"
         ) from None
     except UnexpectedEOF as exc:
-        raise SyntaxProblem(len(text.rstrip()), f"the expression ends too early; expected {_describe(set(exc.expected))}") from None
+        raise SyntaxProblem(
+            len(text.rstrip()), f"the expression ends too early; expected {_describe(set(exc.expected))}"
+        ) from None
     except UnexpectedToken as exc:
         token = exc.token
         if token.type == "$END":
@@ -245,6 +249,19 @@ def parse(text: str) -> Node:
 
 
 __all__ = [
-    "Node", "Literal", "ListLiteral", "Path", "Call", "Sign", "Arith", "Compare", "In", "IsNull",
-    "BoolOp", "Not", "SyntaxProblem", "parse", "timedelta",
+    "Node",
+    "Literal",
+    "ListLiteral",
+    "Path",
+    "Call",
+    "Sign",
+    "Arith",
+    "Compare",
+    "In",
+    "IsNull",
+    "BoolOp",
+    "Not",
+    "SyntaxProblem",
+    "parse",
+    "timedelta",
 ]

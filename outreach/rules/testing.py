@@ -59,11 +59,22 @@ def run_rule_tests(directory: Path, rules: RuleSet) -> tuple[list[CaseResult], l
             label = str(case.get("name") or f"case {index}")
             unknown = set(case) - CASE_FIELDS
             if unknown:
-                problems.append(Problem(str(path), None, None, f"test {label!r}: unknown field(s) {', '.join(sorted(unknown))}"))
+                problems.append(
+                    Problem(
+                        str(path),
+                        None,
+                        None,
+                        f"test {label!r}: unknown field(s) {', '.join(sorted(unknown))}",
+                    )
+                )
                 continue
             try:
                 rule = rules.get(str(case.get("rule")))
-                now = parse_instant(str(case["now"])) if not isinstance(case.get("now"), datetime) else case["now"]
+                now = (
+                    parse_instant(str(case["now"]))
+                    if not isinstance(case.get("now"), datetime)
+                    else case["now"]
+                )
                 expect = str(case.get("expect", "")).strip().lower()
                 if expect not in ("match", "no match"):
                     raise ValueError("expect must be `match` or `no match`")

@@ -108,7 +108,9 @@ class SqlCompiler:
             if self.sqlite:
                 return sa.BigInteger()
             return sa.DateTime(timezone=True) if kind is Type.TIME else sa.Interval()
-        return {Type.NUMBER: sa.Float(), Type.BOOL: sa.Boolean(), Type.STRING: sa.String()}.get(kind, sa.String())
+        return {Type.NUMBER: sa.Float(), Type.BOOL: sa.Boolean(), Type.STRING: sa.String()}.get(
+            kind, sa.String()
+        )
 
     def arith(self, expr: e.Arith) -> ColumnElement[Any]:
         left, right = self.compile(expr.left), self.compile(expr.right)

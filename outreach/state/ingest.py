@@ -404,7 +404,9 @@ class FieldRule:
     null: NullMeans = "default"
 
 
-def _rule(parse: Callable[[Any], Any], text: Callable[[str], Any] | None = None, null: NullMeans = "default") -> FieldRule:
+def _rule(
+    parse: Callable[[Any], Any], text: Callable[[str], Any] | None = None, null: NullMeans = "default"
+) -> FieldRule:
     return FieldRule(parse, text or parse, null)
 
 
@@ -614,7 +616,10 @@ def read_jsonl(stream: Iterable[bytes], source: str) -> Iterator[Numbered]:
             try:
                 value = json.loads(raw.decode())
             except json.JSONDecodeError as exc:
-                yield number, Problem(source, number, None, f"not valid JSON: {exc.msg} at column {exc.pos + 1}")
+                yield (
+                    number,
+                    Problem(source, number, None, f"not valid JSON: {exc.msg} at column {exc.pos + 1}"),
+                )
                 continue
             except UnicodeDecodeError as exc:
                 yield number, Problem(source, number, None, f"not UTF-8 text (byte {exc.start + 1})")
@@ -639,7 +644,9 @@ def read_csv(stream: io.BufferedIOBase, source: str, table: str) -> Iterator[Num
         return
     header = [name.strip() for name in header]
     problems = [unknown_field_problem(table, name) for name in header if name not in FIELDS[table]]
-    problems += [f"column {name!r} appears twice" for name in sorted({n for n in header if header.count(n) > 1})]
+    problems += [
+        f"column {name!r} appears twice" for name in sorted({n for n in header if header.count(n) > 1})
+    ]
     problems += [f"no {name!r} column" for name in _REQUIRED_FIELDS[table] if name not in header]
     if problems:
         for message in problems:
@@ -741,7 +748,10 @@ def _prepare(dialect: Dialect, table: str, given: frozenset[str]) -> _Prepared:
         if process is not None:
             binds.append(_Bind(index, process, blank.get(name), process(blank.get(name))))
     return _Prepared(
-        compiled.string, tuple((name, blank.get(name)) for name in names), tuple(binds), bool(compiled.positional)
+        compiled.string,
+        tuple((name, blank.get(name)) for name in names),
+        tuple(binds),
+        bool(compiled.positional),
     )
 
 
@@ -932,14 +942,20 @@ def ingest_file(
     kind = file_format(path)
     if kind is None:
         return FileReport(
-            source, table, 0, 0, (Problem(source, None, None, "unknown format: name it .jsonl or .csv (optionally .gz)"),)
+            source,
+            table,
+            0,
+            0,
+            (Problem(source, None, None, "unknown format: name it .jsonl or .csv (optionally .gz)"),),
         )
     try:
         reader = _open(path)
     except OSError as exc:
         return FileReport(source, table, 0, 0, (Problem(source, None, None, f"cannot read: {exc.strerror}"),))
     try:
-        records = read_jsonl(reader.stream, source) if kind == "jsonl" else read_csv(reader.stream, source, table)
+        records = (
+            read_jsonl(reader.stream, source) if kind == "jsonl" else read_csv(reader.stream, source, table)
+        )
 
         def tell() -> None:
             if progress is not None:

@@ -198,7 +198,17 @@ def record_decisions(connection: Connection, rows: Sequence[dict[str, Any]]) -> 
         return 0
     statement = _insert(connection, contacts)
     excluded = statement.excluded
-    updatable = ("channel", "state", "reason", "priority", "decided_at", "send_at", "expires_at", "updated_at", "steps")
+    updatable = (
+        "channel",
+        "state",
+        "reason",
+        "priority",
+        "decided_at",
+        "send_at",
+        "expires_at",
+        "updated_at",
+        "steps",
+    )
     statement = statement.on_conflict_do_update(
         index_elements=["dedupe_key"],
         set_={name: excluded[name] for name in updatable},
@@ -244,7 +254,14 @@ class Outcome:
 _CLAIMED_COLUMNS = [contacts.c[name] for name in Claimed.__dataclass_fields__]
 
 
-def claim_due(connection: Connection, worker: str, now: datetime, lease: timedelta, limit: int, held_rules: Sequence[str] = ()) -> list[Claimed]:
+def claim_due(
+    connection: Connection,
+    worker: str,
+    now: datetime,
+    lease: timedelta,
+    limit: int,
+    held_rules: Sequence[str] = (),
+) -> list[Claimed]:
     """Take up to LIMIT due contacts for WORKER (state `claimed` until `now + lease`).
 
     On PostgreSQL `FOR UPDATE SKIP LOCKED` lets several dispatchers claim disjoint rows; SQLite
@@ -285,19 +302,26 @@ _MARK_SENDING = (
 def mark_sending(connection: Connection, ids: Sequence[str], now: datetime, lease_until: datetime) -> None:
     """Record that the requests for IDS are about to leave (one more attempt each)."""
     if ids:
-        connection.execute(_MARK_SENDING, [{"b_id": i, "b_lease_until": lease_until, "b_now": now} for i in ids])
+        connection.execute(
+            _MARK_SENDING, [{"b_id": i, "b_lease_until": lease_until, "b_now": now} for i in ids]
+        )
 
 
 # One statement for every outcome, run as executemany: unset values keep what the row has.
 _FINISH = (
     sa.update(contacts)
-    .where(contacts.c.id == sa.bindparam("b_id"), sa.or_(contacts.c.state == "claimed", contacts.c.state == "sending"))
+    .where(
+        contacts.c.id == sa.bindparam("b_id"),
+        sa.or_(contacts.c.state == "claimed", contacts.c.state == "sending"),
+    )
     .values(
         state=sa.bindparam("b_state"),
         reason=sa.bindparam("b_reason"),
         last_error=sa.func.coalesce(sa.bindparam("b_last_error", type_=sa.String()), contacts.c.last_error),
         provider=sa.func.coalesce(sa.bindparam("b_provider", type_=sa.String()), contacts.c.provider),
-        provider_id=sa.func.coalesce(sa.bindparam("b_provider_id", type_=sa.String()), contacts.c.provider_id),
+        provider_id=sa.func.coalesce(
+            sa.bindparam("b_provider_id", type_=sa.String()), contacts.c.provider_id
+        ),
         sent_at=sa.func.coalesce(sa.bindparam("b_sent_at", type_=UTCDateTime()), contacts.c.sent_at),
         send_at=sa.func.coalesce(sa.bindparam("b_send_at", type_=UTCDateTime()), contacts.c.send_at),
         claimed_by=None,
@@ -314,9 +338,15 @@ def finish(connection: Connection, outcomes: Sequence[Outcome], now: datetime) -
             _FINISH,
             [
                 {
-                    "b_id": o.contact.id, "b_state": o.state, "b_reason": o.reason, "b_last_error": o.last_error,
-                    "b_provider": o.provider, "b_provider_id": o.provider_id, "b_sent_at": o.sent_at,
-                    "b_send_at": o.send_at, "b_now": now,
+                    "b_id": o.contact.id,
+                    "b_state": o.state,
+                    "b_reason": o.reason,
+                    "b_last_error": o.last_error,
+                    "b_provider": o.provider,
+                    "b_provider_id": o.provider_id,
+                    "b_sent_at": o.sent_at,
+                    "b_send_at": o.send_at,
+                    "b_now": now,
                 }
                 for o in outcomes
             ],
@@ -338,7 +368,10 @@ def recover_leases(connection: Connection, now: datetime, *, at_least_once: bool
     lost_values: dict[str, Any] = (
         {"state": "pending", "reason": "the sender stopped mid-send; sending again (at-least-once)"}
         if at_least_once
-        else {"state": "unknown", "reason": "the sender stopped mid-send: it may have been delivered, so it is not resent"}
+        else {
+            "state": "unknown",
+            "reason": "the sender stopped mid-send: it may have been delivered, so it is not resent",
+        }
     )
     lost = connection.execute(
         sa.update(contacts)
@@ -349,7 +382,9 @@ def recover_leases(connection: Connection, now: datetime, *, at_least_once: bool
     return len(back), len(lost)
 
 
-def add_suppression(connection: Connection, customer_id: str, channel: str, reason: str, code: str | None, now: datetime) -> None:
+def add_suppression(
+    connection: Connection, customer_id: str, channel: str, reason: str, code: str | None, now: datetime
+) -> None:
     statement = _insert(connection, suppressions).values(
         customer_id=customer_id, channel=channel, reason=reason, code=code, created_at=now
     )
@@ -370,7 +405,10 @@ def set_control(connection: Connection, key: str, until: datetime | None, reason
 
 
 def clear_control(connection: Connection, key: str) -> bool:
-    return connection.execute(sa.delete(controls).where(controls.c.key == key).returning(controls.c.key)).first() is not None
+    return (
+        connection.execute(sa.delete(controls).where(controls.c.key == key).returning(controls.c.key)).first()
+        is not None
+    )
 
 
 def active_controls(connection: Connection, now: datetime) -> dict[str, Control]:
@@ -380,13 +418,27 @@ def active_controls(connection: Connection, now: datetime) -> dict[str, Control]
     return {key: c for key, c in found.items() if c.until is None or c.until > now}
 
 
-def open_task(connection: Connection, dedupe_key: str, rule: str, customer_id: str, entity_id: str, summary: str, now: datetime) -> str | None:
+def open_task(
+    connection: Connection,
+    dedupe_key: str,
+    rule: str,
+    customer_id: str,
+    entity_id: str,
+    summary: str,
+    now: datetime,
+) -> str | None:
     """Open a task for a person about one contact decision; None if one exists already."""
     statement = (
         _insert(connection, tasks)
         .values(
-            id=new_id(), dedupe_key=dedupe_key, rule=rule, customer_id=customer_id,
-            entity_id=entity_id, summary=summary, status="open", created_at=now,
+            id=new_id(),
+            dedupe_key=dedupe_key,
+            rule=rule,
+            customer_id=customer_id,
+            entity_id=entity_id,
+            summary=summary,
+            status="open",
+            created_at=now,
         )
         .on_conflict_do_nothing(index_elements=["dedupe_key"])
         .returning(tasks.c.id)
@@ -395,7 +447,9 @@ def open_task(connection: Connection, dedupe_key: str, rule: str, customer_id: s
     return None if row is None else str(row[0])
 
 
-def list_tasks(connection: Connection, status: str | None = "open", ids: Sequence[str] | None = None) -> list[Task]:
+def list_tasks(
+    connection: Connection, status: str | None = "open", ids: Sequence[str] | None = None
+) -> list[Task]:
     """Tasks, oldest first: with STATUS (None: any), and only IDS when given."""
     query = sa.select(tasks).order_by(tasks.c.created_at)
     if status:
@@ -434,7 +488,9 @@ def take_tick(connection: Connection, rule: str, slot: datetime, now: datetime, 
     another worker may take the slot.
     """
     if connection.dialect.name == "postgresql":
-        key = int.from_bytes(hashlib.blake2b(f"outreach.tick:{rule}".encode(), digest_size=8).digest(), "big", signed=True)
+        key = int.from_bytes(
+            hashlib.blake2b(f"outreach.tick:{rule}".encode(), digest_size=8).digest(), "big", signed=True
+        )
         if not connection.execute(sa.select(sa.func.pg_try_advisory_xact_lock(key))).scalar_one():
             return False
     statement = _insert(connection, rule_ticks).values(rule=rule, slot=slot, ticked_at=now, worker=worker)
@@ -463,7 +519,9 @@ def goal_candidates(connection: Connection, rule: str, since: datetime) -> list[
 def mark_goal_met(connection: Connection, contact_ids: Sequence[str], now: datetime) -> None:
     if contact_ids:
         connection.execute(
-            sa.update(contacts).where(contacts.c.id.in_(list(contact_ids)), contacts.c.goal_met_at.is_(None)).values(goal_met_at=now)
+            sa.update(contacts)
+            .where(contacts.c.id.in_(list(contact_ids)), contacts.c.goal_met_at.is_(None))
+            .values(goal_met_at=now)
         )
 
 
@@ -496,16 +554,26 @@ class Delivered:
 _DELIVERED_COLUMNS = [contacts.c[name] for name in Delivered.__dataclass_fields__]
 
 
-def contact_for_event(connection: Connection, outbox_id: str | None, provider_id: str | None = None) -> Delivered | None:
+def contact_for_event(
+    connection: Connection, outbox_id: str | None, provider_id: str | None = None
+) -> Delivered | None:
     """The contact with OUTBOX_ID, else the one the provider knows as PROVIDER_ID; None if neither."""
     if outbox_id:
-        row = connection.execute(sa.select(*_DELIVERED_COLUMNS).where(contacts.c.id == outbox_id)).mappings().first()
+        row = (
+            connection.execute(sa.select(*_DELIVERED_COLUMNS).where(contacts.c.id == outbox_id))
+            .mappings()
+            .first()
+        )
         if row is not None:
             return Delivered(**row)
     if provider_id:
-        row = connection.execute(
-            sa.select(*_DELIVERED_COLUMNS).where(contacts.c.provider_id == provider_id).limit(1)
-        ).mappings().first()
+        row = (
+            connection.execute(
+                sa.select(*_DELIVERED_COLUMNS).where(contacts.c.provider_id == provider_id).limit(1)
+            )
+            .mappings()
+            .first()
+        )
         if row is not None:
             return Delivered(**row)
     return None

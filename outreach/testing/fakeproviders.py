@@ -414,9 +414,7 @@ class FakeProviders(FaultScript):
 
     def _sendgrid(self, headers: Mapping[str, str], document: Any) -> _Answer:
         if headers.get("authorization") != f"Bearer {self.sendgrid_api_key}":
-            return _sendgrid_error(
-                401, "The provided authorization grant is invalid, expired, or revoked"
-            )
+            return _sendgrid_error(401, "The provided authorization grant is invalid, expired, or revoked")
         problems = _sendgrid_problems(document)
         if problems:
             return _sendgrid_error(400, *problems[0])
@@ -428,9 +426,7 @@ def _json_bytes(document: Any) -> bytes:
     return json.dumps(document, separators=(",", ":")).encode("utf-8")
 
 
-def _twilio_error(
-    status: int, code: int, message: str, headers: Mapping[str, str] | None = None
-) -> _Answer:
+def _twilio_error(status: int, code: int, message: str, headers: Mapping[str, str] | None = None) -> _Answer:
     document = {
         "code": code,
         "message": message,
@@ -479,7 +475,9 @@ def _sendgrid_problems(document: Any) -> list[tuple[str, str]]:
                 )
         custom_args = personalization.get("custom_args", {})
         if not all(isinstance(v, str) for v in custom_args.values()):
-            problems.append(("Custom args values must be strings.", f"personalizations.{p_index}.custom_args"))
+            problems.append(
+                ("Custom args values must be strings.", f"personalizations.{p_index}.custom_args")
+            )
     sender = document.get("from")
     if not isinstance(sender, dict) or not _EMAIL.match(sender.get("email", "")):
         problems.append(("The from object must be provided for every email send.", "from"))
@@ -490,10 +488,14 @@ def _sendgrid_problems(document: Any) -> list[tuple[str, str]]:
         if not has_subject:
             problems.append(("The subject is required.", "subject"))
         content = document.get("content")
-        if not isinstance(content, list) or not content or not all(
-            isinstance(c, dict) and c.get("type") and c.get("value") for c in content
+        if (
+            not isinstance(content, list)
+            or not content
+            or not all(isinstance(c, dict) and c.get("type") and c.get("value") for c in content)
         ):
-            problems.append(("Unless a valid template_id is provided, the content parameter is required.", "content"))
+            problems.append(
+                ("Unless a valid template_id is provided, the content parameter is required.", "content")
+            )
     categories = document.get("categories", [])
     if not isinstance(categories, list) or len(categories) > 10:
         problems.append(("Too many categories.", "categories"))
@@ -509,8 +511,12 @@ def _fault_answer(provider: str, fault: Fault) -> _Answer:
         if fault.status == 429:
             # SendGrid's rate-limit headers; a scripted X-RateLimit-Reset wins.
             reset = int(utcnow().timestamp()) + 1
-            headers = {"X-RateLimit-Limit": "600", "X-RateLimit-Remaining": "0",
-                       "X-RateLimit-Reset": str(reset), **headers}
+            headers = {
+                "X-RateLimit-Limit": "600",
+                "X-RateLimit-Remaining": "0",
+                "X-RateLimit-Reset": str(reset),
+                **headers,
+            }
         answer = _sendgrid_error(fault.status, HTTPStatus(fault.status).phrase.lower(), None, headers)
     else:
         answer = _Answer(fault.status, b"", headers)
@@ -524,7 +530,9 @@ class _Server(ThreadingHTTPServer):
     # SendGrid's urllib transport opens a connection per request: keep bursts from being refused.
     request_queue_size = 1024
 
-    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler], fake: FakeProviders) -> None:
+    def __init__(
+        self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler], fake: FakeProviders
+    ) -> None:
         self.fake = fake
         self._connections: set[socket.socket] = set()
         self._connections_lock = threading.Lock()
@@ -604,8 +612,12 @@ class _Handler(BaseHTTPRequestHandler):
             "json": document,
         }
         if self.command != "POST" or provider == "unknown":
-            answer = _Answer(404, _json_bytes({"message": f"no such endpoint: {self.command} {parts.path}"}),
-                             {"Content-Type": "application/json"}, outcome="rejected")
+            answer = _Answer(
+                404,
+                _json_bytes({"message": f"no such endpoint: {self.command} {parts.path}"}),
+                {"Content-Type": "application/json"},
+                outcome="rejected",
+            )
             fake._record_request(**record, outcome=answer.outcome, status=404, provider_id=None)
             self._answer(answer)
             return
@@ -623,7 +635,10 @@ class _Handler(BaseHTTPRequestHandler):
             answer = fake._sendgrid(headers, document)
         delay = fault.seconds if fault is not None and fault.action == "delay" else 0.0
         fake._record_request(
-            **record, outcome=answer.outcome, status=answer.status, provider_id=answer.provider_id,
+            **record,
+            outcome=answer.outcome,
+            status=answer.status,
+            provider_id=answer.provider_id,
             delayed=delay,
         )
         if delay and fake._stopping.wait(delay):
@@ -638,7 +653,9 @@ class _Handler(BaseHTTPRequestHandler):
                 self._answer(_Answer(200, _json_bytes(fake._config()), {"Content-Type": "application/json"}))
             elif path == "/_fake/requests" and self.command == "GET":
                 records = [r.to_dict() for r in fake.requests(query.get("provider"))]
-                self._answer(_Answer(200, _json_bytes({"requests": records}), {"Content-Type": "application/json"}))
+                self._answer(
+                    _Answer(200, _json_bytes({"requests": records}), {"Content-Type": "application/json"})
+                )
             elif path == "/_fake/requests" and self.command == "DELETE":
                 fake.clear_requests()
                 self._answer(_Answer(204))
@@ -652,9 +669,13 @@ class _Handler(BaseHTTPRequestHandler):
                 fake.clear_faults()
                 self._answer(_Answer(204))
             else:
-                self._answer(_Answer(404, _json_bytes({"message": f"no such control: {self.command} {path}"})))
+                self._answer(
+                    _Answer(404, _json_bytes({"message": f"no such control: {self.command} {path}"}))
+                )
         except (TypeError, ValueError) as exc:
-            self._answer(_Answer(400, _json_bytes({"message": str(exc)}), {"Content-Type": "application/json"}))
+            self._answer(
+                _Answer(400, _json_bytes({"message": str(exc)}), {"Content-Type": "application/json"})
+            )
 
     def _answer(self, answer: _Answer) -> None:
         reason = HTTPStatus(answer.status).phrase
@@ -748,13 +769,23 @@ class RemoteFakeProviders(FaultScript):
             with opener.open(request, timeout=30) as response:
                 payload = response.read()
         except urllib.error.HTTPError as exc:
-            raise ValueError(f"fake providers at {self.url}: {method} {path}: {exc.read().decode()}") from None
+            raise ValueError(
+                f"fake providers at {self.url}: {method} {path}: {exc.read().decode()}"
+            ) from None
         return json.loads(payload) if payload else None
 
 
 def spawn(*, port: int = 0, seed: int = 0, record: bool = True, timeout: float = 30.0) -> RemoteFakeProviders:
     """Start the fake in a child process and return its remote control (close() stops it)."""
-    command = [sys.executable, "-m", "outreach.testing.fakeproviders", "--port", str(port), "--seed", str(seed)]
+    command = [
+        sys.executable,
+        "-m",
+        "outreach.testing.fakeproviders",
+        "--port",
+        str(port),
+        "--seed",
+        str(seed),
+    ]
     if not record:
         command.append("--no-record")
     process = subprocess.Popen(command, stdout=subprocess.PIPE)

@@ -37,7 +37,9 @@ rules:
 """
 
 
-def write_settings(root: Path, database_url: str, rules: Path | None = None, templates: Path | None = None) -> Path:
+def write_settings(
+    root: Path, database_url: str, rules: Path | None = None, templates: Path | None = None
+) -> Path:
     if rules is None:
         rules = root / "rules"
         rules.mkdir(exist_ok=True)
@@ -60,20 +62,41 @@ def outreach(settings: Path, *args: str) -> Result:
     return CliRunner().invoke(cli, ["--settings", str(settings), *args], catch_exceptions=False)
 
 
-def add_customer(engine: Engine, cid: str, *, email_opt_in: bool = True, sms_opt_in: bool = True, order: str | None = None) -> None:
+def add_customer(
+    engine: Engine, cid: str, *, email_opt_in: bool = True, sms_opt_in: bool = True, order: str | None = None
+) -> None:
     with engine.begin() as connection:
-        connection.execute(sa.insert(Customer.__table__).values(  # type: ignore[attr-defined]
-            id=cid, name=f"Customer {cid}", email=f"{cid}@example.com", phone="+447700900123", locale="en",
-            timezone="UTC", email_opt_in=email_opt_in, sms_opt_in=sms_opt_in, attributes={},
-        ))
+        connection.execute(
+            sa.insert(Customer.__table__).values(  # type: ignore[attr-defined]
+                id=cid,
+                name=f"Customer {cid}",
+                email=f"{cid}@example.com",
+                phone="+447700900123",
+                locale="en",
+                timezone="UTC",
+                email_opt_in=email_opt_in,
+                sms_opt_in=sms_opt_in,
+                attributes={},
+            )
+        )
         if order:
-            connection.execute(sa.insert(Order.__table__).values(  # type: ignore[attr-defined]
-                id=order, customer_id=cid, status="shipped", placed_at=NOW - timedelta(days=5),
-                promised_at=NOW - timedelta(days=2), total=40.0, currency="GBP", attributes={},
-            ))
+            connection.execute(
+                sa.insert(Order.__table__).values(  # type: ignore[attr-defined]
+                    id=order,
+                    customer_id=cid,
+                    status="shipped",
+                    placed_at=NOW - timedelta(days=5),
+                    promised_at=NOW - timedelta(days=2),
+                    total=40.0,
+                    currency="GBP",
+                    attributes={},
+                )
+            )
 
 
-def test_preview_json_is_the_documented_shape_and_changes_nothing(tmp_path: Path, database_url: str, engine: Engine) -> None:
+def test_preview_json_is_the_documented_shape_and_changes_nothing(
+    tmp_path: Path, database_url: str, engine: Engine
+) -> None:
     settings = write_settings(tmp_path, database_url)
     add_customer(engine, "c1", order="o1")
     add_customer(engine, "c2", order="o2", email_opt_in=False, sms_opt_in=False)
@@ -82,16 +105,25 @@ def test_preview_json_is_the_documented_shape_and_changes_nothing(tmp_path: Path
     document: dict[str, Any] = json.loads(result.stdout)
     assert list(document) == ["rule", "now", "matches"]
     assert document["rule"] == "late-delivery" and datetime.fromisoformat(document["now"]) == NOW
-    assert [list(m) for m in document["matches"]] == [["customer_id", "entity_id", "channel", "decision", "reason"]] * 2
+    assert [list(m) for m in document["matches"]] == [
+        ["customer_id", "entity_id", "channel", "decision", "reason"]
+    ] * 2
     first, second = document["matches"]
-    assert (first["customer_id"], first["entity_id"], first["channel"], first["decision"]) == ("c1", "o1", "sms", "send")
+    assert (first["customer_id"], first["entity_id"], first["channel"], first["decision"]) == (
+        "c1",
+        "o1",
+        "sms",
+        "send",
+    )
     assert (second["customer_id"], second["entity_id"], second["decision"]) == ("c2", "o2", "suppressed")
     assert all(m["reason"] for m in document["matches"])
     with engine.connect() as connection:
         assert connection.execute(sa.text("SELECT count(*) FROM contacts")).scalar_one() == 0
 
 
-def test_explain_json_says_for_each_rule_whether_it_holds_and_what_would_be_decided(tmp_path: Path, database_url: str, engine: Engine) -> None:
+def test_explain_json_says_for_each_rule_whether_it_holds_and_what_would_be_decided(
+    tmp_path: Path, database_url: str, engine: Engine
+) -> None:
     settings = write_settings(tmp_path, database_url)
     add_customer(engine, "c1", order="o1", sms_opt_in=False)
     result = outreach(settings, "explain", "c1", "--json", "--now", "2026-11-24T12:00:00Z")
@@ -100,7 +132,12 @@ def test_explain_json_says_for_each_rule_whether_it_holds_and_what_would_be_deci
     assert document["customer_id"] == "c1" and datetime.fromisoformat(document["now"]) == NOW
     [rule] = document["rules"]
     [record] = rule["records"]
-    assert (rule["rule"], record["entity_id"], record["condition"], record["decision"]) == ("late-delivery", "o1", "holds", "send")
+    assert (rule["rule"], record["entity_id"], record["condition"], record["decision"]) == (
+        "late-delivery",
+        "o1",
+        "holds",
+        "send",
+    )
     assert record["reason"] and any(step["step"] for step in record["steps"])
 
 
@@ -109,7 +146,9 @@ def test_explain_of_an_unknown_customer_exits_1(tmp_path: Path, sqlite_url: str,
     assert result.exit_code == 1 and "nobody" in result.stderr
 
 
-def test_run_once_sends_what_is_due_and_a_second_run_sends_nothing_more(tmp_path: Path, database_url: str, engine: Engine) -> None:
+def test_run_once_sends_what_is_due_and_a_second_run_sends_nothing_more(
+    tmp_path: Path, database_url: str, engine: Engine
+) -> None:
     settings = write_settings(tmp_path, database_url)
     add_customer(engine, "c1", order="o1")
     for _ in range(2):

@@ -34,7 +34,12 @@ def test_a_wrong_expectation_fails_with_exit_code_1(tmp_path: Path) -> None:
     rules = tmp_path / "rules"
     shutil.copytree(REPO / "rules", rules)
     case = rules / "tests" / "canonical.yaml"
-    case.write_text(case.read_text(encoding="utf-8").replace("expect: match", "expect: no match", 1), encoding="utf-8")
+    case.write_text(
+        case.read_text(encoding="utf-8").replace("expect: match", "expect: no match", 1), encoding="utf-8"
+    )
     code, output = _invoke(rules, tmp_path)
     assert code == 1
-    assert "FAIL a parcel promised two days ago and not delivered is late: expected no match, got match" in output
+    assert (
+        "FAIL a parcel promised two days ago and not delivered is late: expected no match, got match"
+        in output
+    )

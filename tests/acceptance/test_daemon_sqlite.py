@@ -45,7 +45,9 @@ def test_the_daemon_sends_due_contacts_answers_health_and_metrics_and_exits_0_on
     assert sorted(sent_outbox_ids(fake_providers.requests())) == ledger_ids
 
 
-def test_a_second_daemon_on_the_same_sqlite_file_refuses_to_start_with_exit_code_1(workspace: Workspace) -> None:
+def test_a_second_daemon_on_the_same_sqlite_file_refuses_to_start_with_exit_code_1(
+    workspace: Workspace,
+) -> None:
     first = workspace.start("first")
     try:
         first.event("started")
@@ -71,12 +73,22 @@ def test_a_broken_rules_edit_is_logged_and_the_last_good_rules_keep_running(work
         assert rejected["keeping"] == ["welcome"]
         workspace.add_customers(3)
         daemon.get("/healthz").raise_for_status()
-        assert 'outreach_rules_reload_failures_total 1.0' in daemon.get("/metrics").text
+        assert "outreach_rules_reload_failures_total 1.0" in daemon.get("/metrics").text
 
         # A valid edit is picked up: the renamed rule is scheduled and ticks at once.
-        rules.write_text(rules.read_text().replace("emial_opt_in", "email_opt_in").replace("name: welcome", "name: hello"))
+        rules.write_text(
+            rules.read_text().replace("emial_opt_in", "email_opt_in").replace("name: welcome", "name: hello")
+        )
         daemon.event("reloaded")
-        daemon.wait_for(lambda: any(e.get("event") == "rule_unscheduled" and e["rule"] == "welcome" for e in daemon.events()), what="welcome unscheduled")
-        daemon.wait_for(lambda: sum(c["rule"] == "hello" and c["state"] == "sent" for c in workspace.contacts()) == 3, what="hello sends")
+        daemon.wait_for(
+            lambda: any(
+                e.get("event") == "rule_unscheduled" and e["rule"] == "welcome" for e in daemon.events()
+            ),
+            what="welcome unscheduled",
+        )
+        daemon.wait_for(
+            lambda: sum(c["rule"] == "hello" and c["state"] == "sent" for c in workspace.contacts()) == 3,
+            what="hello sends",
+        )
     finally:
         assert daemon.terminate() == 0

@@ -68,10 +68,19 @@ class Workspace:
         ids = [f"c-{n:05d}" for n in range(count)]
         with path.open("w") as out:
             for n, cid in enumerate(ids):
-                out.write(json.dumps({
-                    "id": cid, "name": f"Customer {n}", "email": f"customer{n}@example.com",
-                    "locale": "en", "timezone": "Europe/London", "email_opt_in": True,
-                }) + "\n")
+                out.write(
+                    json.dumps(
+                        {
+                            "id": cid,
+                            "name": f"Customer {n}",
+                            "email": f"customer{n}@example.com",
+                            "locale": "en",
+                            "timezone": "Europe/London",
+                            "email_opt_in": True,
+                        }
+                    )
+                    + "\n"
+                )
         reports = ingest_files(self.engine, [str(path)], table="customers")
         assert not any(r.rejected for r in reports), reports
         return ids
@@ -94,8 +103,11 @@ class Daemon:
         self.log_path = workspace.root / f"{name}.log"
         self._log = self.log_path.open("wb")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "outreach", "run"], cwd=workspace.root, env=workspace.environ,
-            stdout=subprocess.DEVNULL, stderr=self._log,
+            [sys.executable, "-m", "outreach", "run"],
+            cwd=workspace.root,
+            env=workspace.environ,
+            stdout=subprocess.DEVNULL,
+            stderr=self._log,
         )
 
     def events(self) -> list[dict[str, Any]]:
@@ -117,12 +129,16 @@ class Daemon:
             if value:
                 return value
             if self.process.poll() is not None:
-                raise AssertionError(f"outreach run exited ({self.process.returncode}):\n{self.output()[-3000:]}")
+                raise AssertionError(
+                    f"outreach run exited ({self.process.returncode}):\n{self.output()[-3000:]}"
+                )
             time.sleep(0.1)
         raise AssertionError(f"timed out waiting for {what}:\n{self.output()[-3000:]}")
 
     def event(self, name: str, timeout: float = 20.0) -> dict[str, Any]:
-        return self.wait_for(lambda: next((e for e in self.events() if e.get("event") == name), None), timeout, name)
+        return self.wait_for(
+            lambda: next((e for e in self.events() if e.get("event") == name), None), timeout, name
+        )
 
     @property
     def url(self) -> str:

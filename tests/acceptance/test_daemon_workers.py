@@ -21,7 +21,9 @@ pytestmark = pytest.mark.slow
 def test_three_workers_on_one_postgresql_database_send_every_contact_exactly_once(
     tmp_path: Path, postgres_url: str, fake_providers: FakeProviders
 ) -> None:
-    workspace = Workspace(tmp_path, postgres_url, {**fake_providers.environ(), "OUTREACH_DELIVERY__CONCURRENCY": "4"})
+    workspace = Workspace(
+        tmp_path, postgres_url, {**fake_providers.environ(), "OUTREACH_DELIVERY__CONCURRENCY": "4"}
+    )
     fake_providers.delay_fraction("sendgrid", 1.0, 0.005)
     ids = workspace.add_customers(300)
     workers = [workspace.start(f"worker{n}") for n in range(3)]
@@ -29,7 +31,9 @@ def test_three_workers_on_one_postgresql_database_send_every_contact_exactly_onc
         for worker in workers:
             worker.event("started")
         workers[0].wait_for(
-            lambda: sum(c["state"] == "sent" for c in workspace.contacts()) == len(ids), timeout=60, what="300 sends"
+            lambda: sum(c["state"] == "sent" for c in workspace.contacts()) == len(ids),
+            timeout=60,
+            what="300 sends",
         )
     finally:
         codes = [worker.terminate() for worker in workers]
@@ -51,11 +55,15 @@ def test_three_workers_on_one_postgresql_database_send_every_contact_exactly_onc
 def test_a_daemon_killed_at_random_instants_never_sends_a_contact_twice_and_loses_none(
     tmp_path: Path, database_url: str, fake_providers: FakeProviders
 ) -> None:
-    workspace = Workspace(tmp_path, database_url, {
-        **fake_providers.environ(),
-        "OUTREACH_DELIVERY__CONCURRENCY": "4",
-        "OUTREACH_DAEMON__LEASE_SECONDS": "0.5",
-    })
+    workspace = Workspace(
+        tmp_path,
+        database_url,
+        {
+            **fake_providers.environ(),
+            "OUTREACH_DELIVERY__CONCURRENCY": "4",
+            "OUTREACH_DAEMON__LEASE_SECONDS": "0.5",
+        },
+    )
     # Slow answers, so that kills land while requests are on the wire.
     fake_providers.delay_fraction("sendgrid", 1.0, 0.02)
     ids = workspace.add_customers(150)
@@ -70,7 +78,9 @@ def test_a_daemon_killed_at_random_instants_never_sends_a_contact_twice_and_lose
         daemon = workspace.start(f"run{attempt}")
         daemon.event("started")
         # Kill while sending: a moment after this daemon's first send (or once all is done).
-        daemon.wait_for(lambda: all_final() or any(e.get("event") == "contact" for e in daemon.events()), what="a send")
+        daemon.wait_for(
+            lambda: all_final() or any(e.get("event") == "contact" for e in daemon.events()), what="a send"
+        )
         time.sleep(rng.uniform(0.0, 0.3))
         if all_final():
             assert daemon.terminate() == 0

@@ -22,21 +22,34 @@ from outreach.testing.fakeproviders import (
 )
 
 SMS = OutgoingMessage(
-    outbox_id="ob-1", channel="sms", to="+447700900123", customer_id="c-1", rule="late-delivery",
-    locale="en", sms="Your parcel is late.",
+    outbox_id="ob-1",
+    channel="sms",
+    to="+447700900123",
+    customer_id="c-1",
+    rule="late-delivery",
+    locale="en",
+    sms="Your parcel is late.",
 )
 EMAIL = OutgoingMessage(
-    outbox_id="ob-2", channel="email", to="ann@example.com", customer_id="c-1", rule="late-delivery",
-    locale="en", subject="Late", text="Your parcel is late.",
+    outbox_id="ob-2",
+    channel="email",
+    to="ann@example.com",
+    customer_id="c-1",
+    rule="late-delivery",
+    locale="en",
+    subject="Late",
+    text="Your parcel is late.",
 )
 
 
 def live_settings(fake: FakeProviders | RemoteFakeProviders) -> Settings:
-    return Settings.model_validate({
-        "delivery": {"mode": "live"},
-        "twilio": {"messaging_service_sid": "MG" + "3" * 32, "base_url": fake.url, "timeout": 0.5},
-        "sendgrid": {"host": fake.url, "timeout": 0.5},
-    })
+    return Settings.model_validate(
+        {
+            "delivery": {"mode": "live"},
+            "twilio": {"messaging_service_sid": "MG" + "3" * 32, "base_url": fake.url, "timeout": 0.5},
+            "sendgrid": {"host": fake.url, "timeout": 0.5},
+        }
+    )
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +93,9 @@ def test_the_environment_of_a_fake_points_a_live_outreach_at_it(fake_providers: 
     assert fake_providers.url.startswith("http://127.0.0.1:")
 
 
-def test_a_fraction_fault_hits_about_that_share_of_requests_until_cleared(fake_providers: FakeProviders) -> None:
+def test_a_fraction_fault_hits_about_that_share_of_requests_until_cleared(
+    fake_providers: FakeProviders,
+) -> None:
     sms = make_channels(live_settings(fake_providers), environ=fake_providers.environ())["sms"]
     fake_providers.fail_fraction(TWILIO, 0.25, status=500)
     failures = 0
@@ -104,7 +119,9 @@ def test_one_shot_faults_apply_in_order_to_their_provider_only(fake_providers: F
     with pytest.raises(TransientDeliveryError, match="HTTP 500"):
         channels["sms"].send(SMS)
     assert [(r.provider, r.outcome) for r in fake_providers.requests()] == [
-        (SENDGRID, "accepted"), (TWILIO, "fault"), (TWILIO, "fault"),
+        (SENDGRID, "accepted"),
+        (TWILIO, "fault"),
+        (TWILIO, "fault"),
     ]
 
 

@@ -15,8 +15,14 @@ BODY = "<p>" + "late parcel " * 6000 + "</p>"
 
 def message(outbox_id: str) -> OutgoingMessage:
     return OutgoingMessage(
-        outbox_id=outbox_id, channel="email", to="ann@example.com", customer_id="c-1",
-        rule="late-delivery", locale="en", subject="Late", html=BODY,
+        outbox_id=outbox_id,
+        channel="email",
+        to="ann@example.com",
+        customer_id="c-1",
+        rule="late-delivery",
+        locale="en",
+        subject="Late",
+        html=BODY,
     )
 
 
@@ -46,9 +52,7 @@ def _append_from_process(path: str, prefix: str, count: int) -> None:
 def test_processes_appending_to_one_outbox_never_interleave_lines(tmp_path: Path) -> None:
     path = tmp_path / "outbox.jsonl"
     context = multiprocessing.get_context("spawn")
-    workers = [
-        context.Process(target=_append_from_process, args=(str(path), f"p{n}", 150)) for n in range(3)
-    ]
+    workers = [context.Process(target=_append_from_process, args=(str(path), f"p{n}", 150)) for n in range(3)]
     for worker in workers:
         worker.start()
     for worker in workers:

@@ -33,9 +33,16 @@ def channel(fake: FakeProviders, **options: Any) -> SendGridChannel:
 
 def email(outbox_id: str = "ob-1", to: str = "ann@example.com") -> OutgoingMessage:
     return OutgoingMessage(
-        outbox_id=outbox_id, channel="email", to=to, to_name="Ann Lee", customer_id="c-1",
-        rule="late-delivery", locale="en", subject="Your parcel is late",
-        text="Sorry, it is late.", html="<p>Sorry, it is late.</p>",
+        outbox_id=outbox_id,
+        channel="email",
+        to=to,
+        to_name="Ann Lee",
+        customer_id="c-1",
+        rule="late-delivery",
+        locale="en",
+        subject="Your parcel is late",
+        text="Sorry, it is late.",
+        html="<p>Sorry, it is late.</p>",
     )
 
 
@@ -105,14 +112,18 @@ def test_a_server_error_is_transient(fake_providers: FakeProviders, status: int)
     assert caught.value.code == str(status)
 
 
-def test_an_address_sendgrid_refuses_is_a_permanent_400_naming_the_field(fake_providers: FakeProviders) -> None:
+def test_an_address_sendgrid_refuses_is_a_permanent_400_naming_the_field(
+    fake_providers: FakeProviders,
+) -> None:
     with pytest.raises(PermanentDeliveryError, match="personalizations.0.to.0.email") as caught:
         channel(fake_providers).send(email(to="ann@example.invalid"))
     assert caught.value.code == "400"
 
 
 @pytest.mark.parametrize("status", [400, 403])
-def test_a_scripted_refusal_is_permanent_with_the_status_as_code(fake_providers: FakeProviders, status: int) -> None:
+def test_a_scripted_refusal_is_permanent_with_the_status_as_code(
+    fake_providers: FakeProviders, status: int
+) -> None:
     fake_providers.fail_next(SENDGRID, status=status)
     with pytest.raises(PermanentDeliveryError) as caught:
         channel(fake_providers).send(email())
@@ -152,8 +163,14 @@ def test_content_the_sdk_refuses_to_send_is_permanent_and_never_reaches_sendgrid
     fake_providers: FakeProviders,
 ) -> None:
     leaky = OutgoingMessage(
-        outbox_id="ob-9", channel="email", to="ann@example.com", customer_id="c-1", rule="late-delivery",
-        locale="en", subject="Keys", text="SG.abcdefgh.ijklmnop is a key",
+        outbox_id="ob-9",
+        channel="email",
+        to="ann@example.com",
+        customer_id="c-1",
+        rule="late-delivery",
+        locale="en",
+        subject="Keys",
+        text="SG.abcdefgh.ijklmnop is a key",
     )
     with pytest.raises(PermanentDeliveryError) as caught:
         channel(fake_providers).send(leaky)

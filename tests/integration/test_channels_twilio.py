@@ -31,8 +31,13 @@ def channel(fake: FakeProviders, **options: Any) -> TwilioChannel:
 
 def sms(outbox_id: str = "ob-1", to: str = "+447700900123") -> OutgoingMessage:
     return OutgoingMessage(
-        outbox_id=outbox_id, channel="sms", to=to, customer_id="c-1", rule="late-delivery",
-        locale="en", sms="Your parcel is late. Reply STOP to opt out.",
+        outbox_id=outbox_id,
+        channel="sms",
+        to=to,
+        customer_id="c-1",
+        rule="late-delivery",
+        locale="en",
+        sms="Your parcel is late. Reply STOP to opt out.",
     )
 
 
@@ -63,7 +68,9 @@ def test_an_sms_goes_through_the_messaging_service_with_a_status_callback_naming
     }
 
 
-def test_without_a_messaging_service_the_sms_comes_from_the_from_number(fake_providers: FakeProviders) -> None:
+def test_without_a_messaging_service_the_sms_comes_from_the_from_number(
+    fake_providers: FakeProviders,
+) -> None:
     channel(fake_providers, messaging_service_sid="", from_number="+447700900000").send(sms())
     [request] = fake_providers.requests(TWILIO)
     assert request.form["From"] == "+447700900000"
@@ -83,7 +90,9 @@ def test_a_rate_limit_is_transient_and_honours_retry_after(fake_providers: FakeP
     assert (caught.value.code, caught.value.retry_after) == ("20429", 2.0)
 
 
-def test_a_rate_limit_without_retry_after_leaves_the_delay_to_the_caller(fake_providers: FakeProviders) -> None:
+def test_a_rate_limit_without_retry_after_leaves_the_delay_to_the_caller(
+    fake_providers: FakeProviders,
+) -> None:
     fake_providers.fail_next(TWILIO, status=429)
     with pytest.raises(TransientDeliveryError) as caught:
         channel(fake_providers).send(sms())
@@ -99,7 +108,12 @@ def test_a_server_error_is_transient(fake_providers: FakeProviders, status: int)
 
 @pytest.mark.parametrize(
     ("number", "code"),
-    [("+15005550001", "21211"), ("+15005550004", "21610"), ("+15005550009", "21614"), ("07700 900123", "21211")],
+    [
+        ("+15005550001", "21211"),
+        ("+15005550004", "21610"),
+        ("+15005550009", "21614"),
+        ("07700 900123", "21211"),
+    ],
 )
 def test_a_number_twilio_refuses_is_a_permanent_error_with_twilios_code(
     fake_providers: FakeProviders, number: str, code: str
@@ -153,7 +167,9 @@ def test_the_channel_recovers_once_the_fault_has_passed(fake_providers: FakeProv
     assert twilio.send(sms("ob-2")).provider_id is not None
 
 
-def test_concurrent_sends_each_get_their_own_sid_and_their_own_retry_after(fake_providers: FakeProviders) -> None:
+def test_concurrent_sends_each_get_their_own_sid_and_their_own_retry_after(
+    fake_providers: FakeProviders,
+) -> None:
     twilio = channel(fake_providers)
     fake_providers.fail_fraction(TWILIO, 0.3, status=429, headers={"Retry-After": "7"})
 
@@ -175,8 +191,14 @@ def test_an_email_handed_to_twilio_is_refused_as_a_wiring_bug_before_any_request
     fake_providers: FakeProviders,
 ) -> None:
     email = OutgoingMessage(
-        outbox_id="ob-3", channel="email", to="ann@example.com", customer_id="c-1", rule="late-delivery",
-        locale="en", subject="Late", text="Late.",
+        outbox_id="ob-3",
+        channel="email",
+        to="ann@example.com",
+        customer_id="c-1",
+        rule="late-delivery",
+        locale="en",
+        subject="Late",
+        text="Late.",
     )
     with pytest.raises(ValueError, match="the twilio channel sends sms, not email"):
         channel(fake_providers).send(email)

@@ -60,7 +60,9 @@ def test_repeated_ticks_send_each_contact_once(world: World) -> None:
     assert all(c.provider_id for c in contact_rows(world.engine))
 
 
-def test_a_daily_cap_of_one_lets_only_the_higher_priority_rule_contact_out(tmp_path: Path, database_url: str, engine: Engine) -> None:
+def test_a_daily_cap_of_one_lets_only_the_higher_priority_rule_contact_out(
+    tmp_path: Path, database_url: str, engine: Engine
+) -> None:
     world = build_world(tmp_path, database_url, max_per_day=1)
     customer(world.engine, "c1")
     late_order(world.engine, "o1", "c1")
@@ -148,9 +150,21 @@ def test_silence_holds_one_rule_only_until_it_ends(world: World) -> None:
     assert sorted(m["rule"] for m in world.outbox()) == ["late-delivery", "stalled-checkout"]
 
 
-def test_an_escalating_rule_opens_one_task_listed_by_outreach_tasks(world: World, database_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_escalating_rule_opens_one_task_listed_by_outreach_tasks(
+    world: World, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     customer(world.engine, "c1")
-    insert(world.engine, SurveyResponse, id="s1", customer_id="c1", kind="nps", score=3, comment="slow", responded_at=NOON - timedelta(hours=1), attributes={})
+    insert(
+        world.engine,
+        SurveyResponse,
+        id="s1",
+        customer_id="c1",
+        kind="nps",
+        score=3,
+        comment="slow",
+        responded_at=NOON - timedelta(hours=1),
+        attributes={},
+    )
     first = world.tick(NOON)
     world.tick(NOON + timedelta(minutes=15))
     assert len(world.evaluate(NOON).tasks) == 0 and first.sent == 1
@@ -198,13 +212,27 @@ def test_an_opened_task_is_posted_to_the_escalation_webhook_and_the_outcome_reco
 ) -> None:
     """With escalation.webhook_url set, each new task is POSTed once and its answer kept on the task."""
     url, received = task_receiver
-    settings = world.settings.model_copy(update={"escalation": world.settings.escalation.model_copy(update={"webhook_url": url})})
+    settings = world.settings.model_copy(
+        update={"escalation": world.settings.escalation.model_copy(update={"webhook_url": url})}
+    )
     app = App(settings)
     customer(world.engine, "c1")
-    insert(world.engine, SurveyResponse, id="s1", customer_id="c1", kind="nps", score=2, comment="late", responded_at=NOON - timedelta(hours=1), attributes={})
+    insert(
+        world.engine,
+        SurveyResponse,
+        id="s1",
+        customer_id="c1",
+        kind="nps",
+        score=2,
+        comment="late",
+        responded_at=NOON - timedelta(hours=1),
+        attributes={},
+    )
     tick = world.evaluate(NOON)
     post_new_tasks(app, tick.tasks)
-    assert [(body["rule"], body["customer_id"], body["entity_id"]) for body in received] == [("detractor-follow-up", "c1", "s1")]
+    assert [(body["rule"], body["customer_id"], body["entity_id"]) for body in received] == [
+        ("detractor-follow-up", "c1", "s1")
+    ]
     with world.engine.connect() as connection:
         [task] = ledger.list_tasks(connection)
     assert task.webhook_status == "http 204"

@@ -34,14 +34,24 @@ UNSUBSCRIBED_NUMBER = "+15005550004"  # Twilio 21610
 
 
 @pytest.fixture
-def world(tmp_path: Path, database_url: str, engine: Engine, fake_providers: FakeProviders) -> Iterator[World]:
+def world(
+    tmp_path: Path, database_url: str, engine: Engine, fake_providers: FakeProviders
+) -> Iterator[World]:
     """A deployment in live mode whose SDKs talk to the fake providers."""
-    settings = Settings.model_validate({
-        "delivery": {"mode": "live"},
-        "twilio": {"messaging_service_sid": "MG" + "3" * 32, "base_url": fake_providers.url, "timeout": 2.0},
-        "sendgrid": {"host": fake_providers.url, "timeout": 2.0},
-    })
-    built = build_world(tmp_path, database_url, channels=make_channels(settings, environ=fake_providers.environ()))
+    settings = Settings.model_validate(
+        {
+            "delivery": {"mode": "live"},
+            "twilio": {
+                "messaging_service_sid": "MG" + "3" * 32,
+                "base_url": fake_providers.url,
+                "timeout": 2.0,
+            },
+            "sendgrid": {"host": fake_providers.url, "timeout": 2.0},
+        }
+    )
+    built = build_world(
+        tmp_path, database_url, channels=make_channels(settings, environ=fake_providers.environ())
+    )
     yield built
     built.app.close()
 
@@ -52,16 +62,22 @@ def accepted(fake: FakeProviders, provider: str) -> list[str]:
 
 def suppressions(engine: Engine) -> set[tuple[str, str, str | None]]:
     with engine.connect() as connection:
-        return {(r.customer_id, r.channel, r.code) for r in connection.execute(sa.select(ledger.suppressions))}
+        return {
+            (r.customer_id, r.channel, r.code) for r in connection.execute(sa.select(ledger.suppressions))
+        }
 
 
 def sms_opt_in(engine: Engine, customer_id: str) -> bool:
     with engine.connect() as connection:
         table = Customer.__table__  # type: ignore[attr-defined]
-        return bool(connection.execute(sa.select(table.c.sms_opt_in).where(table.c.id == customer_id)).scalar_one())
+        return bool(
+            connection.execute(sa.select(table.c.sms_opt_in).where(table.c.id == customer_id)).scalar_one()
+        )
 
 
-def test_each_contact_is_sent_once_through_both_sdks_across_repeated_ticks(world: World, fake_providers: FakeProviders) -> None:
+def test_each_contact_is_sent_once_through_both_sdks_across_repeated_ticks(
+    world: World, fake_providers: FakeProviders
+) -> None:
     customer(world.engine, "by-sms")
     customer(world.engine, "by-email", sms_opt_in=False)
     late_order(world.engine, "o1", "by-sms")
@@ -70,10 +86,14 @@ def test_each_contact_is_sent_once_through_both_sdks_across_repeated_ticks(world
         world.tick(NOON + timedelta(minutes=minutes))
     assert len(accepted(fake_providers, TWILIO)) == 1 and len(accepted(fake_providers, SENDGRID)) == 1
     assert contact_of(world.engine, "late-delivery", "o1").provider_id == accepted(fake_providers, TWILIO)[0]
-    assert contact_of(world.engine, "late-delivery", "o2").provider_id == accepted(fake_providers, SENDGRID)[0]
+    assert (
+        contact_of(world.engine, "late-delivery", "o2").provider_id == accepted(fake_providers, SENDGRID)[0]
+    )
 
 
-def test_a_429_with_retry_after_is_retried_after_that_time_and_sent_exactly_once(world: World, fake_providers: FakeProviders) -> None:
+def test_a_429_with_retry_after_is_retried_after_that_time_and_sent_exactly_once(
+    world: World, fake_providers: FakeProviders
+) -> None:
     customer(world.engine, "c1")
     late_order(world.engine, "o1", "c1")
     fake_providers.fail_next(TWILIO, status=429, headers={"Retry-After": "120"})
@@ -110,7 +130,9 @@ def test_a_refused_number_fails_the_contact_suppresses_sms_and_a_later_rule_fall
     assert len(fake_providers.requests(TWILIO)) == 1 and len(accepted(fake_providers, SENDGRID)) == 1
 
 
-def test_a_dropped_connection_is_recorded_unknown_and_not_resent(world: World, fake_providers: FakeProviders) -> None:
+def test_a_dropped_connection_is_recorded_unknown_and_not_resent(
+    world: World, fake_providers: FakeProviders
+) -> None:
     customer(world.engine, "c1")
     late_order(world.engine, "o1", "c1")
     fake_providers.drop_next(TWILIO)

@@ -34,10 +34,16 @@ def _customers(count: int, held: bool) -> list[str]:
 
 def _complete(engine: sa.Engine, checkout_id: str, at: object) -> None:
     with engine.begin() as connection:
-        connection.execute(sa.update(Checkout.__table__).where(Checkout.__table__.c.id == checkout_id).values(completed_at=at))  # type: ignore[attr-defined]
+        connection.execute(
+            sa.update(Checkout.__table__)
+            .where(Checkout.__table__.c.id == checkout_id)
+            .values(completed_at=at)
+        )  # type: ignore[attr-defined]
 
 
-def test_goal_rates_compare_contacted_with_held_out_customers(tmp_path: Path, database_url: str, engine: sa.Engine) -> None:
+def test_goal_rates_compare_contacted_with_held_out_customers(
+    tmp_path: Path, database_url: str, engine: sa.Engine
+) -> None:
     """A checkout completed after the match counts for its group; the report shows both rates and the uplift."""
     world = build_world(tmp_path, database_url)
     write_world(tmp_path, RULES)
@@ -61,7 +67,9 @@ def test_goal_rates_compare_contacted_with_held_out_customers(tmp_path: Path, da
     assert goal["uplift"] == 0.5
 
 
-def test_a_goal_met_after_the_window_does_not_count(tmp_path: Path, database_url: str, engine: sa.Engine) -> None:
+def test_a_goal_met_after_the_window_does_not_count(
+    tmp_path: Path, database_url: str, engine: sa.Engine
+) -> None:
     """Completing the checkout three days after the match, with a two-day window, is not a success."""
     world = build_world(tmp_path, database_url)
     write_world(tmp_path, RULES)

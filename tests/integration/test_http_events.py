@@ -39,16 +39,30 @@ def test_good_records_are_upserted_by_id(client: TestClient, engine: Engine) -> 
     assert response.json() == {"table": "customers", "loaded": 2}
     assert customer(engine, "c-1")["phone"] == "+442079460101"
 
-    update = {"table": "orders", "id": "o-1", "customer_id": "c-1", "status": "shipped", "promised_at": "2026-03-01T12:00:00Z"}
+    update = {
+        "table": "orders",
+        "id": "o-1",
+        "customer_id": "c-1",
+        "status": "shipped",
+        "promised_at": "2026-03-01T12:00:00Z",
+    }
     assert client.post("/events", json=update, headers=AUTH).status_code == 200
-    delivered = {"table": "orders", "id": "o-1", "customer_id": "c-1", "status": "delivered", "delivered_at": "2026-03-02T09:00:00+01:00"}
+    delivered = {
+        "table": "orders",
+        "id": "o-1",
+        "customer_id": "c-1",
+        "status": "delivered",
+        "delivered_at": "2026-03-02T09:00:00+01:00",
+    }
     assert client.post("/events", json=delivered, headers=AUTH).json() == {"table": "orders", "loaded": 1}
     with engine.connect() as connection:
         order = connection.execute(select(state_table("orders"))).mappings().one()
     assert order["status"] == "delivered" and order["promised_at"] is not None  # absent fields are kept
 
 
-def test_a_batch_with_bad_records_is_rejected_whole_with_every_problem(client: TestClient, engine: Engine) -> None:
+def test_a_batch_with_bad_records_is_rejected_whole_with_every_problem(
+    client: TestClient, engine: Engine
+) -> None:
     records = [
         {"id": "c-1", "name": "Ada"},
         {"id": "c-2", "phone": "not a phone"},
@@ -61,7 +75,11 @@ def test_a_batch_with_bad_records_is_rejected_whole_with_every_problem(client: T
     assert response.status_code == 422
     problems = response.json()["problems"]
     assert [p.split(":")[0].split(" ")[0] for p in problems] == [
-        "records[1].phone", "records[2].id", "records[3].email", "records[3]", "records[4]",
+        "records[1].phone",
+        "records[2].id",
+        "records[3].email",
+        "records[3]",
+        "records[4]",
     ]
     assert problems[1] == "records[2].id is missing"
     assert "unknown field 'colour'" in problems[3]
@@ -96,7 +114,9 @@ def test_a_body_that_is_not_json_is_a_bad_request(client: TestClient) -> None:
 
 
 @pytest.mark.parametrize("authorization", [None, "Bearer wrong", f"Basic {EVENTS_TOKEN}", EVENTS_TOKEN])
-def test_a_missing_or_wrong_token_is_refused_and_nothing_is_written(engine: Engine, authorization: str | None) -> None:
+def test_a_missing_or_wrong_token_is_refused_and_nothing_is_written(
+    engine: Engine, authorization: str | None
+) -> None:
     metrics = Metrics()
     client = make_client(engine, Secrets(events_token=EVENTS_TOKEN), metrics)
     headers = {"Authorization": authorization} if authorization else {}

@@ -42,7 +42,9 @@ class SendGridKey:
 
 def make_client(engine: Engine, secrets: Secrets, metrics: Metrics | None = None) -> TestClient:
     app = make_app(
-        lambda: Health(True, {}), metrics or Metrics(), Inbound(engine, secrets, public_url=PUBLIC_URL, clock=lambda: NOW)
+        lambda: Health(True, {}),
+        metrics or Metrics(),
+        Inbound(engine, secrets, public_url=PUBLIC_URL, clock=lambda: NOW),
     )
     return TestClient(app, base_url="http://127.0.0.1:8080")
 
@@ -59,14 +61,27 @@ def add_customer(engine: Engine, **fields: Any) -> None:
         upsert_rows(connection, "customers", [clean])
 
 
-def add_contact(engine: Engine, contact_id: str, customer_id: str, channel: str, provider_id: str | None = None) -> None:
+def add_contact(
+    engine: Engine, contact_id: str, customer_id: str, channel: str, provider_id: str | None = None
+) -> None:
     with engine.begin() as connection:
         connection.execute(
             sa.insert(ledger.contacts).values(
-                id=contact_id, dedupe_key=f"rule:{contact_id}", rule="late-delivery", about="order",
-                entity_id=f"o-{contact_id}", customer_id=customer_id, channel=channel, state="sent",
-                decided_at=NOW, updated_at=NOW, sent_at=NOW, attempts=1,
-                provider="twilio" if channel == "sms" else "sendgrid", provider_id=provider_id, steps=[],
+                id=contact_id,
+                dedupe_key=f"rule:{contact_id}",
+                rule="late-delivery",
+                about="order",
+                entity_id=f"o-{contact_id}",
+                customer_id=customer_id,
+                channel=channel,
+                state="sent",
+                decided_at=NOW,
+                updated_at=NOW,
+                sent_at=NOW,
+                attempts=1,
+                provider="twilio" if channel == "sms" else "sendgrid",
+                provider_id=provider_id,
+                steps=[],
             )
         )
 
@@ -78,7 +93,11 @@ def customer(engine: Engine, customer_id: str) -> dict[str, Any]:
 
 def suppressions(engine: Engine) -> dict[tuple[str, str], str | None]:
     with engine.connect() as connection:
-        rows = connection.execute(sa.select(ledger.suppressions.c.customer_id, ledger.suppressions.c.channel, ledger.suppressions.c.code))
+        rows = connection.execute(
+            sa.select(
+                ledger.suppressions.c.customer_id, ledger.suppressions.c.channel, ledger.suppressions.c.code
+            )
+        )
         return {(c, ch): code for c, ch, code in rows}
 
 

@@ -47,7 +47,9 @@ def post_twilio(client: TestClient, path: str, params: dict[str, str], signature
     return client.post(path, data=params, headers=headers).status_code
 
 
-def post_sendgrid(client: TestClient, key: SendGridKey, events: list[dict[str, object]], *, tamper: bool = False) -> int:
+def post_sendgrid(
+    client: TestClient, key: SendGridKey, events: list[dict[str, object]], *, tamper: bool = False
+) -> int:
     body = json.dumps(events).encode()
     timestamp = "1772445600"
     signature = key.sign(timestamp, body)
@@ -64,7 +66,9 @@ def post_sendgrid(client: TestClient, key: SendGridKey, events: list[dict[str, o
 # -- Twilio status callbacks -----------------------------------------------------------------------
 
 
-def test_a_signed_status_callback_records_the_status_on_the_contact(client: TestClient, engine: Engine) -> None:
+def test_a_signed_status_callback_records_the_status_on_the_contact(
+    client: TestClient, engine: Engine
+) -> None:
     add_contact(engine, "ob-1", "c-1", "sms", provider_id="SM1")
     path = "/webhooks/twilio/status?outbox_id=ob-1"
     assert post_twilio(client, path, {"MessageSid": "SM1", "MessageStatus": "delivered"}) == 204
@@ -75,9 +79,13 @@ def test_a_signed_status_callback_records_the_status_on_the_contact(client: Test
     assert provider_status(engine, "ob-1") == "delivered"
 
 
-def test_a_status_callback_without_outbox_id_finds_the_contact_by_message_sid(client: TestClient, engine: Engine) -> None:
+def test_a_status_callback_without_outbox_id_finds_the_contact_by_message_sid(
+    client: TestClient, engine: Engine
+) -> None:
     add_contact(engine, "ob-2", "c-1", "sms", provider_id="SM2")
-    assert post_twilio(client, "/webhooks/twilio/status", {"MessageSid": "SM2", "MessageStatus": "sent"}) == 204
+    assert (
+        post_twilio(client, "/webhooks/twilio/status", {"MessageSid": "SM2", "MessageStatus": "sent"}) == 204
+    )
     assert provider_status(engine, "ob-2") == "sent"
 
 
@@ -87,17 +95,30 @@ def test_a_badly_signed_status_callback_is_refused_and_changes_nothing(
     add_contact(engine, "ob-1", "c-1", "sms", provider_id="SM1")
     path = "/webhooks/twilio/status?outbox_id=ob-1"
     params = {"MessageSid": "SM1", "MessageStatus": "undelivered", "ErrorCode": "21610"}
-    assert post_twilio(client, path, params, signature=twilio_signature(path, params, token="not-the-token")) == 403
+    assert (
+        post_twilio(client, path, params, signature=twilio_signature(path, params, token="not-the-token"))
+        == 403
+    )
     assert post_twilio(client, path, params, signature="") == 403
     # Signed for another contact: the query is part of what Twilio signs.
-    assert post_twilio(client, path, params, signature=twilio_signature("/webhooks/twilio/status?outbox_id=ob-9", params)) == 403
+    assert (
+        post_twilio(
+            client, path, params, signature=twilio_signature("/webhooks/twilio/status?outbox_id=ob-9", params)
+        )
+        == 403
+    )
     assert provider_status(engine, "ob-1") is None
     assert suppressions(engine) == {}
     assert customer(engine, "c-1")["sms_opt_in"] is True
-    assert b'outreach_inbound_rejections_total{endpoint="twilio_status",reason="signature"} 3.0' in metrics.render()
+    assert (
+        b'outreach_inbound_rejections_total{endpoint="twilio_status",reason="signature"} 3.0'
+        in metrics.render()
+    )
 
 
-def test_an_unsubscribed_number_is_suppressed_and_loses_sms_consent(client: TestClient, engine: Engine) -> None:
+def test_an_unsubscribed_number_is_suppressed_and_loses_sms_consent(
+    client: TestClient, engine: Engine
+) -> None:
     add_contact(engine, "ob-1", "c-1", "sms", provider_id="SM1")
     params = {"MessageSid": "SM1", "MessageStatus": "undelivered", "ErrorCode": "21610"}
     assert post_twilio(client, "/webhooks/twilio/status?outbox_id=ob-1", params) == 204
@@ -126,7 +147,12 @@ def test_stop_then_start_withdraws_and_restores_sms_consent(client: TestClient, 
 
 
 def test_other_messages_and_unknown_senders_change_nothing(client: TestClient, engine: Engine) -> None:
-    assert post_twilio(client, "/webhooks/twilio/inbound", {"From": PHONE, "Body": "please stop the late parcel"}) == 200
+    assert (
+        post_twilio(
+            client, "/webhooks/twilio/inbound", {"From": PHONE, "Body": "please stop the late parcel"}
+        )
+        == 200
+    )
     assert post_twilio(client, "/webhooks/twilio/inbound", {"From": "+14155550100", "Body": "STOP"}) == 200
     assert customer(engine, "c-1")["sms_opt_in"] is True
     assert suppressions(engine) == {}
@@ -134,7 +160,12 @@ def test_other_messages_and_unknown_senders_change_nothing(client: TestClient, e
 
 def test_a_badly_signed_stop_is_refused(client: TestClient, engine: Engine) -> None:
     params = {"From": PHONE, "Body": "STOP"}
-    assert post_twilio(client, "/webhooks/twilio/inbound", params, signature=twilio_signature("/elsewhere", params)) == 403
+    assert (
+        post_twilio(
+            client, "/webhooks/twilio/inbound", params, signature=twilio_signature("/elsewhere", params)
+        )
+        == 403
+    )
     assert customer(engine, "c-1")["sms_opt_in"] is True
 
 
@@ -155,8 +186,18 @@ def test_signed_events_record_the_status_and_a_bounce_suppresses_email(
     events: list[dict[str, object]] = [
         {"event": "delivered", "timestamp": 1772445000, "outbox_id": "ob-1", "email": "ada@example.com"},
         {"event": "processed", "timestamp": 1772444000, "outbox_id": "ob-1", "email": "ada@example.com"},
-        {"event": "bounce", "type": "bounce", "timestamp": 1772445100, "outbox_id": "ob-2", "email": "ada@example.com"},
-        {"event": "delivered", "timestamp": 1772445000, "email": "someone@example.com"},  # not sent by outreach
+        {
+            "event": "bounce",
+            "type": "bounce",
+            "timestamp": 1772445100,
+            "outbox_id": "ob-2",
+            "email": "ada@example.com",
+        },
+        {
+            "event": "delivered",
+            "timestamp": 1772445000,
+            "email": "someone@example.com",
+        },  # not sent by outreach
     ]
     assert post_sendgrid(client, sendgrid_key, events) == 204
     assert provider_status(engine, "ob-1") == "delivered"
@@ -165,7 +206,9 @@ def test_signed_events_record_the_status_and_a_bounce_suppresses_email(
     assert b'outreach_inbound_events_total{kind="bounce",source="sendgrid"} 1.0' in metrics.render()
 
 
-def test_a_blocked_bounce_is_recorded_but_does_not_suppress(client: TestClient, engine: Engine, sendgrid_key: SendGridKey) -> None:
+def test_a_blocked_bounce_is_recorded_but_does_not_suppress(
+    client: TestClient, engine: Engine, sendgrid_key: SendGridKey
+) -> None:
     add_contact(engine, "ob-1", "c-1", "email")
     event = {"event": "bounce", "type": "blocked", "timestamp": 1772445000, "outbox_id": "ob-1"}
     assert post_sendgrid(client, sendgrid_key, [event]) == 204
@@ -184,7 +227,9 @@ def test_a_tampered_or_unsigned_event_batch_is_refused_and_changes_nothing(
     assert unsigned.status_code == 403
     assert provider_status(engine, "ob-1") is None
     assert suppressions(engine) == {}
-    assert b'outreach_inbound_rejections_total{endpoint="sendgrid",reason="signature"} 3.0' in metrics.render()
+    assert (
+        b'outreach_inbound_rejections_total{endpoint="sendgrid",reason="signature"} 3.0' in metrics.render()
+    )
 
 
 def test_sendgrid_events_are_off_without_a_readable_public_key(engine: Engine) -> None:

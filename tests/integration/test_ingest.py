@@ -20,7 +20,9 @@ UTC = timezone.utc
 
 
 def write_jsonl(path: Path, records: list[dict[str, Any]]) -> Path:
-    path.write_text("".join(json.dumps(record, ensure_ascii=False) + "\n" for record in records), encoding="utf-8")
+    path.write_text(
+        "".join(json.dumps(record, ensure_ascii=False) + "\n" for record in records), encoding="utf-8"
+    )
     return path
 
 
@@ -87,7 +89,9 @@ def test_a_file_with_bad_lines_loads_nothing_and_reports_every_bad_line(engine: 
     assert rows(engine, "orders") == before
 
 
-def test_a_bad_line_late_in_a_big_file_rolls_back_the_batches_already_written(engine: Engine, tmp_path: Path) -> None:
+def test_a_bad_line_late_in_a_big_file_rolls_back_the_batches_already_written(
+    engine: Engine, tmp_path: Path
+) -> None:
     good = [{"id": f"c-{n}", "name": f"Customer {n}"} for n in range(250)]
     path = write_jsonl(tmp_path / "customers.jsonl", [*good, {"id": "c-bad", "email": "nobody@"}])
 
@@ -99,7 +103,12 @@ def test_a_bad_line_late_in_a_big_file_rolls_back_the_batches_already_written(en
 
 def test_records_are_upserted_by_id_writing_only_the_fields_they_give(engine: Engine, tmp_path: Path) -> None:
     load_good_files(engine)
-    update = {"id": "o-2", "customer_id": "c-2", "status": "delivered", "delivered_at": "2026-01-12T09:30:00+02:00"}
+    update = {
+        "id": "o-2",
+        "customer_id": "c-2",
+        "status": "delivered",
+        "delivered_at": "2026-01-12T09:30:00+02:00",
+    }
 
     report = ingest_file(engine, write_jsonl(tmp_path / "orders.jsonl", [update]))
 
@@ -114,17 +123,27 @@ def test_records_are_upserted_by_id_writing_only_the_fields_they_give(engine: En
 def test_null_clears_a_stored_field(engine: Engine, tmp_path: Path) -> None:
     load_good_files(engine)
 
-    ingest_file(engine, write_jsonl(tmp_path / "customers.jsonl", [{"id": "c-1", "phone": None, "attributes": None}]))
+    ingest_file(
+        engine, write_jsonl(tmp_path / "customers.jsonl", [{"id": "c-1", "phone": None, "attributes": None}])
+    )
 
     customer = rows(engine, "customers")["c-1"]
     assert (customer["phone"], customer["attributes"], customer["email"]) == (None, {}, "oliver@example.com")
 
 
-def test_a_new_record_gets_the_column_defaults_for_the_fields_it_omits(engine: Engine, tmp_path: Path) -> None:
+def test_a_new_record_gets_the_column_defaults_for_the_fields_it_omits(
+    engine: Engine, tmp_path: Path
+) -> None:
     ingest_file(engine, write_jsonl(tmp_path / "customers.jsonl", [{"id": "c-9"}]))
 
     customer = rows(engine, "customers")["c-9"]
-    assert (customer["name"], customer["locale"], customer["timezone"], customer["email_opt_in"], customer["attributes"]) == (
+    assert (
+        customer["name"],
+        customer["locale"],
+        customer["timezone"],
+        customer["email_opt_in"],
+        customer["attributes"],
+    ) == (
         "",
         "en",
         "UTC",
@@ -147,9 +166,7 @@ def test_the_last_record_for_an_id_in_a_file_wins(engine: Engine, tmp_path: Path
     assert (customer["name"], customer["locale"]) == ("Second", "ar")
 
 
-def test_the_orders_of_a_rejected_customers_file_are_rejected_too(
-    engine: Engine, tmp_path: Path
-) -> None:
+def test_the_orders_of_a_rejected_customers_file_are_rejected_too(engine: Engine, tmp_path: Path) -> None:
     # Each file is one transaction; a rejected customers file leaves its orders without customers.
     customers = write_jsonl(tmp_path / "customers.jsonl", [{"id": "c-1"}, {"id": "c-2", "phone": "12"}])
     orders = write_jsonl(tmp_path / "orders.jsonl", [{"id": "o-1", "customer_id": "c-1"}])
@@ -195,7 +212,10 @@ def test_the_problems_listed_are_capped_but_every_bad_line_is_counted(engine: En
     report = ingest_file(engine, path, max_problems=5)
 
     assert (len(report.problems), report.bad_lines) == (5, 30)
-    assert report.summary() == f"{path}: 30 bad lines (the first 5 are listed); nothing was loaded from this file"
+    assert (
+        report.summary()
+        == f"{path}: 30 bad lines (the first 5 are listed); nothing was loaded from this file"
+    )
 
 
 def test_gzipped_files_are_read_through(engine: Engine, tmp_path: Path) -> None:
@@ -235,7 +255,13 @@ def test_batching_does_not_change_what_is_loaded(engine: Engine, tmp_path: Path,
     ingest_file(engine, write_jsonl(tmp_path / "orders.jsonl", records), batch_size=batch_size)
 
     assert {id_: row["total"] for id_, row in rows(engine, "orders").items()} == {
-        "o-0": 14.0, "o-1": 15.0, "o-2": 16.0, "o-3": 17.0, "o-4": 18.0, "o-5": 19.0, "o-6": 13.0,
+        "o-0": 14.0,
+        "o-1": 15.0,
+        "o-2": 16.0,
+        "o-3": 17.0,
+        "o-4": 18.0,
+        "o-5": 19.0,
+        "o-6": 13.0,
     }
 
 

@@ -57,7 +57,9 @@ def test_good_csv_files_load(engine: Engine, settings_file: Path) -> None:
     assert [len(rows) for rows in state(engine).values()] == [2, 0, 1, 0]
 
 
-def test_a_file_with_bad_lines_exits_1_listing_each_line_and_changes_nothing(engine: Engine, settings_file: Path) -> None:
+def test_a_file_with_bad_lines_exits_1_listing_each_line_and_changes_nothing(
+    engine: Engine, settings_file: Path
+) -> None:
     assert ingest(settings_file, *DATA.glob("good/*.jsonl")).exit_code == 0
     before = state(engine)
     bad = DATA / "bad" / "orders.jsonl"
@@ -68,7 +70,14 @@ def test_a_file_with_bad_lines_exits_1_listing_each_line_and_changes_nothing(eng
     assert result.stdout == ""
     lines = result.stderr.splitlines()
     assert [line.split(": ", 1)[0] for line in lines] == [
-        f"{bad}:2", f"{bad}:3", f"{bad}:4", f"{bad}:5", f"{bad}:6", f"{bad}:6", f"{bad}:7", str(bad),
+        f"{bad}:2",
+        f"{bad}:3",
+        f"{bad}:4",
+        f"{bad}:5",
+        f"{bad}:6",
+        f"{bad}:6",
+        f"{bad}:7",
+        str(bad),
     ]
     assert lines[0] == (
         f"{bad}:2: status: 'shiped' is not an order status (one of placed, shipped, delivered, cancelled); "
@@ -85,11 +94,18 @@ def test_a_bad_csv_file_exits_1_listing_each_line(engine: Engine, settings_file:
     result = ingest(settings_file, bad)
 
     assert result.exit_code == 1
-    assert [line.split(": ", 1)[0] for line in result.stderr.splitlines()] == [f"{bad}:3", f"{bad}:4", f"{bad}:5", str(bad)]
+    assert [line.split(": ", 1)[0] for line in result.stderr.splitlines()] == [
+        f"{bad}:3",
+        f"{bad}:4",
+        f"{bad}:5",
+        str(bad),
+    ]
     assert state(engine)["checkouts"] == []
 
 
-def test_good_files_load_even_when_another_file_of_the_command_is_rejected(engine: Engine, settings_file: Path) -> None:
+def test_good_files_load_even_when_another_file_of_the_command_is_rejected(
+    engine: Engine, settings_file: Path
+) -> None:
     result = ingest(settings_file, DATA / "bad" / "orders.jsonl", DATA / "good" / "customers.jsonl")
 
     assert result.exit_code == 1
@@ -97,7 +113,9 @@ def test_good_files_load_even_when_another_file_of_the_command_is_rejected(engin
     assert len(state(engine)["customers"]) == 3
 
 
-def test_loading_a_changed_record_again_updates_it_by_id(engine: Engine, settings_file: Path, tmp_path: Path) -> None:
+def test_loading_a_changed_record_again_updates_it_by_id(
+    engine: Engine, settings_file: Path, tmp_path: Path
+) -> None:
     assert ingest(settings_file, DATA / "good" / "customers.jsonl").exit_code == 0
     changed = tmp_path / "people.jsonl"
     changed.write_text('{"id": "c-1", "name": "Oliver B. Bennett", "sms_opt_in": true}\n', encoding="utf-8")
@@ -115,7 +133,9 @@ def test_an_unknown_table_is_a_usage_error(engine: Engine, settings_file: Path) 
     result = ingest(settings_file, "--table", "order", DATA / "good" / "orders.jsonl")
 
     assert result.exit_code == 2
-    assert "'order' is not a table: use one of customers, orders, checkouts, survey_responses" in result.stderr
+    assert (
+        "'order' is not a table: use one of customers, orders, checkouts, survey_responses" in result.stderr
+    )
 
 
 def test_a_missing_file_is_a_usage_error(engine: Engine, settings_file: Path, tmp_path: Path) -> None:

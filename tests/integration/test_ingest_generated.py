@@ -31,7 +31,13 @@ def test_the_same_arguments_generate_the_same_files(tmp_path: Path) -> None:
     generate.write(200, tmp_path / "a", NOW, 7)
     generate.write(200, tmp_path / "b", NOW, 7)
 
-    for name in ("customers.jsonl", "orders.jsonl", "checkouts.jsonl", "survey_responses.jsonl", "manifest.json"):
+    for name in (
+        "customers.jsonl",
+        "orders.jsonl",
+        "checkouts.jsonl",
+        "survey_responses.jsonl",
+        "manifest.json",
+    ):
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
 
 

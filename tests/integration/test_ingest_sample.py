@@ -22,7 +22,11 @@ def canonical_conditions(now: datetime) -> dict[str, tuple[object, ColumnElement
     return {
         "late-delivery": (
             ORDERS,
-            and_(ORDERS.c.status != "cancelled", ORDERS.c.delivered_at.is_(None), ORDERS.c.promised_at < now - timedelta(days=1)),
+            and_(
+                ORDERS.c.status != "cancelled",
+                ORDERS.c.delivered_at.is_(None),
+                ORDERS.c.promised_at < now - timedelta(days=1),
+            ),
         ),
         "stalled-checkout": (
             CHECKOUTS,
@@ -35,7 +39,11 @@ def canonical_conditions(now: datetime) -> dict[str, tuple[object, ColumnElement
         ),
         "detractor-follow-up": (
             SURVEYS,
-            and_(SURVEYS.c.kind == "nps", SURVEYS.c.score <= 6, SURVEYS.c.responded_at > now - timedelta(days=7)),
+            and_(
+                SURVEYS.c.kind == "nps",
+                SURVEYS.c.score <= 6,
+                SURVEYS.c.responded_at > now - timedelta(days=7),
+            ),
         ),
     }
 
@@ -49,7 +57,10 @@ EXPECTED = {
 
 @pytest.mark.parametrize(
     "now",
-    [datetime(2026, 11, 24, 9, 30, tzinfo=timezone.utc), datetime(2031, 2, 28, 23, 59, 59, 999999, tzinfo=timezone.utc)],
+    [
+        datetime(2026, 11, 24, 9, 30, tzinfo=timezone.utc),
+        datetime(2031, 2, 28, 23, 59, 59, 999999, tzinfo=timezone.utc),
+    ],
 )
 def test_the_sample_matches_each_canonical_rule_whenever_it_is_loaded(engine: Engine, now: datetime) -> None:
     load_sample(engine, now)
@@ -68,7 +79,11 @@ def test_loading_the_sample_twice_upserts_rather_than_duplicates(engine: Engine)
 
     assert first == second
     with engine.connect() as connection:
-        assert connection.execute(select(func.count()).select_from(CUSTOMERS)).scalar_one() == first.customers == 12
+        assert (
+            connection.execute(select(func.count()).select_from(CUSTOMERS)).scalar_one()
+            == first.customers
+            == 12
+        )
 
 
 def test_the_sample_times_are_shifted_by_the_distance_from_the_anchor() -> None:
@@ -86,7 +101,11 @@ def test_the_sample_has_english_and_arabic_customers_across_time_zones_and_local
     assert sum(any("\u0600" <= char <= "\u06ff" for char in c["name"]) for c in customers) >= 5
     assert sum(c["name"].isascii() for c in customers) >= 5
     assert {c["timezone"] for c in customers} == {
-        "Europe/London", "America/New_York", "Asia/Riyadh", "Africa/Cairo", "Asia/Dubai",
+        "Europe/London",
+        "America/New_York",
+        "Asia/Riyadh",
+        "Africa/Cairo",
+        "Asia/Dubai",
     }
     assert {c["locale"] for c in customers} == {"en", "ar", "ar-EG"}
     assert {c["preferred_channel"] for c in customers} == {"email", "sms", None}

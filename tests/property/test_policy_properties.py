@@ -25,21 +25,33 @@ from outreach.policy import (
 UTC = timezone.utc
 # Half-hour offsets, half-hour DST (Lord Howe), a whole skipped day (Apia, 2011-12-30).
 ZONES = [
-    "Europe/London", "Asia/Dubai", "America/New_York", "Asia/Kolkata", "Australia/Lord_Howe",
-    "Pacific/Apia", "America/Santiago", "UTC",
+    "Europe/London",
+    "Asia/Dubai",
+    "America/New_York",
+    "Asia/Kolkata",
+    "Australia/Lord_Howe",
+    "Pacific/Apia",
+    "America/Santiago",
+    "UTC",
 ]
 
 zones = st.sampled_from(ZONES)
-any_instant = st.datetimes(min_value=datetime(2010, 1, 1), max_value=datetime(2030, 12, 31), timezones=st.just(UTC))
+any_instant = st.datetimes(
+    min_value=datetime(2010, 1, 1), max_value=datetime(2030, 12, 31), timezones=st.just(UTC)
+)
 # Quarter hours too, so instants fall exactly on the edges of windows (in whole-hour zones).
-instants = st.one_of(any_instant, any_instant.map(lambda d: d.replace(minute=d.minute // 15 * 15, second=0, microsecond=0)))
+instants = st.one_of(
+    any_instant, any_instant.map(lambda d: d.replace(minute=d.minute // 15 * 15, second=0, microsecond=0))
+)
 wall_times = st.builds(time, st.integers(0, 23), st.sampled_from([0, 15, 30, 45]))
 windows = st.tuples(wall_times, wall_times).filter(lambda w: w[0] != w[1]).map(lambda w: QuietHours(*w))
 
 
 @settings(max_examples=400, deadline=None)
 @given(window=windows, zone=zones, instant=instants)
-def test_the_next_allowed_instant_is_the_first_outside_the_window(window: QuietHours, zone: str, instant: datetime) -> None:
+def test_the_next_allowed_instant_is_the_first_outside_the_window(
+    window: QuietHours, zone: str, instant: datetime
+) -> None:
     tz = ZoneInfo(zone)
     allowed = window.next_allowed(instant, tz)
     assert allowed >= instant
@@ -101,15 +113,21 @@ def test_no_customer_gets_more_contacts_than_the_caps_in_any_local_day_or_week(
         for _rule, _entity, who in matches:
             zone_of.setdefault(who.id, who.timezone)
         candidates = [
-            Candidate(rule, f"o-{entity}", replace(who, timezone=zone_of[who.id])) for rule, entity, who in matches
+            Candidate(rule, f"o-{entity}", replace(who, timezone=zone_of[who.id]))
+            for rule, entity, who in matches
         ]
         for decision in decide(candidates, ledger, limits, now):
             if decision.state == "duplicate":
                 continue
             ledger.setdefault(decision.customer_id, []).append(
                 PastContact(
-                    rule=decision.rule, dedupe_key=decision.dedupe_key, channel=decision.channel,
-                    state=decision.state, decided_at=now, send_at=decision.send_at, expires_at=decision.expires_at,
+                    rule=decision.rule,
+                    dedupe_key=decision.dedupe_key,
+                    channel=decision.channel,
+                    state=decision.state,
+                    decided_at=now,
+                    send_at=decision.send_at,
+                    expires_at=decision.expires_at,
                 )
             )
     for customer_id, rows in ledger.items():

@@ -66,7 +66,9 @@ def time(depth: int) -> st.SearchStrategy[str]:
         return leaves
     return st.one_of(
         leaves,
-        st.tuples(time(depth - 1), st.sampled_from(["+", "-"]), duration).map(lambda t: f"({t[0]} {t[1]} {t[2]})"),
+        st.tuples(time(depth - 1), st.sampled_from(["+", "-"]), duration).map(
+            lambda t: f"({t[0]} {t[1]} {t[2]})"
+        ),
     )
 
 
@@ -184,7 +186,9 @@ def _load(engine: Engine, people: list[dict[str, Any]], purchases: list[dict[str
         )
         rows = []
         for i, purchase in enumerate(purchases):
-            row = dict(purchase, id=f"o{i}", customer_id=f"c{purchase['customer'] % len(people)}", attributes={})
+            row = dict(
+                purchase, id=f"o{i}", customer_id=f"c{purchase['customer'] % len(people)}", attributes={}
+            )
             row.pop("customer")
             rows.append(row)
         connection.execute(orders.insert(), rows)
@@ -208,7 +212,13 @@ def _python_matches(engine: Engine, expr: Any) -> set[str]:
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 @given(data=st.data(), people=customer_rows, purchases=order_rows)
-def test_sql_and_python_agree_on_every_record(engine: Engine, family: str, data: st.DataObject, people: list[dict[str, Any]], purchases: list[dict[str, Any]]) -> None:
+def test_sql_and_python_agree_on_every_record(
+    engine: Engine,
+    family: str,
+    data: st.DataObject,
+    people: list[dict[str, Any]],
+    purchases: list[dict[str, Any]],
+) -> None:
     """For any expression and any data, the SQL query matches exactly the orders the Python predicate accepts."""
     text = data.draw(condition(2, FAMILIES[family]), label="when")
     try:
@@ -224,17 +234,35 @@ def test_sql_and_python_agree_on_every_record(engine: Engine, family: str, data:
 
 @pytest.mark.parametrize(
     "text",
-    ["order.total == (0 / 0)", "order.total < (0 / 0)", "not (order.total != 1 / 0)", "order.total * (0 / 0) is null"],
+    [
+        "order.total == (0 / 0)",
+        "order.total < (0 / 0)",
+        "not (order.total != 1 / 0)",
+        "order.total * (0 / 0) is null",
+    ],
 )
 def test_a_computed_null_is_unknown_in_sql_as_in_python(engine: Engine, text: str) -> None:
     """A constant that computes to null (division by zero) compares as unknown on both sides, never as `IS NULL`."""
     expr = compile_expression(text, "order")
     people = [{"name": "a", "email_opt_in": True, "sms_opt_in": True, "attributes": {}}]
     purchases = [
-        {"customer": 0, "status": "placed", "carrier": None, "total": total, "placed_at": None, "promised_at": None, "delivered_at": None}
+        {
+            "customer": 0,
+            "status": "placed",
+            "carrier": None,
+            "total": total,
+            "placed_at": None,
+            "promised_at": None,
+            "delivered_at": None,
+        }
         for total in (None, 0, 1.5)
     ]
     _load(engine, people, purchases)
     with engine.connect() as connection:
-        in_sql = {entity for entity, _customer in connection.execute(matches_query("order", expr, engine.dialect.name, NOW))}
+        in_sql = {
+            entity
+            for entity, _customer in connection.execute(
+                matches_query("order", expr, engine.dialect.name, NOW)
+            )
+        }
     assert in_sql == _python_matches(engine, expr)

@@ -61,13 +61,27 @@ def test_every_table_column_has_exactly_one_validation_rule() -> None:
         ("customers", {"id": 42}, {"id": "42"}),
         ("orders", order(currency="egp"), {"currency": "EGP"}),
         ("orders", order(total=0), {"total": 0.0}),
-        ("orders", order(placed_at="2026-01-05T14:00:00+02:00"), {"placed_at": datetime(2026, 1, 5, 12, tzinfo=UTC)}),
-        ("orders", order(placed_at="2026-01-05T12:00:00Z"), {"placed_at": datetime(2026, 1, 5, 12, tzinfo=UTC)}),
-        ("orders", order(tracking_url="https://track.example.com/a?b=1"), {"tracking_url": "https://track.example.com/a?b=1"}),
+        (
+            "orders",
+            order(placed_at="2026-01-05T14:00:00+02:00"),
+            {"placed_at": datetime(2026, 1, 5, 12, tzinfo=UTC)},
+        ),
+        (
+            "orders",
+            order(placed_at="2026-01-05T12:00:00Z"),
+            {"placed_at": datetime(2026, 1, 5, 12, tzinfo=UTC)},
+        ),
+        (
+            "orders",
+            order(tracking_url="https://track.example.com/a?b=1"),
+            {"tracking_url": "https://track.example.com/a?b=1"},
+        ),
         ("survey_responses", {"id": "s1", "customer_id": "c1", "score": 7.0}, {"score": 7}),
     ],
 )
-def test_a_good_value_is_cleaned_to_its_stored_form(table: str, record: dict[str, Any], expected: dict[str, Any]) -> None:
+def test_a_good_value_is_cleaned_to_its_stored_form(
+    table: str, record: dict[str, Any], expected: dict[str, Any]
+) -> None:
     result = validate_record(table, record)
     assert isinstance(result, dict), result
     assert {name: result[name] for name in expected} == expected
@@ -82,33 +96,101 @@ def test_a_good_value_is_cleaned_to_its_stored_form(table: str, record: dict[str
         ("customers", {"id": 1.5}, "id: must be a string, got a number"),
         ("orders", {"id": "o1"}, "customer_id is missing"),
         ("customers", customer(emial="a@example.com"), "unknown field 'emial' (did you mean 'email'?)"),
-        ("customers", customer(email="ann@"), "email: 'ann@' is not a valid email address: There must be something after the @-sign."),
-        ("customers", customer(email="ann.example.com"), "email: 'ann.example.com' is not a valid email address"),
-        ("customers", customer(phone="07700 900123"), "phone: '07700 900123' is not a phone number in international format"),
-        ("customers", customer(phone="+44 7700 900123"), "phone: '+44 7700 900123' is not a valid phone number"),
-        ("customers", customer(phone=447911123456), "phone: must be a phone number like +447911123456, got a number"),
+        (
+            "customers",
+            customer(email="ann@"),
+            "email: 'ann@' is not a valid email address: There must be something after the @-sign.",
+        ),
+        (
+            "customers",
+            customer(email="ann.example.com"),
+            "email: 'ann.example.com' is not a valid email address",
+        ),
+        (
+            "customers",
+            customer(phone="07700 900123"),
+            "phone: '07700 900123' is not a phone number in international format",
+        ),
+        (
+            "customers",
+            customer(phone="+44 7700 900123"),
+            "phone: '+44 7700 900123' is not a valid phone number",
+        ),
+        (
+            "customers",
+            customer(phone=447911123456),
+            "phone: must be a phone number like +447911123456, got a number",
+        ),
         ("customers", customer(locale="xx"), "locale: 'xx' is not a locale Babel knows (e.g. en, ar, ar-EG)"),
-        ("customers", customer(timezone="Europe/Londn"), "timezone: 'Europe/Londn' is not an IANA time zone (did you mean 'Europe/London'?)"),
-        ("customers", customer(timezone="europe/london"), "timezone: 'europe/london' is not an IANA time zone (did you mean 'Europe/London'?)"),
+        (
+            "customers",
+            customer(timezone="Europe/Londn"),
+            "timezone: 'Europe/Londn' is not an IANA time zone (did you mean 'Europe/London'?)",
+        ),
+        (
+            "customers",
+            customer(timezone="europe/london"),
+            "timezone: 'europe/london' is not an IANA time zone (did you mean 'Europe/London'?)",
+        ),
         ("customers", customer(timezone="GMT+3"), "timezone: 'GMT+3' is not an IANA time zone"),
-        ("customers", customer(preferred_channel="whatsapp"), "preferred_channel: 'whatsapp' is not a channel (one of email, sms)"),
+        (
+            "customers",
+            customer(preferred_channel="whatsapp"),
+            "preferred_channel: 'whatsapp' is not a channel (one of email, sms)",
+        ),
         ("customers", customer(email_opt_in="yes"), "email_opt_in: must be true or false, got a string"),
         ("customers", customer(attributes=["gold"]), "attributes: must be a JSON object {…}, got a list"),
-        ("orders", order(status="shiped"), "status: 'shiped' is not an order status (one of placed, shipped, delivered, cancelled); did you mean 'shipped'?"),
+        (
+            "orders",
+            order(status="shiped"),
+            "status: 'shiped' is not an order status (one of placed, shipped, delivered, cancelled); did you mean 'shipped'?",
+        ),
         ("orders", order(status=None), "status cannot be empty"),
-        ("orders", order(promised_at="2026-01-05"), "promised_at: '2026-01-05' has no UTC offset: add Z or +HH:MM"),
-        ("orders", order(promised_at="2026-01-05T12:00:00"), "promised_at: '2026-01-05T12:00:00' has no UTC offset"),
-        ("orders", order(promised_at="5 Jan 2026"), "promised_at: '5 Jan 2026' is not an ISO 8601 time (e.g. 2026-11-24T09:30:00Z)"),
+        (
+            "orders",
+            order(promised_at="2026-01-05"),
+            "promised_at: '2026-01-05' has no UTC offset: add Z or +HH:MM",
+        ),
+        (
+            "orders",
+            order(promised_at="2026-01-05T12:00:00"),
+            "promised_at: '2026-01-05T12:00:00' has no UTC offset",
+        ),
+        (
+            "orders",
+            order(promised_at="5 Jan 2026"),
+            "promised_at: '5 Jan 2026' is not an ISO 8601 time (e.g. 2026-11-24T09:30:00Z)",
+        ),
         ("orders", order(promised_at=1767614400), "promised_at: must be an ISO 8601 time with an offset"),
         ("orders", order(total="12.50"), "total: must be a number, got a string"),
         ("orders", order(total=-3), "total: -3 is not an amount: write a number ≥ 0"),
         ("orders", order(total=True), "total: must be a number, got a boolean"),
         ("orders", order(currency="EUD"), "currency: 'EUD' is not an ISO 4217 currency code"),
-        ("orders", order(tracking_url="track.example.com/1"), "tracking_url: 'track.example.com/1' is not an http(s) URL"),
-        ("checkouts", {"id": "k1", "customer_id": "c1", "items": {"sku": "A"}}, "items: must be a JSON list […], got an object"),
-        ("survey_responses", {"id": "s1", "customer_id": "c1", "kind": "NPS"}, "kind: 'NPS' is not a survey kind (one of nps, csat, ces); did you mean 'nps'?"),
-        ("survey_responses", {"id": "s1", "customer_id": "c1", "score": 11}, "score: 11 is out of range: scores go from 0 to 10"),
-        ("survey_responses", {"id": "s1", "customer_id": "c1", "score": 6.5}, "score: 6.5 is not a whole number from 0 to 10"),
+        (
+            "orders",
+            order(tracking_url="track.example.com/1"),
+            "tracking_url: 'track.example.com/1' is not an http(s) URL",
+        ),
+        (
+            "checkouts",
+            {"id": "k1", "customer_id": "c1", "items": {"sku": "A"}},
+            "items: must be a JSON list […], got an object",
+        ),
+        (
+            "survey_responses",
+            {"id": "s1", "customer_id": "c1", "kind": "NPS"},
+            "kind: 'NPS' is not a survey kind (one of nps, csat, ces); did you mean 'nps'?",
+        ),
+        (
+            "survey_responses",
+            {"id": "s1", "customer_id": "c1", "score": 11},
+            "score: 11 is out of range: scores go from 0 to 10",
+        ),
+        (
+            "survey_responses",
+            {"id": "s1", "customer_id": "c1", "score": 6.5},
+            "score: 6.5 is not a whole number from 0 to 10",
+        ),
     ],
 )
 def test_a_bad_value_is_reported_with_its_field_and_what_to_write(
@@ -126,7 +208,11 @@ def test_every_problem_of_a_record_is_reported_not_just_the_first() -> None:
 
 
 def test_only_the_fields_a_record_gives_are_in_its_clean_row() -> None:
-    assert validate_record("orders", order(status="delivered")) == {"id": "o1", "customer_id": "c1", "status": "delivered"}
+    assert validate_record("orders", order(status="delivered")) == {
+        "id": "o1",
+        "customer_id": "c1",
+        "status": "delivered",
+    }
 
 
 def test_null_clears_a_field_to_null_or_to_the_column_default() -> None:
@@ -144,14 +230,31 @@ def test_null_clears_a_field_to_null_or_to_the_column_default() -> None:
 
 @pytest.mark.parametrize(
     ("cell", "value"),
-    [("true", True), ("TRUE", True), ("yes", True), ("1", True), ("false", False), ("No", False), ("0", False)],
+    [
+        ("true", True),
+        ("TRUE", True),
+        ("yes", True),
+        ("1", True),
+        ("false", False),
+        ("No", False),
+        ("0", False),
+    ],
 )
 def test_csv_booleans_are_read_from_the_usual_spellings(cell: str, value: bool) -> None:
-    assert validate_record("customers", {"id": "c1", "sms_opt_in": cell}, from_text=True) == {"id": "c1", "sms_opt_in": value}
+    assert validate_record("customers", {"id": "c1", "sms_opt_in": cell}, from_text=True) == {
+        "id": "c1",
+        "sms_opt_in": value,
+    }
 
 
 def test_csv_cells_are_parsed_as_numbers_json_and_null_where_the_field_needs_it() -> None:
-    cells = {"id": "k1", "customer_id": "c1", "cart_value": "89.50", "items": '[{"sku": "A", "qty": 2}]', "completed_at": ""}
+    cells = {
+        "id": "k1",
+        "customer_id": "c1",
+        "cart_value": "89.50",
+        "items": '[{"sku": "A", "qty": 2}]',
+        "completed_at": "",
+    }
     assert validate_record("checkouts", cells, from_text=True) == {
         "id": "k1",
         "customer_id": "c1",
@@ -164,15 +267,33 @@ def test_csv_cells_are_parsed_as_numbers_json_and_null_where_the_field_needs_it(
 @pytest.mark.parametrize(
     ("table", "cells", "problem"),
     [
-        ("customers", {"id": "c1", "sms_opt_in": "maybe"}, "sms_opt_in: 'maybe' is not a boolean: write true/false, yes/no or 1/0"),
-        ("orders", {"id": "o1", "customer_id": "c1", "total": "12,50"}, "total: '12,50' is not a number: write e.g. 49.90"),
+        (
+            "customers",
+            {"id": "c1", "sms_opt_in": "maybe"},
+            "sms_opt_in: 'maybe' is not a boolean: write true/false, yes/no or 1/0",
+        ),
+        (
+            "orders",
+            {"id": "o1", "customer_id": "c1", "total": "12,50"},
+            "total: '12,50' is not a number: write e.g. 49.90",
+        ),
         ("orders", {"id": "o1", "customer_id": "c1", "total": "nan"}, "total: nan is not an amount"),
-        ("orders", {"id": "o1", "customer_id": "c1", "attributes": "{tier: gold}"}, "attributes: is not valid JSON"),
+        (
+            "orders",
+            {"id": "o1", "customer_id": "c1", "attributes": "{tier: gold}"},
+            "attributes: is not valid JSON",
+        ),
         ("orders", {"id": "", "customer_id": "c1"}, "id is missing"),
-        ("survey_responses", {"id": "s1", "customer_id": "c1", "score": "high"}, "score: 'high' is not a whole number from 0 to 10"),
+        (
+            "survey_responses",
+            {"id": "s1", "customer_id": "c1", "score": "high"},
+            "score: 'high' is not a whole number from 0 to 10",
+        ),
     ],
 )
-def test_a_bad_csv_cell_is_reported_like_a_bad_json_value(table: str, cells: dict[str, str], problem: str) -> None:
+def test_a_bad_csv_cell_is_reported_like_a_bad_json_value(
+    table: str, cells: dict[str, str], problem: str
+) -> None:
     result = validate_record(table, cells, from_text=True)
     assert isinstance(result, list)
     assert any(message.startswith(problem) for message in result), result
@@ -232,7 +353,9 @@ def test_a_csv_header_with_unknown_or_missing_columns_is_reported_on_line_one() 
         "f.csv:1: header: unknown field 'emial' (did you mean 'email'?)",
         "f.csv:1: header: column 'name' appears twice",
     ]
-    assert [str(p) for _, p in _read_csv("id,total\no1,3\n", "orders")] == ["f.csv:1: header: no 'customer_id' column"]
+    assert [str(p) for _, p in _read_csv("id,total\no1,3\n", "orders")] == [
+        "f.csv:1: header: no 'customer_id' column"
+    ]
 
 
 def test_a_csv_row_with_the_wrong_number_of_cells_is_a_problem_on_its_line() -> None:
@@ -249,7 +372,9 @@ def test_a_csv_row_with_the_wrong_number_of_cells_is_a_problem_on_its_line() -> 
 )
 def test_the_fast_email_check_agrees_with_email_validator(address: str) -> None:
     try:
-        expected: str | None = email_validator.validate_email(address.strip(), check_deliverability=False).normalized
+        expected: str | None = email_validator.validate_email(
+            address.strip(), check_deliverability=False
+        ).normalized
     except email_validator.EmailNotValidError:
         expected = None
     try:
@@ -275,7 +400,9 @@ def test_the_fast_phone_check_agrees_with_phonenumbers_on_every_regions_examples
         for candidate in (text, text[:-1], text + "1", text[:-1] + str((int(text[-1]) + 5) % 10)):
             number = phonenumbers.parse(candidate, None)
             valid = phonenumbers.is_valid_number(number)
-            expected = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164) if valid else None
+            expected = (
+                phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164) if valid else None
+            )
             try:
                 actual: str | None = parse_phone(candidate)
             except ValueError:
@@ -289,7 +416,9 @@ def test_jsonl_lines_outside_strict_json_are_read_as_python_reads_them() -> None
     records = _read_jsonl('{"id": "a", "total": NaN}\n{"id": "b", "total": Infinity}\n')
     for _, record in records:
         result = validate_record("orders", {"id": "o1", "customer_id": "c1", "total": record["total"]})
-        assert isinstance(result, list) and result[0].endswith("is not an amount: write a number ≥ 0, e.g. 49.90")
+        assert isinstance(result, list) and result[0].endswith(
+            "is not an amount: write a number ≥ 0, e.g. 49.90"
+        )
 
 
 def test_a_cleared_json_field_is_a_fresh_value_each_time() -> None:
@@ -302,14 +431,22 @@ def test_a_cleared_json_field_is_a_fresh_value_each_time() -> None:
 
 def _every_region_examples() -> list[phonenumbers.PhoneNumber]:
     numbers = []
-    kinds = (phonenumbers.PhoneNumberType.MOBILE, phonenumbers.PhoneNumberType.FIXED_LINE, phonenumbers.PhoneNumberType.TOLL_FREE)
+    kinds = (
+        phonenumbers.PhoneNumberType.MOBILE,
+        phonenumbers.PhoneNumberType.FIXED_LINE,
+        phonenumbers.PhoneNumberType.TOLL_FREE,
+    )
     for region in sorted(phonenumbers.SUPPORTED_REGIONS):
         for kind in kinds:
             example = phonenumbers.example_number_for_type(region, kind)
             if example is not None:
                 numbers.append(example)
                 # A neighbour of a valid number is often invalid, or valid for another region.
-                numbers.append(phonenumbers.PhoneNumber(country_code=example.country_code, national_number=example.national_number + 1))
+                numbers.append(
+                    phonenumbers.PhoneNumber(
+                        country_code=example.country_code, national_number=example.national_number + 1
+                    )
+                )
     return numbers
 
 
@@ -317,5 +454,9 @@ def test_the_phone_check_agrees_with_libphonenumber_for_every_region() -> None:
     """The faster validity check gives libphonenumber's answer for example numbers of every region and their neighbours."""
     numbers = _every_region_examples()
     assert len(numbers) > 1000
-    disagreements = [phonenumbers.format_number(n, phonenumbers.PhoneNumberFormat.E164) for n in numbers if is_valid_phone(n) != phonenumbers.is_valid_number(n)]
+    disagreements = [
+        phonenumbers.format_number(n, phonenumbers.PhoneNumberFormat.E164)
+        for n in numbers
+        if is_valid_phone(n) != phonenumbers.is_valid_number(n)
+    ]
     assert disagreements == []

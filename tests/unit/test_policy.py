@@ -43,16 +43,27 @@ def utc(year: int, month: int, day: int, hour: int = 0, minute: int = 0) -> date
 
 def customer(**fields: Any) -> Recipient:
     values: dict[str, Any] = dict(
-        id="c-1", timezone="Europe/London", preferred_channel=None, email="ann@example.com",
-        phone="+447700900123", email_opt_in=True, sms_opt_in=True,
+        id="c-1",
+        timezone="Europe/London",
+        preferred_channel=None,
+        email="ann@example.com",
+        phone="+447700900123",
+        email_opt_in=True,
+        sms_opt_in=True,
     )
     return Recipient(**{**values, **fields})
 
 
-def past(rule: str = "late-delivery", entity: str = "o-0", state: str = "sent", at: datetime = NOW, **fields: Any) -> PastContact:
+def past(
+    rule: str = "late-delivery", entity: str = "o-0", state: str = "sent", at: datetime = NOW, **fields: Any
+) -> PastContact:
     values: dict[str, Any] = dict(
-        rule=rule, dedupe_key=f"{rule}:order:{entity}", channel="email", state=state,
-        decided_at=at, send_at=at,
+        rule=rule,
+        dedupe_key=f"{rule}:order:{entity}",
+        channel="email",
+        state=state,
+        decided_at=at,
+        send_at=at,
     )
     return PastContact(**{**values, **fields})
 
@@ -200,16 +211,29 @@ def test_a_match_already_contacted_or_closed_is_a_duplicate(state: str) -> None:
     earlier = past(entity="o-1", state=state, at=NOW - timedelta(days=30))
     decision = one(history=[earlier])
     assert (decision.state, decision.channel, decision.send_at) == ("duplicate", None, None)
-    assert decision.reason == f"already decided 2026-10-25 12:00 UTC ({state}): one contact per rule and order, ever"
+    assert (
+        decision.reason
+        == f"already decided 2026-10-25 12:00 UTC ({state}): one contact per rule and order, ever"
+    )
     assert [name for name, _ in decision.steps] == ["dedupe"]
 
 
 @pytest.mark.parametrize("state", ["skipped", "suppressed"])
 def test_a_match_held_back_before_is_decided_again_keeping_its_first_expiry(state: str) -> None:
     rule = replace(LATE, expires=timedelta(days=2))
-    earlier = past(entity="o-1", state=state, at=NOW - timedelta(days=1), send_at=None, expires_at=NOW + timedelta(days=1))
+    earlier = past(
+        entity="o-1",
+        state=state,
+        at=NOW - timedelta(days=1),
+        send_at=None,
+        expires_at=NOW + timedelta(days=1),
+    )
     decision = one(rule=rule, history=[earlier])
-    assert (decision.state, decision.send_at, decision.expires_at) == ("pending", NOW, NOW + timedelta(days=1))
+    assert (decision.state, decision.send_at, decision.expires_at) == (
+        "pending",
+        NOW,
+        NOW + timedelta(days=1),
+    )
     assert decision.steps[0] == ("dedupe", f"decided again: {state} 2026-11-23 12:00 UTC")
 
 
@@ -224,7 +248,10 @@ def test_a_rule_about_customers_contacts_each_customer_once_even_within_one_run(
     who = customer()
     first, second = decide([Candidate(WELCOME, "c-1", who), Candidate(WELCOME, "x", who)], {}, ROOMY, NOW)
     assert first.state == "pending"
-    assert (second.state, second.reason) == ("duplicate", "already decided in this run (pending): one contact per rule and customer")
+    assert (second.state, second.reason) == (
+        "duplicate",
+        "already decided in this run (pending): one contact per rule and customer",
+    )
 
 
 def test_another_rule_about_the_same_order_is_not_a_duplicate() -> None:
@@ -242,12 +269,25 @@ def test_another_rule_about_the_same_order_is_not_a_duplicate() -> None:
         (("email",), {"preferred_channel": "sms"}, "email", "email opted in → email"),
         (("sms", "email"), {"sms_opt_in": False}, "email", "no SMS consent; email opted in → email"),
         (("sms", "email"), {"phone": None}, "email", "no phone number; email opted in → email"),
-        (("sms", "email"), {"suppressed": frozenset({"sms"})}, "email",
-         "SMS suppressed (bounce, complaint or STOP); email opted in → email"),
-        (("email", "sms"), {"preferred_channel": "sms", "suppressed": frozenset({"sms"})}, "email",
-         "SMS suppressed (bounce, complaint or STOP); email opted in → email"),
+        (
+            ("sms", "email"),
+            {"suppressed": frozenset({"sms"})},
+            "email",
+            "SMS suppressed (bounce, complaint or STOP); email opted in → email",
+        ),
+        (
+            ("email", "sms"),
+            {"preferred_channel": "sms", "suppressed": frozenset({"sms"})},
+            "email",
+            "SMS suppressed (bounce, complaint or STOP); email opted in → email",
+        ),
         (("email", "sms"), {"email": None}, "sms", "no email address; SMS opted in → sms"),
-        (("email", "sms"), {"email_opt_in": False, "preferred_channel": "sms"}, "sms", "preferred SMS opted in → sms"),
+        (
+            ("email", "sms"),
+            {"email_opt_in": False, "preferred_channel": "sms"},
+            "sms",
+            "preferred SMS opted in → sms",
+        ),
     ],
 )
 def test_the_channel_is_the_first_with_address_consent_and_no_suppression_preferred_first(
@@ -260,10 +300,17 @@ def test_the_channel_is_the_first_with_address_consent_and_no_suppression_prefer
 @pytest.mark.parametrize(
     ("channels", "who", "reason"),
     [
-        (("sms", "email"), {"sms_opt_in": False, "email": None}, "no channel left: no SMS consent; no email address"),
+        (
+            ("sms", "email"),
+            {"sms_opt_in": False, "email": None},
+            "no channel left: no SMS consent; no email address",
+        ),
         (("email",), {"email_opt_in": False}, "no channel left: no email consent"),
-        (("email", "sms"), {"suppressed": frozenset({"email", "sms"})},
-         "no channel left: email suppressed (bounce, complaint or STOP); SMS suppressed (bounce, complaint or STOP)"),
+        (
+            ("email", "sms"),
+            {"suppressed": frozenset({"email", "sms"})},
+            "no channel left: email suppressed (bounce, complaint or STOP); SMS suppressed (bounce, complaint or STOP)",
+        ),
         (("fax",), {}, "no channel left: 'fax' is not a channel (email or sms)"),
     ],
 )
@@ -271,7 +318,12 @@ def test_a_customer_with_no_usable_channel_is_suppressed_with_each_reason(
     channels: tuple[str, ...], who: dict[str, Any], reason: str
 ) -> None:
     decision = one(rule=replace(LATE, channels=channels), who=customer(**who))
-    assert (decision.state, decision.channel, decision.send_at, decision.reason) == ("suppressed", None, None, reason)
+    assert (decision.state, decision.channel, decision.send_at, decision.reason) == (
+        "suppressed",
+        None,
+        None,
+        reason,
+    )
 
 
 # -- cooldown ---------------------------------------------------------------------------------------
@@ -298,7 +350,10 @@ def test_cooldown_skips_a_second_contact_from_the_same_rule_within_it(
     decision = one(rule=replace(LATE, cooldown=cooldown), history=history, limits=ROOMY)
     assert decision.state == decided
     if decided == "skipped":
-        assert decision.reason == "within the 1w cooldown of the last contact from late-delivery (2026-11-22 12:00 UTC)"
+        assert (
+            decision.reason
+            == "within the 1w cooldown of the last contact from late-delivery (2026-11-22 12:00 UTC)"
+        )
 
 
 def test_cooldown_counts_contacts_decided_earlier_in_the_same_run() -> None:
@@ -356,7 +411,12 @@ def test_the_daily_cap_follows_the_local_day_across_a_clock_change(earlier: date
 
 def test_a_contact_deferred_by_quiet_hours_counts_against_the_local_day_it_will_be_sent() -> None:
     evening = utc(2026, 11, 24, 22, 0)
-    tomorrow = past(rule="stalled-checkout", state="pending", at=evening - timedelta(hours=1), send_at=utc(2026, 11, 25, 9, 0))
+    tomorrow = past(
+        rule="stalled-checkout",
+        state="pending",
+        at=evening - timedelta(hours=1),
+        send_at=utc(2026, 11, 25, 9, 0),
+    )
     today = past(rule="detractor-follow-up", at=utc(2026, 11, 24, 10, 0))
     assert one(history=[today], now=evening).state == "pending"
     decision = one(history=[today, tomorrow], now=evening)
@@ -372,7 +432,8 @@ def test_the_weekly_cap_counts_the_local_week_from_monday() -> None:
     ]
     decision = one(history=history, limits=limits)
     assert (decision.state, decision.reason) == (
-        "skipped", "weekly cap reached (3 a week) by a, b, c in the week of 2026-11-24 (Europe/London)"
+        "skipped",
+        "weekly cap reached (3 a week) by a, b, c in the week of 2026-11-24 (Europe/London)",
     )
     assert one(history=history[1:], limits=limits).state == "pending"
     last_sunday = past(rule="a", entity="1", at=utc(2026, 11, 22, 18, 0))
@@ -384,7 +445,8 @@ def test_higher_priority_takes_the_only_contact_of_the_day_whatever_the_order_of
     stalled, late = decide([Candidate(STALLED, "k-1", who), Candidate(LATE, "o-1", who)], {}, LIMITS, NOW)
     assert (late.state, late.send_at) == ("pending", NOW)
     assert (stalled.state, stalled.reason) == (
-        "skipped", "daily cap reached (1 a day) by late-delivery on 2026-11-24 (Europe/London)"
+        "skipped",
+        "daily cap reached (1 a day) by late-delivery on 2026-11-24 (Europe/London)",
     )
 
 
@@ -495,7 +557,9 @@ def test_a_contact_quiet_hours_would_hold_past_its_expiry_is_dropped_and_recorde
         (NOW - timedelta(hours=1), NOW, True),
     ],
 )
-def test_a_due_contact_past_its_expiry_is_not_sent(expires_at: datetime | None, now: datetime, expired: bool) -> None:
+def test_a_due_contact_past_its_expiry_is_not_sent(
+    expires_at: datetime | None, now: datetime, expired: bool
+) -> None:
     reason = at_send_time(expires_at, now)
     assert (reason is not None) == expired
     if reason:
@@ -508,15 +572,28 @@ def test_a_due_contact_past_its_expiry_is_not_sent(expires_at: datetime | None, 
 def test_a_contact_records_every_step_in_the_order_of_the_contract() -> None:
     decision = one(rule=replace(LATE, cooldown=timedelta(days=1), holdout=0.0001, expires=timedelta(days=2)))
     assert [name for name, _ in decision.steps] == [
-        "dedupe", "channel", "cooldown", "cap", "holdout", "quiet hours", "delay", "expires",
+        "dedupe",
+        "channel",
+        "cooldown",
+        "cap",
+        "holdout",
+        "quiet hours",
+        "delay",
+        "expires",
     ]
-    assert dict(decision.steps)["cap"] == "within caps: 0 of 1 on 2026-11-24, 0 of 3 that week (Europe/London)"
+    assert (
+        dict(decision.steps)["cap"] == "within caps: 0 of 1 on 2026-11-24, 0 of 3 that week (Europe/London)"
+    )
 
 
 def test_decisions_come_back_in_the_order_of_the_candidates() -> None:
     who = customer()
     candidates = [Candidate(STALLED, "k-1", who), Candidate(LATE, "o-1", who), Candidate(WELCOME, "c-1", who)]
-    assert [d.rule for d in decide(candidates, {}, ROOMY, NOW)] == ["stalled-checkout", "late-delivery", "welcome"]
+    assert [d.rule for d in decide(candidates, {}, ROOMY, NOW)] == [
+        "stalled-checkout",
+        "late-delivery",
+        "welcome",
+    ]
 
 
 def test_time_without_an_offset_is_refused() -> None:
@@ -530,11 +607,16 @@ def test_time_without_an_offset_is_refused() -> None:
         ({"channels": ()}, 'rule "late-delivery": no channels'),
         ({"holdout": 1.5}, "holdout 1.5 must be a fraction from 0 to 1"),
         ({"delay": timedelta(hours=-1)}, "delay must not be negative"),
-        ({"delay": timedelta(hours=2), "expires": timedelta(hours=1)}, r"expires \(1h\) must be longer than delay \(2h\)"),
-        ({"quiet_hours": "9-5"}, 'rule "late-delivery": \'9-5\' is not a quiet-hours window'),
+        (
+            {"delay": timedelta(hours=2), "expires": timedelta(hours=1)},
+            r"expires \(1h\) must be longer than delay \(2h\)",
+        ),
+        ({"quiet_hours": "9-5"}, "rule \"late-delivery\": '9-5' is not a quiet-hours window"),
     ],
 )
-def test_a_rule_policy_that_could_never_deliver_sensibly_is_refused(fields: dict[str, Any], error: str) -> None:
+def test_a_rule_policy_that_could_never_deliver_sensibly_is_refused(
+    fields: dict[str, Any], error: str
+) -> None:
     with pytest.raises(ValueError, match=error):
         replace(LATE, **fields)
 
@@ -542,7 +624,10 @@ def test_a_rule_policy_that_could_never_deliver_sensibly_is_refused(fields: dict
 @pytest.mark.parametrize(
     ("build", "error"),
     [
-        (lambda: Limits(quiet_hours="nights", max_per_day=1, max_per_week=3), "delivery.quiet_hours: 'nights'"),
+        (
+            lambda: Limits(quiet_hours="nights", max_per_day=1, max_per_week=3),
+            "delivery.quiet_hours: 'nights'",
+        ),
         (lambda: Limits(quiet_hours="off", max_per_day=-1, max_per_week=3), "must not be negative"),
         (lambda: customer(timezone="Mars/Olympus"), "customer 'c-1': unknown time zone 'Mars/Olympus'"),
     ],
@@ -581,12 +666,16 @@ def test_a_seeded_random_source_gives_the_same_retry_instant() -> None:
 def test_retries_stop_after_the_last_attempt_or_past_the_expiry() -> None:
     assert retry_at(MAX_ATTEMPTS, NOW, None, None, random.Random(1)) is None
     assert retry_at(1, NOW, 120.0, NOW + timedelta(seconds=60), random.Random(1)) is None
-    assert retry_at(1, NOW, 30.0, NOW + timedelta(seconds=60), random.Random(1)) == NOW + timedelta(seconds=30)
+    assert retry_at(1, NOW, 30.0, NOW + timedelta(seconds=60), random.Random(1)) == NOW + timedelta(
+        seconds=30
+    )
 
 
 def test_a_retry_that_would_land_in_quiet_hours_waits_for_them_to_end() -> None:
     late_evening = utc(2026, 11, 24, 20, 59)
-    when = retry_at(1, late_evening, 120.0, None, random.Random(1), quiet=LIMITS_QUIET, timezone="Europe/London")
+    when = retry_at(
+        1, late_evening, 120.0, None, random.Random(1), quiet=LIMITS_QUIET, timezone="Europe/London"
+    )
     assert when == utc(2026, 11, 25, 9, 0)
 
 

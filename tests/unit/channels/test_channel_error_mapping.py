@@ -63,8 +63,12 @@ def test_twilio_refusals_map_by_status_and_twilio_code(
 
 def test_twilio_rfc9457_errors_map_like_the_legacy_ones() -> None:
     exc = TwilioServiceException(
-        type_uri="https://www.twilio.com/docs/errors/21211", title="Invalid 'To' Phone Number",
-        status=400, code=21211, method="POST", uri=URI,
+        type_uri="https://www.twilio.com/docs/errors/21211",
+        title="Invalid 'To' Phone Number",
+        status=400,
+        code=21211,
+        method="POST",
+        uri=URI,
     )
     error = twilio(exc)
     assert isinstance(error, PermanentDeliveryError) and error.code == "21211"
@@ -93,7 +97,9 @@ def _refused() -> requests.ConnectionError:
         (_refused(), TransientDeliveryError, "connect"),
         (requests.ReadTimeout("read timed out"), UnknownOutcomeError, "timeout"),
         (
-            requests.ConnectionError(ProtocolError("Connection aborted.", http.client.RemoteDisconnected("closed"))),
+            requests.ConnectionError(
+                ProtocolError("Connection aborted.", http.client.RemoteDisconnected("closed"))
+            ),
             UnknownOutcomeError,
             "connection-lost",
         ),
@@ -122,7 +128,9 @@ def test_twilio_transport_failures_are_transient_only_when_nothing_was_sent(
         (413, PermanentDeliveryError),
     ],
 )
-def test_sendgrid_refusals_map_by_http_status_which_is_the_code(status: int, kind: type[DeliveryError]) -> None:
+def test_sendgrid_refusals_map_by_http_status_which_is_the_code(
+    status: int, kind: type[DeliveryError]
+) -> None:
     error = sendgrid(HTTPError(status, "reason", b"", {}))
     assert type(error) is kind
     assert error.code == str(status)
@@ -148,11 +156,19 @@ def test_a_rejected_sendgrid_key_is_transient_and_names_the_variable_to_check() 
 @pytest.mark.parametrize(
     ("exc", "kind", "code"),
     [
-        (urllib.error.URLError(ConnectionRefusedError(111, "Connection refused")), TransientDeliveryError, "connect"),
+        (
+            urllib.error.URLError(ConnectionRefusedError(111, "Connection refused")),
+            TransientDeliveryError,
+            "connect",
+        ),
         (urllib.error.URLError(socket.timeout("timed out")), TransientDeliveryError, "connect"),
         (TimeoutError("timed out"), UnknownOutcomeError, "timeout"),
         (socket.timeout("timed out"), UnknownOutcomeError, "timeout"),
-        (http.client.RemoteDisconnected("Remote end closed connection without response"), UnknownOutcomeError, "connection-lost"),
+        (
+            http.client.RemoteDisconnected("Remote end closed connection without response"),
+            UnknownOutcomeError,
+            "connection-lost",
+        ),
         (ConnectionResetError(104, "Connection reset by peer"), UnknownOutcomeError, "connection-lost"),
         (http.client.IncompleteRead(b""), UnknownOutcomeError, "connection-lost"),
     ],

@@ -55,7 +55,9 @@ def test_live_mode_without_credentials_names_every_missing_variable(tmp_path: Pa
 
 def test_a_blank_credential_counts_as_missing(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="but SENDGRID_API_KEY is not set: export it"):
-        make_channels(settings(tmp_path, "live", twilio=SERVICE), environ={**CREDENTIALS, "SENDGRID_API_KEY": " "})
+        make_channels(
+            settings(tmp_path, "live", twilio=SERVICE), environ={**CREDENTIALS, "SENDGRID_API_KEY": " "}
+        )
 
 
 def test_live_mode_needs_a_messaging_service_or_a_from_number(tmp_path: Path) -> None:
@@ -67,7 +69,10 @@ def test_live_mode_needs_a_messaging_service_or_a_from_number(tmp_path: Path) ->
 @pytest.mark.parametrize(
     ("sections", "error"),
     [
-        ({"twilio": {**SERVICE, "base_url": "api.twilio.com"}}, "twilio.base_url 'api.twilio.com' is not an http"),
+        (
+            {"twilio": {**SERVICE, "base_url": "api.twilio.com"}},
+            "twilio.base_url 'api.twilio.com' is not an http",
+        ),
         ({"twilio": SERVICE, "sendgrid": {"host": "ftp://x"}}, "sendgrid.host 'ftp://x' is not an http"),
         ({"twilio": SERVICE, "sendgrid": {"from_email": ""}}, "sendgrid.from_email is empty"),
     ],
@@ -84,5 +89,7 @@ def test_live_mode_reports_every_settings_problem_at_once(tmp_path: Path) -> Non
     with pytest.raises(ConfigError) as caught:
         make_channels(config, environ={})
     assert [line.split(" ")[0] for line in str(caught.value).splitlines()] == [
-        "delivery.mode", "sendgrid.from_email", "twilio:",
+        "delivery.mode",
+        "sendgrid.from_email",
+        "twilio:",
     ]

@@ -12,12 +12,23 @@ from outreach.channels.base import OutgoingMessage, retry_after_seconds
 NOW = datetime(2026, 11, 24, 9, 30, tzinfo=timezone.utc)
 
 EMAIL: dict[str, Any] = dict(
-    outbox_id="ob-1", channel="email", to="ann@example.com", customer_id="c-1",
-    rule="late-delivery", locale="en", subject="Your parcel", text="It is late.",
+    outbox_id="ob-1",
+    channel="email",
+    to="ann@example.com",
+    customer_id="c-1",
+    rule="late-delivery",
+    locale="en",
+    subject="Your parcel",
+    text="It is late.",
 )
 SMS: dict[str, Any] = dict(
-    outbox_id="ob-2", channel="sms", to="+447700900123", customer_id="c-1",
-    rule="late-delivery", locale="en", sms="Your parcel is late.",
+    outbox_id="ob-2",
+    channel="sms",
+    to="+447700900123",
+    customer_id="c-1",
+    rule="late-delivery",
+    locale="en",
+    sms="Your parcel is late.",
 )
 
 
@@ -53,7 +64,11 @@ def test_a_message_missing_what_its_channel_needs_cannot_be_built(fields: dict[s
         ({"X-RateLimit-Reset": str(int(NOW.timestamp()) + 30)}, "X-RateLimit-Reset", 30.0),
         ({"x-ratelimit-reset": str(int(NOW.timestamp()) - 5)}, "X-RateLimit-Reset", 0.0),
         ({"Retry-After": "4", "X-RateLimit-Reset": str(int(NOW.timestamp()) + 30)}, "X-RateLimit-Reset", 4.0),
-        ({"Retry-After": "soon", "X-RateLimit-Reset": str(int(NOW.timestamp()) + 7)}, "X-RateLimit-Reset", 7.0),
+        (
+            {"Retry-After": "soon", "X-RateLimit-Reset": str(int(NOW.timestamp()) + 7)},
+            "X-RateLimit-Reset",
+            7.0,
+        ),
         ({"X-RateLimit-Reset": str(int(NOW.timestamp()) + 30)}, None, None),
         ({"X-RateLimit-Reset": "never"}, "X-RateLimit-Reset", None),
         ({"Retry-After": "soon"}, None, None),

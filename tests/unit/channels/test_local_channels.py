@@ -15,12 +15,25 @@ from outreach.errors import TransientDeliveryError
 NOW = datetime(2026, 11, 24, 9, 30, tzinfo=timezone.utc)
 
 EMAIL = OutgoingMessage(
-    outbox_id="ob-1", channel="email", to="ann@example.com", to_name="Ann Lee", customer_id="c-1",
-    rule="late-delivery", locale="en", subject="Your parcel is late", text="Sorry.", html="<p>Sorry.</p>",
+    outbox_id="ob-1",
+    channel="email",
+    to="ann@example.com",
+    to_name="Ann Lee",
+    customer_id="c-1",
+    rule="late-delivery",
+    locale="en",
+    subject="Your parcel is late",
+    text="Sorry.",
+    html="<p>Sorry.</p>",
 )
 SMS = OutgoingMessage(
-    outbox_id="ob-2", channel="sms", to="+201001234567", customer_id="c-2",
-    rule="late-delivery", locale="ar", sms="طلبك متأخر",
+    outbox_id="ob-2",
+    channel="sms",
+    to="+201001234567",
+    customer_id="c-2",
+    rule="late-delivery",
+    locale="ar",
+    sms="طلبك متأخر",
 )
 
 
@@ -40,9 +53,17 @@ def test_the_outbox_appends_one_json_line_per_message_with_everything_rendered(t
     outbox.send(SMS)
     first, second = lines(path)
     assert first == {
-        "id": "outbox:ob-1", "outbox_id": "ob-1", "written_at": "2026-11-24T09:30:00Z",
-        "channel": "email", "to": "ann@example.com", "to_name": "Ann Lee", "customer_id": "c-1",
-        "rule": "late-delivery", "locale": "en", "subject": "Your parcel is late", "text": "Sorry.",
+        "id": "outbox:ob-1",
+        "outbox_id": "ob-1",
+        "written_at": "2026-11-24T09:30:00Z",
+        "channel": "email",
+        "to": "ann@example.com",
+        "to_name": "Ann Lee",
+        "customer_id": "c-1",
+        "rule": "late-delivery",
+        "locale": "en",
+        "subject": "Your parcel is late",
+        "text": "Sorry.",
         "html": "<p>Sorry.</p>",
     }
     assert second["sms"] == "طلبك متأخر" and "subject" not in second

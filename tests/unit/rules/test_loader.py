@@ -15,7 +15,9 @@ BAD = REPO / "tests" / "data" / "rules_bad"
 
 
 def _problems(directory: Path) -> list[str]:
-    _rules, problems = check_rules(directory, template_exists=lambda name: name in {"late_delivery", "stalled_checkout"})
+    _rules, problems = check_rules(
+        directory, template_exists=lambda name: name in {"late_delivery", "stalled_checkout"}
+    )
     return [p.format().splitlines()[0] for p in problems]
 
 
@@ -24,7 +26,12 @@ def test_the_canonical_rules_load_with_their_fields() -> None:
     rules = load_rules(REPO / "rules", default_every=timedelta(minutes=30))
     assert rules.names() == ["late-delivery", "stalled-checkout", "detractor-follow-up"]
     late = rules.get("late-delivery")
-    assert (late.about, late.channels, late.every, late.priority) == ("order", ("sms", "email"), timedelta(minutes=15), 20)
+    assert (late.about, late.channels, late.every, late.priority) == (
+        "order",
+        ("sms", "email"),
+        timedelta(minutes=15),
+        20,
+    )
     assert rules.get("stalled-checkout").holdout == pytest.approx(0.10)
     assert rules.get("stalled-checkout").every == timedelta(minutes=30)
     assert rules.get("detractor-follow-up").escalate is True
@@ -38,10 +45,10 @@ def test_the_canonical_rules_load_with_their_fields() -> None:
         "checkout.yaml:7:15: rule \"stalled-checkout\": unknown channel 'fax': expected email or sms",
         "checkout.yaml:9:12: rule \"stalled-checkout\": '15 minutes' is not a duration",
         "checkout.yaml:10:14: rule \"stalled-checkout\": 'holdout' must be a percentage",
-        "checkout.yaml:11:18: rule \"stalled-checkout\": quiet_hours '22:00-7:00' must look like \"21:00-09:00\"",
+        'checkout.yaml:11:18: rule "stalled-checkout": quiet_hours \'22:00-7:00\' must look like "21:00-09:00"',
         "checkout.yaml:14:11: rule \"Bad_Name\": name 'Bad_Name' must be kebab-case",
         "checkout.yaml:15:12: rule \"Bad_Name\": unknown about 'shipment'",
-        "checkout.yaml:22:101: rule \"detractor\": when: the expression ends too early; expected a value",
+        'checkout.yaml:22:101: rule "detractor": when: the expression ends too early; expected a value',
         "checkout.yaml:24:15: rule \"detractor\": unknown template 'no_such_template'",
         "checkout.yaml:25:15: rule \"detractor\": 'escalate' must be true or false",
     ],
