@@ -28,15 +28,15 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from sendgrid import SendGridAPIClient  # noqa: E402
-from sendgrid.helpers.mail import Asm, Category, CustomArg, From, GroupId, Mail, To  # noqa: E402
-from twilio.http.http_client import TwilioHttpClient  # noqa: E402
-from twilio.rest import Client  # noqa: E402
+from sendgrid import SendGridAPIClient
+from sendgrid.helpers.mail import Asm, Category, CustomArg, From, GroupId, Mail, To
+from twilio.http.http_client import TwilioHttpClient
+from twilio.rest import Client
 
-from outreach.channels import OutgoingMessage  # noqa: E402
-from outreach.channels.sendgrid import SendGridChannel  # noqa: E402
-from outreach.channels.twilio import TwilioChannel  # noqa: E402
-from outreach.testing.fakeproviders import FakeProviders, RemoteFakeProviders, spawn  # noqa: E402
+from outreach.channels import OutgoingMessage
+from outreach.channels.sendgrid import SendGridChannel
+from outreach.channels.twilio import TwilioChannel
+from outreach.testing.fakeproviders import FakeProviders, RemoteFakeProviders, spawn
 
 Send = Callable[[int], object]
 

@@ -34,18 +34,18 @@ from sqlalchemy.engine import make_url
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_channels import FROM_EMAIL, GROUP, HTML, SERVICE, SMS, TIMEOUT, VARIANTS, run  # noqa: E402
+from bench_channels import FROM_EMAIL, GROUP, HTML, SERVICE, SMS, TIMEOUT, VARIANTS, run
 
-from outreach.channels import make_channels  # noqa: E402
-from outreach.delivery import Dispatcher, evaluate, limits_of  # noqa: E402
-from outreach.logs import configure  # noqa: E402
-from outreach.rendering import Renderer  # noqa: E402
-from outreach.rules.loader import load_rules  # noqa: E402
-from outreach.settings import Settings  # noqa: E402
-from outreach.state.db import make_engine, normalise_url  # noqa: E402
-from outreach.state.migrate import upgrade  # noqa: E402
-from outreach.state.models import Customer, Order  # noqa: E402
-from outreach.testing.fakeproviders import RemoteFakeProviders, spawn  # noqa: E402
+from outreach.channels import make_channels
+from outreach.delivery import Dispatcher, evaluate, limits_of
+from outreach.logs import configure
+from outreach.rendering import Renderer
+from outreach.rules.loader import load_rules
+from outreach.settings import Settings
+from outreach.state.db import make_engine, normalise_url
+from outreach.state.migrate import upgrade
+from outreach.state.models import Customer, Order
+from outreach.testing.fakeproviders import RemoteFakeProviders, spawn
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 

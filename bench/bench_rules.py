@@ -27,7 +27,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +43,7 @@ DAY = timedelta(days=1)
 
 def micros(value: datetime) -> int:
     """SQLite stores instants as integer microseconds since the epoch (outreach.state.types)."""
-    return (value - datetime(1970, 1, 1, tzinfo=timezone.utc)) // timedelta(microseconds=1)
+    return (value - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
 
 
 # The hand-written baseline: what a careful engineer would write against the schema's indexes.
@@ -148,7 +148,7 @@ def median_ms(actions: list[Callable[[], object]], repeat: int) -> list[float]:
         action()  # warm the page cache and SQLAlchemy's statement cache
     times: list[list[float]] = [[] for _ in actions]
     for _ in range(repeat):
-        for action, spent in zip(actions, times):
+        for action, spent in zip(actions, times, strict=False):
             started = time.perf_counter()
             action()
             spent.append((time.perf_counter() - started) * 1000)
@@ -177,8 +177,8 @@ def run_rules(database: Path, now: datetime, rules_dir: Path, repeat: int) -> li
                 )
             sql_ms, outreach_ms = median_ms(
                 [
-                    lambda: raw.execute(sql, parameters).fetchall(),
-                    lambda: find_matches(connection, rule, now),
+                    lambda sql=sql, parameters=parameters: raw.execute(sql, parameters).fetchall(),
+                    lambda rule=rule: find_matches(connection, rule, now),
                 ],
                 repeat,
             )
@@ -216,7 +216,7 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
     args = parser.parse_args()
 
-    now = datetime.fromisoformat(args.now).astimezone(timezone.utc)
+    now = datetime.fromisoformat(args.now).astimezone(UTC)
     data = args.data or REPO / "var" / "bench" / str(args.customers)
     database = args.db or data / "bench.db"
     manifest = ensure_data(args.customers, data, now, args.seed)

@@ -25,13 +25,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import sqlalchemy as sa  # noqa: E402
-from sqlalchemy.engine import make_url  # noqa: E402
+import sqlalchemy as sa
+from sqlalchemy.engine import make_url
 
-from outreach.state.db import make_engine, normalise_url  # noqa: E402
-from outreach.state.ingest import ingest_files  # noqa: E402
-from outreach.state.migrate import upgrade  # noqa: E402
-from outreach.testing.fakeproviders import spawn  # noqa: E402
+from outreach.state.db import make_engine, normalise_url
+from outreach.state.ingest import ingest_files
+from outreach.state.migrate import upgrade
+from outreach.testing.fakeproviders import spawn
 
 RULE = """rules:
   - name: welcome

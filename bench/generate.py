@@ -14,7 +14,7 @@ import argparse
 import json
 import random
 from collections.abc import Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -210,7 +210,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
     parser.add_argument("--now", default=DEFAULT_NOW, help="the instant the data is relative to (ISO 8601)")
     args = parser.parse_args()
-    now = datetime.fromisoformat(args.now).astimezone(timezone.utc)
+    now = datetime.fromisoformat(args.now).astimezone(UTC)
     manifest = write(args.customers, args.out, now, args.seed)
     print(json.dumps(manifest))
 

@@ -107,7 +107,7 @@ def db_upgrade(ctx: click.Context) -> None:
     click.echo(f"database at revision {current_revision(engine)}")
 
 
-def app_of(ctx: click.Context) -> "App":
+def app_of(ctx: click.Context) -> App:
     from outreach.app import App
 
     obj = ctx.ensure_object(dict)
@@ -371,4 +371,4 @@ def main() -> None:
     cli(prog_name="outreach")
 
 
-__all__ = ["cli", "main", "INSTANT", "utcnow"]
+__all__ = ["INSTANT", "cli", "main", "utcnow"]

@@ -16,7 +16,7 @@ from typing import Any
 from outreach.app import App
 from outreach.channels import make_channels
 from outreach.clock import utcnow
-from outreach.delivery import DispatchStats, Dispatcher, TickResult, evaluate, limits_of, measure_goals
+from outreach.delivery import Dispatcher, DispatchStats, TickResult, evaluate, limits_of, measure_goals
 from outreach.escalation import post_new_tasks
 from outreach.rendering import Renderer
 from outreach.rules.loader import RuleSet

@@ -121,7 +121,7 @@ def _or_nan(read: Callable[[], int]) -> Callable[[], float]:
     def value() -> float:
         try:
             return float(read())
-        except Exception:  # a scrape must answer even when the database does not
+        except Exception:  # noqa: BLE001 - a scrape must answer even when the database does not
             return math.nan
 
     return value

@@ -17,13 +17,13 @@ import random
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta
 from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from outreach.durations import format_duration
 
-UTC = timezone.utc
+UTC = UTC
 OFF = "off"
 
 # Ledger states that are, or will become, a message in the customer's hands. `unknown` counts:

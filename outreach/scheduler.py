@@ -20,7 +20,7 @@ import os
 import signal
 import threading
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import FrameType
 from typing import IO
@@ -47,7 +47,7 @@ from outreach.webhooks import Secrets
 
 log = structlog.get_logger("outreach.daemon")
 
-EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # Each tick holds two connections on PostgreSQL (the tick slot and the evaluation); a few
 # concurrent ticks plus the dispatcher's senders stay within SQLAlchemy's default pool.
 TICK_THREADS = 3
@@ -131,7 +131,7 @@ class Daemon:
         self._scheduled: dict[str, timedelta] = {}
         self.metrics = Metrics(queue_depth=self._queue_depth)
         self.scheduler = BackgroundScheduler(
-            timezone=timezone.utc,
+            timezone=UTC,
             executors={"default": JobExecutor(TICK_THREADS)},
             job_defaults={
                 "max_instances": 1,
@@ -221,11 +221,11 @@ class Daemon:
                 continue
             self.scheduler.add_job(
                 tick_job,
-                IntervalTrigger(seconds=every.total_seconds(), timezone=timezone.utc),
+                IntervalTrigger(seconds=every.total_seconds(), timezone=UTC),
                 args=(self, name),
                 id=f"rule:{name}",
                 replace_existing=True,
-                next_run_time=datetime.now(timezone.utc),
+                next_run_time=datetime.now(UTC),
             )
             log.info("rule_scheduled", rule=name, every_seconds=every.total_seconds())
         self._scheduled = wanted
@@ -350,7 +350,7 @@ class Daemon:
             with self.engine.connect() as connection:
                 connection.execute(sa.text("SELECT 1"))
             database = True
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - any failure means unreachable
             database = False
             log.warning("health_database_unreachable", error=type(exc).__name__)
         enabled = [r for r in self._rules if r.enabled]

@@ -31,8 +31,8 @@ from sendgrid.helpers.mail import (
 
 from outreach.channels.base import (
     CONNECT,
-    CONTENT,
     CONNECTION_LOST,
+    CONTENT,
     EMAIL,
     TIMEOUT,
     Clock,
@@ -123,7 +123,7 @@ class SendGridChannel:
             ) from exc
         try:
             response = self._client.send(body)
-        except Exception as exc:  # noqa: BLE001 - no SDK exception may leave the channel
+        except Exception as exc:
             raise map_sendgrid_error(exc, self._clock, message.outbox_id) from exc
         headers = response.headers
         provider_id = headers.get(MESSAGE_ID) if headers is not None else None

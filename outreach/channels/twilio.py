@@ -157,7 +157,7 @@ class TwilioChannel:
             params["status_callback"] = callback
         try:
             created = self._messages.create(**params)
-        except Exception as exc:  # noqa: BLE001 - no SDK exception may leave the channel
+        except Exception as exc:
             raise map_twilio_error(
                 exc, self.http_client.last_headers(), self._clock, message.outbox_id
             ) from exc

@@ -60,10 +60,49 @@ REMOVED_GLOBALS = ("lipsum",)
 # String methods a template may call; the rest (`translate`, `expandtabs`, `encode`, …) can
 # grow a string without bound or are of no use in a message.
 STR_METHODS = frozenset(
-    """capitalize casefold center count endswith find format format_map index isalnum isalpha
-    isascii isdecimal isdigit islower isnumeric isspace istitle isupper join ljust lower lstrip
-    partition removeprefix removesuffix replace rfind rindex rjust rpartition rsplit rstrip split
-    splitlines startswith strip swapcase title upper zfill""".split()
+    [
+        "capitalize",
+        "casefold",
+        "center",
+        "count",
+        "endswith",
+        "find",
+        "format",
+        "format_map",
+        "index",
+        "isalnum",
+        "isalpha",
+        "isascii",
+        "isdecimal",
+        "isdigit",
+        "islower",
+        "isnumeric",
+        "isspace",
+        "istitle",
+        "isupper",
+        "join",
+        "ljust",
+        "lower",
+        "lstrip",
+        "partition",
+        "removeprefix",
+        "removesuffix",
+        "replace",
+        "rfind",
+        "rindex",
+        "rjust",
+        "rpartition",
+        "rsplit",
+        "rstrip",
+        "split",
+        "splitlines",
+        "startswith",
+        "strip",
+        "swapcase",
+        "title",
+        "upper",
+        "zfill",
+    ]
 )
 
 _PRINTF_WIDTH = re.compile(r"%[-#0 +]*(\*|\d+)?(?:\.(\*|\d+))?")
@@ -189,7 +228,7 @@ def active_scope() -> RenderScope:
 class Record(Mapping[str, Any]):
     """A read-only view of a row or a JSON object as templates see it; fields only, never methods."""
 
-    __slots__ = ("_path", "_values", "_free_form")
+    __slots__ = ("_free_form", "_path", "_values")
 
     def __init__(self, path: str, values: Mapping[str, Any], *, free_form: bool) -> None:
         self._path = path
@@ -325,9 +364,13 @@ def _precheck_method(
             items = list(args[0])
             budget.allow_size(_joined_size(items, owner), "str.join()")
             args = (items, *args[1:])
-    elif isinstance(owner, (date, datetime, clock_time)) and name == "strftime" and args:
-        if isinstance(args[0], str):
-            _check_strftime(args[0], budget)
+    elif (
+        isinstance(owner, (date, datetime, clock_time))
+        and name == "strftime"
+        and args
+        and isinstance(args[0], str)
+    ):
+        _check_strftime(args[0], budget)
     return args, kwargs
 
 
@@ -604,7 +647,7 @@ class SafeEnvironment(ImmutableSandboxedEnvironment):
             _check_format_spec(value.__self__, active_scope().budget)
         return wrapped
 
-    def call(__self, __context: Context, __obj: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: N805
+    def call(__self, __context: Context, __obj: Any, *args: Any, **kwargs: Any) -> Any:
         budget = active_scope().budget
         budget.tick()
         args, kwargs = _precheck_method(budget, __obj, args, kwargs)

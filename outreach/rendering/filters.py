@@ -12,9 +12,8 @@ right-to-left text cannot reorder their parts.
 from __future__ import annotations
 
 import functools
-
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone, tzinfo
+from datetime import UTC, date, datetime, timedelta, tzinfo
 from decimal import Decimal, InvalidOperation
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -73,7 +72,7 @@ class Formatting:
     def _build(cls, locale: str, time_zone: str) -> Formatting:
         parsed = parse_locale(locale)
         try:
-            zone: tzinfo = ZoneInfo(time_zone) if time_zone not in ("UTC", "Z") else timezone.utc
+            zone: tzinfo = ZoneInfo(time_zone) if time_zone not in ("UTC", "Z") else UTC
         except (ZoneInfoNotFoundError, ValueError) as exc:
             raise ValueError(f"{time_zone!r} is not an IANA time zone (e.g. Africa/Cairo)") from exc
         return cls(parsed, zone, numbering_system(parsed))
@@ -140,7 +139,7 @@ def _instant(value: Any, what: str) -> datetime | date:
     if value is None:
         raise ValueError(f"{what}: the value is empty")
     if isinstance(value, datetime):
-        return value if value.tzinfo is not None else value.replace(tzinfo=timezone.utc)
+        return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
     if isinstance(value, date):
         return value
     if isinstance(value, str):

@@ -224,7 +224,7 @@ class _Walk:
                 for arg in node.args:
                     bind(arg, ANY)
             elif isinstance(node, nodes.With):
-                for target, value in zip(node.targets, node.values):
+                for target, value in zip(node.targets, node.values, strict=False):
                     bind(target, self.quiet_shape(value))
             elif isinstance(node, nodes.Import):
                 self.locals[node.target] = ANY

@@ -7,12 +7,12 @@ counts on one without `|default` is caught.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from outreach.state.models import Checkout, Customer, Order, SurveyResponse
 
-SAMPLE_NOW = datetime(2026, 11, 24, 9, 30, tzinfo=timezone.utc)
+SAMPLE_NOW = datetime(2026, 11, 24, 9, 30, tzinfo=UTC)
 
 _PEOPLE = {
     "en": ("Alexandra Fitzgerald", "Europe/London", "GBP"),

@@ -6,7 +6,7 @@ Derived from the state tables, so a new column is usable in rules as soon as it 
 from __future__ import annotations
 
 from enum import Enum
-from functools import lru_cache
+from functools import cache
 
 from sqlalchemy import JSON, Boolean, Float, Integer, String
 from sqlalchemy.sql.schema import Column
@@ -55,7 +55,7 @@ def column_type(column: Column) -> Type:
     raise TypeError(f"no rule-language type for column {column.name} ({kind!r})")
 
 
-@lru_cache(maxsize=None)
+@cache
 def fields_of(entity: str) -> dict[str, Type]:
     """The fields of ENTITY (`order`, `customer`, …) and their types, in table order."""
     table = ABOUT_ENTITIES[entity].__table__  # type: ignore[attr-defined]

@@ -180,4 +180,4 @@ def compile_sql(expr: e.Expr, dialect: str, now: datetime) -> ColumnElement[Any]
     return SqlCompiler(dialect, now).condition(expr)
 
 
-__all__ = ["compile_sql", "SqlCompiler", "UTCDateTime"]
+__all__ = ["SqlCompiler", "UTCDateTime", "compile_sql"]

@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from importlib import resources
 from typing import Any
 
@@ -26,7 +26,7 @@ from sqlalchemy.engine import Engine
 from outreach.errors import IngestError, Problem
 from outreach.state.ingest import TABLES, upsert_rows, validate_record
 
-ANCHOR = datetime(2025, 1, 1, 12, tzinfo=timezone.utc)
+ANCHOR = datetime(2025, 1, 1, 12, tzinfo=UTC)
 
 
 @dataclass(frozen=True)

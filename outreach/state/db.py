@@ -33,7 +33,7 @@ def make_engine(url: str, *, migrate_sqlite: bool = True) -> Engine:
     try:
         url = normalise_url(url)
         parsed = make_url(url)
-    except Exception as exc:  # sqlalchemy raises ArgumentError with a terse message
+    except Exception as exc:  # noqa: BLE001 - sqlalchemy raises ArgumentError with a terse message
         raise ConfigError(f"database url {url!r} is not valid: {exc}") from None
     kwargs: dict[str, Any] = {}
     if parsed.get_backend_name() == "sqlite":

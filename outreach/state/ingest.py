@@ -20,6 +20,7 @@ second half reads files and talks to the database.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import csv
 import gzip
@@ -30,8 +31,8 @@ import re
 import zoneinfo
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from functools import lru_cache
+from datetime import UTC, datetime
+from functools import cache, lru_cache
 from pathlib import Path, PurePath
 from typing import IO, Any, Literal, cast
 
@@ -128,7 +129,7 @@ def parse_money_text(text: str) -> float:
     return parse_money(amount)
 
 
-SCORE_RANGE = range(0, 11)
+SCORE_RANGE = range(11)
 
 
 def parse_score(value: Any) -> int:
@@ -159,15 +160,15 @@ def parse_instant_value(value: Any) -> datetime:
         except ValueError:
             pass
         else:
-            if instant.tzinfo is timezone.utc:
+            if instant.tzinfo is UTC:
                 return instant
             if instant.tzinfo is not None:
-                return instant.astimezone(timezone.utc)
+                return instant.astimezone(UTC)
         return parse_instant(value)  # says what is wrong
     if isinstance(value, datetime):
         if value.tzinfo is None:
             raise ValueError(f"{value.isoformat()!r} has no UTC offset: add Z or +HH:MM")
-        return value.astimezone(timezone.utc)
+        return value.astimezone(UTC)
     raise ValueError(
         f"must be an ISO 8601 time with an offset (e.g. 2026-11-24T09:30:00Z), got {_kind(value)}"
     )
@@ -473,7 +474,7 @@ _REQUIRED_FIELDS = {
 }
 
 
-@lru_cache(maxsize=None)
+@cache
 def defaults(table: str) -> dict[str, Any]:
     """What a new row of TABLE holds in the fields a record leaves out: the model's defaults."""
     model_fields = STATE_TABLES[table].model_fields
@@ -662,7 +663,7 @@ def read_csv(stream: io.BufferedIOBase, source: str, table: str) -> Iterator[Num
             if len(cells) != width:
                 yield number, Problem(source, number, None, f"has {len(cells)} cells, the header has {width}")
                 continue
-            yield number, dict(zip(header, cells))
+            yield number, dict(zip(header, cells, strict=False))
     except (csv.Error, UnicodeDecodeError) as exc:
         yield previous + 1, Problem(source, previous + 1, None, f"cannot read CSV: {exc}")
 
@@ -776,7 +777,7 @@ def upsert_rows(connection: Connection, table: str, rows: Sequence[Mapping[str, 
             if prepared.positional:
                 parameters.append(tuple(values))
             else:
-                parameters.append({name: value for (name, _), value in zip(defaults, values)})
+                parameters.append({name: value for (name, _), value in zip(defaults, values, strict=False)})
         connection.exec_driver_sql(prepared.sql, parameters)
 
 
@@ -885,10 +886,8 @@ def load_records(
         if isinstance(result, list):
             pending[line] = [Problem(source, line, None, message) for message in result]
             if needs_customer:
-                try:
+                with contextlib.suppress(ValueError):  # already reported as missing or malformed
                     references.append((line, parse_id(record.get("customer_id"))))
-                except ValueError:
-                    pass  # already reported as missing or malformed
         else:
             batch.append(result)
             if needs_customer:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import JSON, BigInteger, DateTime
@@ -10,7 +10,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
-EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 MICROSECOND = timedelta(microseconds=1)
 
 JSONDocument = JSON().with_variant(JSONB(), "postgresql")
@@ -48,11 +48,11 @@ class UTCDateTime(TypeDecorator[datetime]):
             raise ValueError(f"instants must be aware datetimes, got {value!r}")
         if dialect.name == "sqlite":
             return to_micros(value)
-        return value.astimezone(timezone.utc)
+        return value.astimezone(UTC)
 
     def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
         if value is None:
             return None
         if dialect.name == "sqlite":
             return from_micros(int(value))
-        return value.astimezone(timezone.utc)
+        return value.astimezone(UTC)

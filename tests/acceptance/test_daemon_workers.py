@@ -79,7 +79,8 @@ def test_a_daemon_killed_at_random_instants_never_sends_a_contact_twice_and_lose
         daemon.event("started")
         # Kill while sending: a moment after this daemon's first send (or once all is done).
         daemon.wait_for(
-            lambda: all_final() or any(e.get("event") == "contact" for e in daemon.events()), what="a send"
+            lambda daemon=daemon: all_final() or any(e.get("event") == "contact" for e in daemon.events()),
+            what="a send",
         )
         time.sleep(rng.uniform(0.0, 0.3))
         if all_final():

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import socket
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -13,21 +13,21 @@ from outreach.channels.sendgrid import SendGridChannel
 from outreach.errors import PermanentDeliveryError, TransientDeliveryError, UnknownOutcomeError
 from outreach.testing.fakeproviders import SENDGRID, FakeProviders
 
-NOW = datetime(2026, 11, 24, 9, 30, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 24, 9, 30, tzinfo=UTC)
 TIMEOUT = 0.5
 
 
 def channel(fake: FakeProviders, **options: Any) -> SendGridChannel:
-    settings: dict[str, Any] = dict(
-        api_key=fake.sendgrid_api_key,
-        from_email="care@example.com",
-        from_name="Souq Example",
-        host=fake.url,
-        unsubscribe_group_id=4242,
-        categories=("outreach", "transactional"),
-        timeout=TIMEOUT,
-        clock=lambda: NOW,
-    )
+    settings: dict[str, Any] = {
+        "api_key": fake.sendgrid_api_key,
+        "from_email": "care@example.com",
+        "from_name": "Souq Example",
+        "host": fake.url,
+        "unsubscribe_group_id": 4242,
+        "categories": ("outreach", "transactional"),
+        "timeout": TIMEOUT,
+        "clock": lambda: NOW,
+    }
     return SendGridChannel(**{**settings, **options})
 
 
@@ -115,7 +115,7 @@ def test_a_server_error_is_transient(fake_providers: FakeProviders, status: int)
 def test_an_address_sendgrid_refuses_is_a_permanent_400_naming_the_field(
     fake_providers: FakeProviders,
 ) -> None:
-    with pytest.raises(PermanentDeliveryError, match="personalizations.0.to.0.email") as caught:
+    with pytest.raises(PermanentDeliveryError, match=r"personalizations\.0\.to\.0\.email") as caught:
         channel(fake_providers).send(email(to="ann@example.invalid"))
     assert caught.value.code == "400"
 

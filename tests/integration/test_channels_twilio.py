@@ -18,14 +18,14 @@ TIMEOUT = 0.5
 
 
 def channel(fake: FakeProviders, **options: Any) -> TwilioChannel:
-    settings: dict[str, Any] = dict(
-        account_sid=fake.twilio_account_sid,
-        auth_token=fake.twilio_auth_token,
-        messaging_service_sid=SERVICE,
-        base_url=fake.url,
-        timeout=TIMEOUT,
-        public_url="https://outreach.example.com",
-    )
+    settings: dict[str, Any] = {
+        "account_sid": fake.twilio_account_sid,
+        "auth_token": fake.twilio_auth_token,
+        "messaging_service_sid": SERVICE,
+        "base_url": fake.url,
+        "timeout": TIMEOUT,
+        "public_url": "https://outreach.example.com",
+    }
     return TwilioChannel(**{**settings, **options})
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import base64
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -19,7 +19,7 @@ from outreach.state import ledger
 from outreach.state.ingest import upsert_rows, validate_record
 from outreach.webhooks import Secrets
 
-NOW = datetime(2026, 3, 2, 10, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
 PUBLIC_URL = "https://outreach.example.com"
 EVENTS_TOKEN = "events-secret"
 TWILIO_TOKEN = "twilio-auth-token"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +16,7 @@ from outreach.state.db import make_engine
 from outreach.state.ingest import ingest_file, ingest_files, rejection, state_table
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "ingest"
-UTC = timezone.utc
+UTC = UTC
 
 
 def write_jsonl(path: Path, records: list[dict[str, Any]]) -> Path:
@@ -64,7 +64,7 @@ def test_customers_files_load_first_so_other_files_can_refer_to_their_customers(
 
     reports = ingest_files(engine, files)
 
-    assert [report.table for report in reports][0] == "customers"
+    assert next(report.table for report in reports) == "customers"
     assert rejection(reports) is None
 
 

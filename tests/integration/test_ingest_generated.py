@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from types import ModuleType
 
@@ -13,7 +13,7 @@ from sqlalchemy.engine import Engine
 from outreach.state.ingest import ingest_files, rejection
 
 GENERATE = Path(__file__).resolve().parents[2] / "bench" / "generate.py"
-NOW = datetime(2026, 1, 15, 12, tzinfo=timezone.utc)
+NOW = datetime(2026, 1, 15, 12, tzinfo=UTC)
 
 
 def load_generator() -> ModuleType:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import and_, func, select
@@ -58,8 +58,8 @@ EXPECTED = {
 @pytest.mark.parametrize(
     "now",
     [
-        datetime(2026, 11, 24, 9, 30, tzinfo=timezone.utc),
-        datetime(2031, 2, 28, 23, 59, 59, 999999, tzinfo=timezone.utc),
+        datetime(2026, 11, 24, 9, 30, tzinfo=UTC),
+        datetime(2031, 2, 28, 23, 59, 59, 999999, tzinfo=UTC),
     ],
 )
 def test_the_sample_matches_each_canonical_rule_whenever_it_is_loaded(engine: Engine, now: datetime) -> None:
@@ -72,7 +72,7 @@ def test_the_sample_matches_each_canonical_rule_whenever_it_is_loaded(engine: En
 
 
 def test_loading_the_sample_twice_upserts_rather_than_duplicates(engine: Engine) -> None:
-    now = datetime(2026, 11, 24, 9, 30, tzinfo=timezone.utc)
+    now = datetime(2026, 11, 24, 9, 30, tzinfo=UTC)
     first = load_sample(engine, now)
 
     second = load_sample(engine, now + timedelta(days=1))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -171,7 +171,7 @@ def test_a_customer_without_a_name_is_greeted_without_a_blank(renderer: Renderer
 
 
 def test_dates_follow_the_customers_time_zone(renderer: Renderer) -> None:
-    late_night = datetime(2026, 11, 21, 23, 30, tzinfo=timezone.utc)
+    late_night = datetime(2026, 11, 21, 23, 30, tzinfo=UTC)
     text = render(renderer, "late_delivery", "email", "ar", promised_at=late_night).text or ""
     assert "بحلول ٢٢ نوفمبر ٢٠٢٦" in text  # 01:30 on the 22nd in Cairo
     text = (

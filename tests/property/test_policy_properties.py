@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import replace
-from datetime import datetime, time, timedelta, timezone
+from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from hypothesis import given, settings
@@ -22,7 +22,7 @@ from outreach.policy import (
     in_holdout,
 )
 
-UTC = timezone.utc
+UTC = UTC
 # Half-hour offsets, half-hour DST (Lord Howe), a whole skipped day (Apia, 2011-12-30).
 ZONES = [
     "Europe/London",

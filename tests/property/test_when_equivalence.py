@@ -9,7 +9,7 @@ family) for a longer search.
 from __future__ import annotations
 
 import os
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -22,7 +22,7 @@ from outreach.rules.evaluate import condition_holds, matches_query
 from outreach.rules.expressions import ExpressionProblems, compile_expression
 from outreach.state.models import Customer, Order
 
-NOW = datetime(2026, 3, 29, 1, 30, tzinfo=timezone.utc)
+NOW = datetime(2026, 3, 29, 1, 30, tzinfo=UTC)
 customers = Customer.__table__  # type: ignore[attr-defined]
 orders = Order.__table__  # type: ignore[attr-defined]
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import io
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import PurePath
 from typing import Any
 
@@ -28,7 +28,7 @@ from outreach.state.ingest import (
 )
 from outreach.state.models import STATE_TABLES
 
-UTC = timezone.utc
+UTC = UTC
 
 
 def customer(**fields: Any) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from outreach.state.migrate import SCHEMA_HEAD, current_revision, head_revision
 
 def test_the_schema_head_is_the_newest_migration_script() -> None:
     """SCHEMA_HEAD names the migration Alembic sees as the head."""
-    assert SCHEMA_HEAD == head_revision()
+    assert head_revision() == SCHEMA_HEAD
 
 
 def test_a_new_sqlite_file_is_migrated_to_the_head(tmp_path: Path) -> None:

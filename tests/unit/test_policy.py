@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import replace
-from datetime import datetime, time, timedelta, timezone
+from datetime import UTC, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -27,7 +27,7 @@ from outreach.policy import (
     retry_at,
 )
 
-UTC = timezone.utc
+UTC = UTC
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)  # a Tuesday: 12:00 in London, 07:00 in New York
 LIMITS = Limits(quiet_hours="21:00-09:00", max_per_day=1, max_per_week=3)
 ROOMY = Limits(quiet_hours="21:00-09:00", max_per_day=10, max_per_week=10)
@@ -42,29 +42,29 @@ def utc(year: int, month: int, day: int, hour: int = 0, minute: int = 0) -> date
 
 
 def customer(**fields: Any) -> Recipient:
-    values: dict[str, Any] = dict(
-        id="c-1",
-        timezone="Europe/London",
-        preferred_channel=None,
-        email="ann@example.com",
-        phone="+447700900123",
-        email_opt_in=True,
-        sms_opt_in=True,
-    )
+    values: dict[str, Any] = {
+        "id": "c-1",
+        "timezone": "Europe/London",
+        "preferred_channel": None,
+        "email": "ann@example.com",
+        "phone": "+447700900123",
+        "email_opt_in": True,
+        "sms_opt_in": True,
+    }
     return Recipient(**{**values, **fields})
 
 
 def past(
     rule: str = "late-delivery", entity: str = "o-0", state: str = "sent", at: datetime = NOW, **fields: Any
 ) -> PastContact:
-    values: dict[str, Any] = dict(
-        rule=rule,
-        dedupe_key=f"{rule}:order:{entity}",
-        channel="email",
-        state=state,
-        decided_at=at,
-        send_at=at,
-    )
+    values: dict[str, Any] = {
+        "rule": rule,
+        "dedupe_key": f"{rule}:order:{entity}",
+        "channel": "email",
+        "state": state,
+        "decided_at": at,
+        "send_at": at,
+    }
     return PastContact(**{**values, **fields})
 
 

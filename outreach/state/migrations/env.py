@@ -1,8 +1,8 @@
 """Alembic environment: the engine is handed over by outreach.state.migrate."""
 
+import sqlmodel
 from alembic import context
 
-import sqlmodel  # noqa: F401  (autogenerate renders sqlmodel types)
 from outreach.state import ledger, models  # noqa: F401
 
 target_metadata = sqlmodel.SQLModel.metadata

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import http.client
-import socket
 import urllib.error
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 import requests
@@ -22,7 +21,7 @@ from outreach.errors import (
     UnknownOutcomeError,
 )
 
-NOW = datetime(2026, 11, 24, 9, 30, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 24, 9, 30, tzinfo=UTC)
 URI = "/2010-04-01/Accounts/AC1/Messages.json"
 
 
@@ -161,9 +160,9 @@ def test_a_rejected_sendgrid_key_is_transient_and_names_the_variable_to_check() 
             TransientDeliveryError,
             "connect",
         ),
-        (urllib.error.URLError(socket.timeout("timed out")), TransientDeliveryError, "connect"),
+        (urllib.error.URLError(TimeoutError("timed out")), TransientDeliveryError, "connect"),
         (TimeoutError("timed out"), UnknownOutcomeError, "timeout"),
-        (socket.timeout("timed out"), UnknownOutcomeError, "timeout"),
+        (TimeoutError("timed out"), UnknownOutcomeError, "timeout"),
         (
             http.client.RemoteDisconnected("Remote end closed connection without response"),
             UnknownOutcomeError,

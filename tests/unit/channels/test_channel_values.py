@@ -2,34 +2,34 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
 from outreach.channels.base import OutgoingMessage, retry_after_seconds
 
-NOW = datetime(2026, 11, 24, 9, 30, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 24, 9, 30, tzinfo=UTC)
 
-EMAIL: dict[str, Any] = dict(
-    outbox_id="ob-1",
-    channel="email",
-    to="ann@example.com",
-    customer_id="c-1",
-    rule="late-delivery",
-    locale="en",
-    subject="Your parcel",
-    text="It is late.",
-)
-SMS: dict[str, Any] = dict(
-    outbox_id="ob-2",
-    channel="sms",
-    to="+447700900123",
-    customer_id="c-1",
-    rule="late-delivery",
-    locale="en",
-    sms="Your parcel is late.",
-)
+EMAIL: dict[str, Any] = {
+    "outbox_id": "ob-1",
+    "channel": "email",
+    "to": "ann@example.com",
+    "customer_id": "c-1",
+    "rule": "late-delivery",
+    "locale": "en",
+    "subject": "Your parcel",
+    "text": "It is late.",
+}
+SMS: dict[str, Any] = {
+    "outbox_id": "ob-2",
+    "channel": "sms",
+    "to": "+447700900123",
+    "customer_id": "c-1",
+    "rule": "late-delivery",
+    "locale": "en",
+    "sms": "Your parcel is late.",
+}
 
 
 def test_an_email_with_a_subject_and_an_html_body_alone_is_a_message() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -12,7 +12,7 @@ import pytest
 from outreach.channels import Channel, ConsoleChannel, OutboxChannel, OutgoingMessage, Receipt
 from outreach.errors import TransientDeliveryError
 
-NOW = datetime(2026, 11, 24, 9, 30, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 24, 9, 30, tzinfo=UTC)
 
 EMAIL = OutgoingMessage(
     outbox_id="ob-1",

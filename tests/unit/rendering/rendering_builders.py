@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +11,7 @@ from outreach.rendering import RuleInfo
 from outreach.settings import CompanySettings, DeliverySettings, PathSettings, Settings
 from outreach.state.models import Checkout, Customer, Order, SurveyResponse
 
-NOW = datetime(2026, 11, 24, 9, 30, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 24, 9, 30, tzinfo=UTC)
 COMPANY = CompanySettings(
     name="Souq Example",
     support_phone="+44 20 7946 0000",
@@ -62,8 +62,8 @@ def order(**fields: Any) -> Order:
         "id": "A-1042",
         "customer_id": "c-1",
         "status": "shipped",
-        "placed_at": datetime(2026, 11, 17, 12, 0, tzinfo=timezone.utc),
-        "promised_at": datetime(2026, 11, 21, 23, 30, tzinfo=timezone.utc),
+        "placed_at": datetime(2026, 11, 17, 12, 0, tzinfo=UTC),
+        "promised_at": datetime(2026, 11, 21, 23, 30, tzinfo=UTC),
         "total": 1249.5,
         "currency": "EGP",
         "carrier": "Aramex",
@@ -78,7 +78,7 @@ def checkout(**fields: Any) -> Checkout:
     values: dict[str, Any] = {
         "id": "k-1",
         "customer_id": "c-1",
-        "started_at": datetime(2026, 11, 24, 3, 0, tzinfo=timezone.utc),
+        "started_at": datetime(2026, 11, 24, 3, 0, tzinfo=UTC),
         "cart_value": 89.5,
         "currency": "GBP",
         "items": [{"sku": "TEA-001", "name": "Earl Grey tea", "qty": 2, "price": 14.75}],
@@ -96,7 +96,7 @@ def survey(**fields: Any) -> SurveyResponse:
         "kind": "nps",
         "score": 3,
         "comment": "Too slow.",
-        "responded_at": datetime(2026, 11, 23, 9, 0, tzinfo=timezone.utc),
+        "responded_at": datetime(2026, 11, 23, 9, 0, tzinfo=UTC),
         "attributes": {},
     }
     values.update(fields)

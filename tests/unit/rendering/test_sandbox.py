@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from datetime import UTC
 from pathlib import Path
 from typing import Any
 
@@ -115,11 +116,11 @@ RESOURCE_BOMBS = [
 
 @pytest.mark.parametrize("bomb", RESOURCE_BOMBS)
 def test_a_template_cannot_exhaust_memory_or_cpu(bomb: str) -> None:
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     started = time.perf_counter()
     with pytest.raises((LimitExceeded, UndefinedError)):
-        render(bomb, now=datetime(2026, 1, 1, tzinfo=timezone.utc))
+        render(bomb, now=datetime(2026, 1, 1, tzinfo=UTC))
     assert time.perf_counter() - started < 1.0
 
 
@@ -135,7 +136,7 @@ def test_a_render_is_stopped_when_it_uses_more_cpu_than_allowed() -> None:
 
 
 def test_the_cpu_budget_is_measured_by_the_meter_it_is_given() -> None:
-    readings = iter(range(0, 10_000))
+    readings = iter(range(10_000))
     budget = Budget(Limits(cpu_seconds=5), meter=lambda: float(next(readings)))
     with pytest.raises(LimitExceeded):
         for _ in range(Budget.CHECK_EVERY * 10):
