@@ -37,7 +37,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_channels import FROM_EMAIL, GROUP, HTML, SERVICE, SMS, TIMEOUT, VARIANTS, run
 
 from outreach.channels import make_channels
-from outreach.delivery import Dispatcher, evaluate, limits_of
+from outreach.delivery.decide import evaluate, limits_of
+from outreach.delivery.dispatch import Dispatcher
 from outreach.logs import configure
 from outreach.rendering import Renderer
 from outreach.rules.loader import load_rules

@@ -5,11 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from rich.console import Console
-from rich.table import Table
-
 from outreach.app import App
-from outreach.delivery import PAUSE, silence_key
 from outreach.durations import parse_duration
 from outreach.errors import InputError
 from outreach.state import ledger
@@ -17,12 +13,12 @@ from outreach.state import ledger
 
 def pause(app: App, reason: str, now: datetime) -> None:
     with app.engine.begin() as connection:
-        ledger.set_control(connection, PAUSE, None, reason or "paused by an operator", now)
+        ledger.set_control(connection, ledger.PAUSE, None, reason or "paused by an operator", now)
 
 
 def resume(app: App) -> bool:
     with app.engine.begin() as connection:
-        return ledger.clear_control(connection, PAUSE)
+        return ledger.clear_control(connection, ledger.PAUSE)
 
 
 def silence(app: App, rule: str, duration: str, reason: str, now: datetime) -> datetime:
@@ -33,26 +29,14 @@ def silence(app: App, rule: str, duration: str, reason: str, now: datetime) -> d
     except ValueError as exc:
         raise InputError(f"--for: {exc}") from None
     with app.engine.begin() as connection:
-        ledger.set_control(connection, silence_key(rule), until, reason, now)
+        ledger.set_control(connection, ledger.silence_key(rule), until, reason, now)
     return until
 
 
-def print_tasks(console: Console, app: App, show_all: bool) -> None:
+def list_tasks(app: App, show_all: bool) -> list[ledger.Task]:
+    """Open tasks (all of them with SHOW_ALL), oldest first."""
     with app.engine.connect() as connection:
-        found = ledger.list_tasks(connection, status=None if show_all else "open")
-    table = Table(title=f"{len(found)} task(s)")
-    for column in ("created", "rule", "customer", "record", "status", "summary"):
-        table.add_column(column)
-    for task in found:
-        table.add_row(
-            task.created_at.isoformat(timespec="minutes"),
-            task.rule,
-            task.customer_id,
-            task.entity_id,
-            task.status,
-            task.summary,
-        )
-    console.print(table)
+        return ledger.list_tasks(connection, status=None if show_all else "open")
 
 
 def report_since(app: App, since: str, now: datetime) -> dict[str, Any]:
@@ -67,7 +51,7 @@ def report_since(app: App, since: str, now: datetime) -> dict[str, Any]:
     return {
         "since": start.isoformat(),
         "now": now.isoformat(),
-        "paused": PAUSE in controls,
+        "paused": ledger.PAUSE in controls,
         "silenced": {
             key.split(":", 1)[1]: {"until": c.until.isoformat() if c.until else None, "reason": c.reason}
             for key, c in controls.items()
@@ -90,38 +74,3 @@ def _goal_summary(rows: list[tuple[str, str, int, int]]) -> list[dict[str, Any]]
         if contacted and holdout and contacted["rate"] is not None and holdout["rate"] is not None:
             entry["uplift"] = round(contacted["rate"] - holdout["rate"], 4)
     return list(by_rule.values())
-
-
-def print_report(console: Console, data: dict[str, Any]) -> None:
-    if data["paused"]:
-        console.print("PAUSED: nothing is being sent (outreach resume)", markup=False)
-    for rule, silence_info in data["silenced"].items():
-        console.print(
-            f"silenced: {rule} until {silence_info['until']} ({silence_info['reason']})", markup=False
-        )
-    table = Table(title=f"contacts decided since {data['since']}")
-    for column in ("rule", "state", "channel", "count"):
-        table.add_column(column)
-    for row in data["contacts"]:
-        table.add_row(row["rule"], row["state"], row["channel"] or "-", str(row["count"]))
-    console.print(table)
-    if data["goals"]:
-        goals = Table(title="goals: contacted vs held out")
-        for column in ("rule", "contacted", "met", "holdout", "met", "uplift"):
-            goals.add_column(column)
-        for entry in data["goals"]:
-            contacted, holdout = entry.get("contacted") or {}, entry.get("holdout") or {}
-
-            def rate(group: dict[str, Any]) -> str:
-                return "-" if not group else f"{group['goal_met']} ({group['rate']:.0%})"
-
-            uplift = f"{entry['uplift']:+.1%}" if "uplift" in entry else "-"
-            goals.add_row(
-                entry["rule"],
-                str(contacted.get("count", 0)),
-                rate(contacted),
-                str(holdout.get("count", 0)),
-                rate(holdout),
-                uplift,
-            )
-        console.print(goals)

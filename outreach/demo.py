@@ -10,14 +10,14 @@ from datetime import datetime
 from pathlib import Path
 
 from outreach.app import App
-from outreach.daemon import OnceResult, run_once
 from outreach.sample import load_sample
 from outreach.settings import Settings
+from outreach.tick import TickReport, run_once
 
 DEMO_DB = "var/demo.db"
 
 
-def run_demo(settings: Settings, now: datetime) -> tuple[OnceResult, Path]:
+def run_demo(settings: Settings, now: datetime) -> tuple[TickReport, Path]:
     database = settings.path(DEMO_DB)
     outbox = settings.path(settings.paths.outbox)
     for stale in (database, Path(f"{database}-wal"), Path(f"{database}-shm"), outbox):

@@ -6,19 +6,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-import sqlalchemy as sa
-from rich.console import Console
-from rich.table import Table
-
 from outreach import policy
 from outreach.app import App
-from outreach.delivery import limits_of, plan
+from outreach.delivery.decide import limits_of, plan
 from outreach.errors import RenderError
 from outreach.rendering import Renderer, RuleInfo
 from outreach.rules.evaluate import condition_holds
 from outreach.rules.loader import Rule
-from outreach.rules.schema import ABOUT_ENTITIES
-from outreach.state import ledger
+from outreach.state import ledger, records
 
 
 def decision_word(decision: policy.Decision, now: datetime) -> str:
@@ -72,7 +67,7 @@ def preview_rule(app: App, name: str, now: datetime, *, render: bool = False) ->
     with app.engine.connect() as connection:
         decisions = plan(connection, [rule], now, limits_of(app.settings))
         people = (
-            ledger.rows_by_id(connection, "customer", {d.customer_id for d in decisions}) if render else {}
+            records.rows_by_id(connection, "customer", {d.customer_id for d in decisions}) if render else {}
         )
         for decision in sorted(decisions, key=lambda d: (d.customer_id, d.entity_id)):
             row: dict[str, Any] = {
@@ -87,37 +82,13 @@ def preview_rule(app: App, name: str, now: datetime, *, render: bool = False) ->
                 entity = (
                     customer
                     if rule.about == "customer"
-                    else ledger.rows_by_id(connection, rule.about, [decision.entity_id]).get(
+                    else records.rows_by_id(connection, rule.about, [decision.entity_id]).get(
                         decision.entity_id
                     )
                 )
                 row["message"] = _render(renderer, rule, customer, entity, decision.channel, now)
             result.matches.append(row)
     return result
-
-
-def print_preview(console: Console, result: PreviewResult) -> None:
-    table = Table(title=f"{result.rule} at {result.now.isoformat()}: {len(result.matches)} match(es)")
-    for column in ("customer", "entity", "channel", "decision", "reason"):
-        table.add_column(column)
-    for row in result.matches:
-        table.add_row(
-            row["customer_id"], row["entity_id"], row["channel"] or "-", row["decision"], row["reason"]
-        )
-    console.print(table)
-    for row in result.matches:
-        message = row.get("message")
-        if not message:
-            continue
-        console.rule(f"{row['customer_id']} · {row['entity_id']} · {row['channel']}")
-        if "error" in message:
-            console.print(f"cannot render: {message['error']}", markup=False)
-        elif row["channel"] == "email":
-            console.print(f"Subject: {message['subject']}\n\n{message['text']}", markup=False)
-        else:
-            console.print(
-                f"{message['sms']}\n[{message['segments']} segment(s), {message['encoding']}]", markup=False
-            )
 
 
 # -- explain ------------------------------------------------------------------------------------
@@ -129,7 +100,7 @@ def explain_customer(app: App, customer_id: str, now: datetime) -> dict[str, Any
     rules = app.load_rules()
     limits = limits_of(app.settings)
     with app.engine.connect() as connection:
-        customer = ledger.rows_by_id(connection, "customer", [customer_id]).get(customer_id)
+        customer = records.rows_by_id(connection, "customer", [customer_id]).get(customer_id)
         if customer is None:
             raise InputError(f'no customer with id "{customer_id}"')
         history = ledger.contacts_of(connection, [customer_id])[customer_id]
@@ -142,15 +113,7 @@ def explain_customer(app: App, customer_id: str, now: datetime) -> dict[str, Any
                 "enabled": rule.enabled,
                 "records": [],
             }
-            entities: list[Any]
-            if rule.about == "customer":
-                entities = [customer]
-            else:
-                table = ABOUT_ENTITIES[rule.about].__table__  # type: ignore[attr-defined]
-                rows = connection.execute(
-                    sa.select(table).where(table.c.customer_id == customer_id).order_by(table.c.id)
-                ).mappings()
-                entities = [dict(row) for row in rows]
+            entities = records.records_of_customer(connection, rule.about, customer_id)
             decisions = {
                 d.entity_id: d for d in plan(connection, [rule], now, limits, customer_id=customer_id)
             }
@@ -180,26 +143,3 @@ def explain_customer(app: App, customer_id: str, now: datetime) -> dict[str, Any
                 entry["records"].append(record)
             report["rules"].append(entry)
     return report
-
-
-def print_explain(console: Console, report: dict[str, Any]) -> None:
-    console.print(f"customer {report['customer_id']} at {report['now']}", markup=False)
-    for entry in report["rules"]:
-        state = "" if entry["enabled"] else " (disabled)"
-        console.print(f"\nrule {entry['rule']}{state}: when {entry['when']}", markup=False)
-        if not entry["records"]:
-            console.print(f"  no {entry['about']} records for this customer", markup=False)
-        for record in entry["records"]:
-            console.print(
-                f"  {entry['about']} {record['entity_id']}: condition {record['condition']}", markup=False
-            )
-            for step in record.get("steps", []):
-                console.print(f"    {step['step']}: {step['outcome']}", markup=False)
-            if "decision" in record:
-                console.print(f"    → {record['decision']}: {record['reason']}", markup=False)
-            if "ledger" in record:
-                row = record["ledger"]
-                console.print(
-                    f"    ledger: {row['state']} ({row['reason']}) via {row['channel'] or '-'} at {row['decided_at']}",
-                    markup=False,
-                )

@@ -15,7 +15,8 @@ from sqlalchemy.engine import Engine
 
 from outreach.app import App
 from outreach.channels import Channel, make_channels
-from outreach.delivery import Dispatcher, DispatchStats, TickResult, evaluate, limits_of
+from outreach.delivery.decide import TickResult, evaluate, limits_of
+from outreach.delivery.dispatch import Dispatcher, DispatchStats
 from outreach.rendering import Renderer
 from outreach.settings import Settings
 from outreach.state import ledger

@@ -20,8 +20,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import babel.dates
 import babel.numbers
-from babel import Locale, UnknownLocaleError
+from babel import Locale
 
+from outreach import locales
 from outreach.clock import parse_instant
 
 DATE_STYLES = ("short", "medium", "long", "full")
@@ -32,15 +33,6 @@ _DIGITS = {
     "arabext": "۰۱۲۳۴۵۶۷۸۹",
 }
 _LRI, _PDI = "\u2066", "\u2069"
-
-
-@functools.lru_cache(maxsize=512)
-def parse_locale(tag: str) -> Locale:
-    """A Babel locale from a BCP 47 tag (`ar-EG`) or a POSIX one (`ar_EG`); ValueError if unknown."""
-    try:
-        return Locale.parse(tag.replace("-", "_"))
-    except (UnknownLocaleError, ValueError, TypeError) as exc:
-        raise ValueError(f"{tag!r} is not a known locale (e.g. en, ar, ar-EG)") from exc
 
 
 def numbering_system(locale: Locale) -> str:
@@ -70,7 +62,7 @@ class Formatting:
 
     @classmethod
     def _build(cls, locale: str, time_zone: str) -> Formatting:
-        parsed = parse_locale(locale)
+        parsed = locales.babel_locale(locale)
         try:
             zone: tzinfo = ZoneInfo(time_zone) if time_zone not in ("UTC", "Z") else UTC
         except (ZoneInfoNotFoundError, ValueError) as exc:

@@ -21,10 +21,9 @@ from pathlib import Path
 import yaml
 from jinja2 import BaseLoader, Environment, TemplateNotFound
 
+from outreach import locales
 from outreach.errors import Problem, did_you_mean
-from outreach.rendering.filters import parse_locale
 
-CHANNELS = ("email", "sms")
 FRONT_MATTER_KEYS = ("subject",)
 MAX_TEMPLATE_BYTES = 64 * 1024
 
@@ -38,33 +37,6 @@ KIND_EMAIL_HTML = "email.html"
 KIND_EMAIL_TEXT = "email.txt"
 KIND_SMS = "sms.txt"
 KIND_SHARED = "shared"
-
-
-def canonical_locale(tag: str) -> str:
-    """`ar_eg` → `ar-EG`: language lower case, region upper case, script title case."""
-    parts = [p for p in tag.replace("_", "-").split("-") if p]
-    if not parts:
-        return ""
-    out = [parts[0].lower()]
-    for part in parts[1:]:
-        if len(part) == 2 or part.isdigit():
-            out.append(part.upper())
-        elif len(part) == 4:
-            out.append(part.title())
-        else:
-            out.append(part.lower())
-    return "-".join(out)
-
-
-def locale_candidates(locale: str | None, default_locale: str) -> list[str]:
-    """The locales to try for a customer, most specific first: `ar-EG` → `ar-EG`, `ar`, default."""
-    candidates: list[str] = []
-    parts = canonical_locale(locale or "").split("-")
-    while parts and parts[0]:
-        candidates.append("-".join(parts))
-        parts.pop()
-    candidates.append(canonical_locale(default_locale))
-    return list(dict.fromkeys(candidates))
 
 
 @dataclass(frozen=True)
@@ -117,7 +89,7 @@ class Catalog:
 
     def file_for(self, template: str, kind: str, locale: str) -> TemplateFile | None:
         """The file of KIND for TEMPLATE in exactly LOCALE, if there is one."""
-        return self._by_key.get((template, kind, canonical_locale(locale)))
+        return self._by_key.get((template, kind, locales.canonical(locale)))
 
     def locales_of(self, template: str, kind: str) -> list[str]:
         """The locales TEMPLATE has a KIND file in."""
@@ -130,7 +102,7 @@ class Catalog:
     ) -> TemplateFile | None:
         """The file a customer with LOCALE gets for CHANNEL: their locale, its language, the default."""
         kind = KIND_EMAIL_HTML if channel == "email" else KIND_SMS
-        for candidate in locale_candidates(locale, default_locale):
+        for candidate in locales.candidates(locale, default_locale):
             found = self.file_for(template, kind, candidate)
             if found is not None:
                 return found
@@ -366,7 +338,7 @@ def load_catalog(root: Path, base_dir: Path) -> tuple[Catalog, list[Problem]]:
             continue
         channel, locale, ext = (
             match.group("channel"),
-            canonical_locale(match.group("locale")),
+            locales.canonical(match.group("locale")),
             match.group("ext"),
         )
         if channel == "sms" and ext != "txt":
@@ -375,7 +347,7 @@ def load_catalog(root: Path, base_dir: Path) -> tuple[Catalog, list[Problem]]:
             )
             continue
         try:
-            parse_locale(locale)
+            locales.babel_locale(locale)
         except ValueError:
             problems.append(
                 Problem(

@@ -14,6 +14,7 @@ from jinja2 import Template, TemplateSyntaxError
 from jinja2 import TemplateError as JinjaTemplateError
 from jinja2.exceptions import SecurityError, UndefinedError
 
+from outreach import locales
 from outreach.clock import to_utc
 from outreach.errors import (
     ConfigError,
@@ -32,16 +33,14 @@ from outreach.rendering.environment import (
     record_of,
     to_view,
 )
-from outreach.rendering.filters import Formatting, parse_locale
+from outreach.rendering.filters import Formatting
 from outreach.rendering.loader import (
     KIND_EMAIL_HTML,
     KIND_EMAIL_TEXT,
     KIND_SMS,
     Catalog,
     TemplateFile,
-    canonical_locale,
     load_catalog,
-    locale_candidates,
     sorted_problems,
 )
 from outreach.rendering.sms import count_segments, with_opt_out
@@ -294,7 +293,7 @@ class Renderer:
             template, channel, customer_locale, self._settings.delivery.default_locale
         )
         if main is None:
-            tried = ", ".join(locale_candidates(customer_locale, self._settings.delivery.default_locale))
+            tried = ", ".join(locales.candidates(customer_locale, self._settings.delivery.default_locale))
             raise self._failure(template, f"no {channel} template {template!r} in any of: {tried}")
         assert main.locale is not None
         formatting = self._formatting(main, customer_view)
@@ -408,8 +407,8 @@ class Renderer:
         chosen = template_locale
         if isinstance(wanted, str) and wanted:
             try:
-                if parse_locale(wanted).language == parse_locale(template_locale).language:
-                    chosen = canonical_locale(wanted)
+                if locales.babel_locale(wanted).language == locales.babel_locale(template_locale).language:
+                    chosen = locales.canonical(wanted)
             except ValueError:
                 pass
         zone = customer.get("timezone") or "UTC"

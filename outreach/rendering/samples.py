@@ -10,6 +10,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from outreach import locales
 from outreach.state.models import Checkout, Customer, Order, SurveyResponse
 
 SAMPLE_NOW = datetime(2026, 11, 24, 9, 30, tzinfo=UTC)
@@ -21,7 +22,7 @@ _PEOPLE = {
 
 
 def _person(locale: str) -> tuple[str, str, str]:
-    return _PEOPLE.get(locale.split("-")[0].lower(), _PEOPLE["en"])
+    return _PEOPLE.get(locales.language(locale), _PEOPLE["en"])
 
 
 def sample_customer(locale: str) -> Customer:

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from outreach import locales
+
 GSM7_BASIC = frozenset(
     "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?"
     "¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà"
@@ -75,15 +77,14 @@ def count_segments(text: str) -> Segments:
 def opt_out_line(locale: str, default_locale: str = "en") -> str:
     """The opt-out line in the language of LOCALE (`ar-EG` → Arabic), else the default's, else English."""
     for tag in (locale, default_locale, "en"):
-        language = tag.replace("_", "-").split("-")[0].lower()
-        if language in OPT_OUT_LINES:
-            return OPT_OUT_LINES[language]
+        if locales.language(tag) in OPT_OUT_LINES:
+            return OPT_OUT_LINES[locales.language(tag)]
     return OPT_OUT_LINES["en"]
 
 
 def has_opt_out_line(locale: str) -> bool:
     """Whether an opt-out line is written for the language of LOCALE."""
-    return locale.replace("_", "-").split("-")[0].lower() in OPT_OUT_LINES
+    return locales.language(locale) in OPT_OUT_LINES
 
 
 def with_opt_out(body: str, locale: str, default_locale: str = "en") -> str:

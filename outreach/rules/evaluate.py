@@ -14,9 +14,9 @@ from sqlalchemy.sql import Select
 
 from outreach.memory import collector_paused
 from outreach.rules.expressions import Expr, paths_of
-from outreach.rules.schema import ABOUT_ENTITIES
 from outreach.rules.to_python import compile_python
 from outreach.rules.to_sql import compile_sql
+from outreach.state.models import entity_table
 
 
 class Match(NamedTuple):
@@ -36,8 +36,8 @@ def matches_query(
     entity_ids: Sequence[str] | None = None,
 ) -> Select[Any]:
     """SELECT entity id, customer id of every entity of kind ABOUT for which CONDITION holds at NOW."""
-    entity = ABOUT_ENTITIES[about].__table__  # type: ignore[attr-defined]
-    customers = ABOUT_ENTITIES["customer"].__table__  # type: ignore[attr-defined]
+    entity = entity_table(about)
+    customers = entity_table("customer")
     where = compile_sql(condition, dialect, now)
     if about == "customer":
         query = sa.select(entity.c.id, entity.c.id).where(where)

@@ -22,10 +22,10 @@ from outreach.errors import Problem, RulesError, did_you_mean
 from outreach.policy import QuietHours
 from outreach.rules.expressions import Expr, ExpressionProblems, compile_expression
 from outreach.rules.schema import ABOUT_ENTITIES
+from outreach.vocabulary import CHANNELS
 
 NAME_RE = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
 QUIET_RE = re.compile(r"^([01]\d|2[0-3]):[0-5]\d-([01]\d|2[0-3]):[0-5]\d$")
-CHANNELS = ("email", "sms")
 FIELDS = (
     "name",
     "description",

@@ -7,14 +7,15 @@ from __future__ import annotations
 
 from enum import Enum
 from functools import cache
+from typing import Any
 
 from sqlalchemy import JSON, Boolean, Float, Integer, String
 from sqlalchemy.sql.schema import Column
 from sqlalchemy.types import TypeDecorator
-from sqlmodel import SQLModel
 
-from outreach.state.models import Checkout, Customer, Order, SurveyResponse
+from outreach.state.models import entity_table
 from outreach.state.types import UTCDateTime
+from outreach.vocabulary import ABOUTS
 
 
 class Type(Enum):
@@ -30,15 +31,11 @@ class Type(Enum):
         return self.value
 
 
-ABOUT_ENTITIES: dict[str, type[SQLModel]] = {
-    "order": Order,
-    "checkout": Checkout,
-    "survey": SurveyResponse,
-    "customer": Customer,
-}
+# What a rule may be about, and the entities its `when` may name.
+ABOUT_ENTITIES: tuple[str, ...] = tuple(str(about) for about in ABOUTS)
 
 
-def column_type(column: Column) -> Type:
+def column_type(column: Column[Any]) -> Type:
     kind = column.type
     if isinstance(kind, UTCDateTime):
         return Type.TIME
@@ -58,7 +55,7 @@ def column_type(column: Column) -> Type:
 @cache
 def fields_of(entity: str) -> dict[str, Type]:
     """The fields of ENTITY (`order`, `customer`, …) and their types, in table order."""
-    table = ABOUT_ENTITIES[entity].__table__  # type: ignore[attr-defined]
+    table = entity_table(entity)
     return {column.name: column_type(column) for column in table.columns}
 
 

@@ -21,15 +21,16 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.sql.elements import ColumnElement
 
 from outreach.rules import expressions as e
-from outreach.rules.schema import ABOUT_ENTITIES, Type
+from outreach.rules.schema import Type
 from outreach.rules.to_python import compile_python
+from outreach.state.models import entity_table
 from outreach.state.types import UTCDateTime, to_micros
 
 _UPPER = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
 
 def _table(entity: str) -> sa.Table:
-    return ABOUT_ENTITIES[entity].__table__  # type: ignore[attr-defined,no-any-return]
+    return entity_table(entity)
 
 
 class SqlCompiler:

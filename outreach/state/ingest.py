@@ -39,7 +39,6 @@ from typing import IO, Any, Literal, cast
 import email_validator
 import orjson
 import phonenumbers
-from babel import Locale, UnknownLocaleError
 from babel.numbers import list_currencies
 from email_validator.rfc_constants import CASE_INSENSITIVE_MAILBOX_NAMES, DOT_ATOM_TEXT
 from sqlalchemy import Table, select, text
@@ -47,12 +46,14 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Dialect, Engine
 from sqlalchemy.sql.dml import Insert
 
+from outreach import locales
 from outreach.clock import parse_instant
 from outreach.errors import ConfigError, IngestError, Problem, closest, did_you_mean
 from outreach.memory import collector_paused
-from outreach.state.models import CHANNELS, ORDER_STATUSES, STATE_TABLES, SURVEY_KINDS
+from outreach.state.models import BY_NAME, ORDER_STATUSES, SURVEY_KINDS, TABLE_NAMES, named_table
+from outreach.vocabulary import CHANNELS
 
-TABLES: tuple[str, ...] = ("customers", "orders", "checkouts", "survey_responses")
+TABLES: tuple[str, ...] = TABLE_NAMES
 BATCH_SIZE = 5000
 MAX_PROBLEMS = 1000
 
@@ -202,21 +203,14 @@ def parse_currency(value: Any) -> str:
     return code
 
 
-@lru_cache(maxsize=1024)
-def _locale(text: str) -> str:
-    separator = "-" if "-" in text else "_"
-    try:
-        locale = Locale.parse(text, sep=separator)
-    except (UnknownLocaleError, ValueError, TypeError):
-        raise ValueError(f"{text!r} is not a locale Babel knows (e.g. en, ar, ar-EG)") from None
-    return str(locale).replace("_", "-")
-
-
 def parse_locale(value: Any) -> str:
     """A locale as BCP 47 with hyphens (`ar_eg` → `ar-EG`)."""
     if not isinstance(value, str) or not value.strip():
         raise ValueError(f"must be a locale like en, ar or ar-EG, got {_kind(value)}")
-    return _locale(value.strip())
+    try:
+        return locales.normalise(value.strip())
+    except ValueError:
+        raise ValueError(f"{value!r} is not a locale Babel knows (e.g. en, ar, ar-EG)") from None
 
 
 @lru_cache(maxsize=1)
@@ -477,7 +471,7 @@ _REQUIRED_FIELDS = {
 @cache
 def defaults(table: str) -> dict[str, Any]:
     """What a new row of TABLE holds in the fields a record leaves out: the model's defaults."""
-    model_fields = STATE_TABLES[table].model_fields
+    model_fields = BY_NAME[table].model.model_fields
     values = {name: model_fields[name].get_default(call_default_factory=True) for name in FIELDS[table]}
     return {name: value for name, value in values.items() if name not in _REQUIRED_FIELDS[table]}
 
@@ -674,7 +668,7 @@ def read_csv(stream: io.BufferedIOBase, source: str, table: str) -> Iterator[Num
 
 
 def state_table(name: str) -> Table:
-    return STATE_TABLES[name].__table__  # type: ignore[attr-defined,no-any-return]
+    return named_table(name)
 
 
 @lru_cache(maxsize=256)

@@ -30,8 +30,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 from sqlmodel import Field, SQLModel
 
-from outreach.memory import collector_paused
-from outreach.state.models import Customer
+from outreach.state.models import Customer, table_of
 from outreach.state.types import JSONDocument, UTCDateTime
 
 RETRYABLE_STATES = ("skipped", "suppressed")
@@ -87,6 +86,14 @@ class Suppression(SQLModel, table=True):
     created_at: datetime = Field(sa_type=UTCDateTime, nullable=False)
 
 
+PAUSE = "pause"  # the key of the global pause in the controls table
+
+
+def silence_key(rule: str) -> str:
+    """The key of RULE's silence in the controls table."""
+    return f"silence:{rule}"
+
+
 class Control(SQLModel, table=True):
     """Operator switches: the global pause, and per-rule silences until an instant."""
 
@@ -127,12 +134,12 @@ class RuleTick(SQLModel, table=True):
 
 # -- queries: the only SQL of the ledger --------------------------------------------------------
 
-contacts = Contact.__table__  # type: ignore[attr-defined]
-suppressions = Suppression.__table__  # type: ignore[attr-defined]
-controls = Control.__table__  # type: ignore[attr-defined]
-tasks = Task.__table__  # type: ignore[attr-defined]
-rule_ticks = RuleTick.__table__  # type: ignore[attr-defined]
-customers = Customer.__table__  # type: ignore[attr-defined]
+contacts = table_of(Contact)
+suppressions = table_of(Suppression)
+controls = table_of(Control)
+tasks = table_of(Task)
+rule_ticks = table_of(RuleTick)
+customers = table_of(Customer)
 
 
 def new_id() -> str:
@@ -141,21 +148,6 @@ def new_id() -> str:
 
 def _insert(connection: Connection, table: sa.Table) -> Any:
     return (postgresql.insert if connection.dialect.name == "postgresql" else sqlite.insert)(table)
-
-
-def rows_by_id(connection: Connection, about: str, ids: Iterable[str]) -> dict[str, dict[str, Any]]:
-    """Rows of the `about` entity's table (customer, order, …) by id, as plain dicts."""
-    from outreach.rules.schema import ABOUT_ENTITIES
-
-    table = ABOUT_ENTITIES[about].__table__  # type: ignore[attr-defined]
-    wanted = sorted(set(ids))
-    found: dict[str, dict[str, Any]] = {}
-    with collector_paused():
-        for start in range(0, len(wanted), 500):
-            rows = connection.execute(sa.select(table).where(table.c.id.in_(wanted[start : start + 500])))
-            for row in rows.mappings().all():
-                found[row["id"]] = dict(row)
-    return found
 
 
 def contacts_of(connection: Connection, customer_ids: Iterable[str]) -> dict[str, list[dict[str, Any]]]:

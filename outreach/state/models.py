@@ -6,17 +6,19 @@ language compares amounts as numbers and templates format them with the currency
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
+import sqlalchemy as sa
 from sqlalchemy import Column, Index, text
 from sqlmodel import Field, SQLModel
 
 from outreach.state.types import JSONDocument, UTCDateTime
+from outreach.vocabulary import About
 
 ORDER_STATUSES = ("placed", "shipped", "delivered", "cancelled")
 SURVEY_KINDS = ("nps", "csat", "ces")
-CHANNELS = ("email", "sms")
 
 
 def _json_column() -> Any:
@@ -106,9 +108,41 @@ class SurveyResponse(SQLModel, table=True):
     attributes: dict[str, Any] = _json_column()
 
 
-STATE_TABLES: dict[str, type[SQLModel]] = {
-    "customers": Customer,
-    "orders": Order,
-    "checkouts": Checkout,
-    "survey_responses": SurveyResponse,
-}
+def table_of(model: type[SQLModel]) -> sa.Table:
+    """The Core table of a table model (SQLModel sets `__table__` at class creation, untyped)."""
+    return cast(sa.Table, model.__table__)  # type: ignore[attr-defined]
+
+
+@dataclass(frozen=True)
+class StateTable:
+    """One table of customer state: what rules call it (`about`), its name, its model."""
+
+    about: About
+    name: str
+    model: type[SQLModel]
+
+    @property
+    def table(self) -> sa.Table:
+        return table_of(self.model)
+
+
+# The one registry of the customer-state tables, in load order (customers first).
+STATE_TABLES: tuple[StateTable, ...] = (
+    StateTable(About.CUSTOMER, "customers", Customer),
+    StateTable(About.ORDER, "orders", Order),
+    StateTable(About.CHECKOUT, "checkouts", Checkout),
+    StateTable(About.SURVEY, "survey_responses", SurveyResponse),
+)
+BY_ABOUT: dict[About, StateTable] = {t.about: t for t in STATE_TABLES}
+BY_NAME: dict[str, StateTable] = {t.name: t for t in STATE_TABLES}
+TABLE_NAMES: tuple[str, ...] = tuple(BY_NAME)
+
+
+def entity_table(about: str) -> sa.Table:
+    """The table of the records a rule about ABOUT matches (`order` → orders)."""
+    return BY_ABOUT[About(about)].table
+
+
+def named_table(name: str) -> sa.Table:
+    """A customer-state table by its name (`orders`)."""
+    return BY_NAME[name].table

@@ -16,10 +16,10 @@ import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner, Result
 from sqlalchemy.engine import Engine
-from worlds import TEMPLATES
 
 from outreach.cli import cli
 from outreach.state.models import Customer, Order
+from tests.worlds import TEMPLATES
 
 REPO = Path(__file__).resolve().parents[2]
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)

@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from test_daemon_support import Workspace, sent_outbox_ids
 
 from outreach.testing.fakeproviders import FakeProviders
+from tests.acceptance.daemons import Workspace, sent_outbox_ids
 
 pytestmark = pytest.mark.slow
 

@@ -9,10 +9,10 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from test_daemon_support import Workspace, sent_outbox_ids
 
 from outreach.state.ledger import FINAL_STATES
 from outreach.testing.fakeproviders import FakeProviders
+from tests.acceptance.daemons import Workspace, sent_outbox_ids
 
 pytestmark = pytest.mark.slow
 

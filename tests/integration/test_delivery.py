@@ -20,7 +20,14 @@ import sqlalchemy as sa
 from click.testing import CliRunner
 from rich.console import Console
 from sqlalchemy.engine import Engine
-from worlds import (
+
+from outreach import controls
+from outreach.app import App
+from outreach.cli import cli
+from outreach.delivery.tasks import post_new_tasks
+from outreach.state import ledger
+from outreach.state.models import Order, SurveyResponse
+from tests.worlds import (
     NOON,
     World,
     build_world,
@@ -31,13 +38,6 @@ from worlds import (
     late_order,
     stalled_checkout,
 )
-
-from outreach import controls
-from outreach.app import App
-from outreach.cli import cli
-from outreach.escalation import post_new_tasks
-from outreach.state import ledger
-from outreach.state.models import Order, SurveyResponse
 
 
 @pytest.fixture

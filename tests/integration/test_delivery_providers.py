@@ -13,7 +13,13 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
-from worlds import (
+
+from outreach.channels import make_channels
+from outreach.settings import Settings
+from outreach.state import ledger
+from outreach.state.models import Customer
+from outreach.testing.fakeproviders import SENDGRID, TWILIO, FakeProviders
+from tests.worlds import (
     NOON,
     World,
     build_world,
@@ -22,12 +28,6 @@ from worlds import (
     late_order,
     stalled_checkout,
 )
-
-from outreach.channels import make_channels
-from outreach.settings import Settings
-from outreach.state import ledger
-from outreach.state.models import Customer
-from outreach.testing.fakeproviders import SENDGRID, TWILIO, FakeProviders
 
 INVALID_NUMBER = "+15005550001"  # Twilio 21211
 UNSUBSCRIBED_NUMBER = "+15005550004"  # Twilio 21610

@@ -6,12 +6,12 @@ from datetime import timedelta
 from pathlib import Path
 
 import sqlalchemy as sa
-from worlds import NOON, build_world, customer, stalled_checkout, write_world
 
 from outreach import controls
-from outreach.delivery import measure_goals
+from outreach.delivery.goals import measure_goals
 from outreach.policy import in_holdout
 from outreach.state.models import Checkout
+from tests.worlds import NOON, build_world, customer, stalled_checkout, write_world
 
 RULES = """\
 rules:

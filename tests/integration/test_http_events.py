@@ -8,11 +8,11 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 from starlette.testclient import TestClient
-from test_http_support import EVENTS_TOKEN, customer, make_client
 
-from outreach.metrics import Metrics
+from outreach.daemon.metrics import Metrics
+from outreach.feedback import Secrets
 from outreach.state.ingest import state_table
-from outreach.webhooks import Secrets
+from tests.integration.http_app import EVENTS_TOKEN, customer, make_client
 
 AUTH = {"Authorization": f"Bearer {EVENTS_TOKEN}"}
 

@@ -7,7 +7,10 @@ import json
 import pytest
 from sqlalchemy.engine import Engine
 from starlette.testclient import TestClient
-from test_http_support import (
+
+from outreach.daemon.metrics import Metrics
+from outreach.feedback import Secrets
+from tests.integration.http_app import (
     TWILIO_TOKEN,
     SendGridKey,
     add_contact,
@@ -18,9 +21,6 @@ from test_http_support import (
     suppressions,
     twilio_signature,
 )
-
-from outreach.metrics import Metrics
-from outreach.webhooks import Secrets
 
 PHONE = "+442079460101"
 

@@ -26,7 +26,7 @@ from outreach.state.ingest import (
     table_for_path,
     validate_record,
 )
-from outreach.state.models import STATE_TABLES
+from outreach.state.models import named_table
 
 UTC = UTC
 
@@ -41,7 +41,7 @@ def order(**fields: Any) -> dict[str, Any]:
 
 def test_every_table_column_has_exactly_one_validation_rule() -> None:
     for table in TABLES:
-        columns = set(STATE_TABLES[table].__table__.c.keys())  # type: ignore[attr-defined]
+        columns = set(named_table(table).c.keys())
         assert set(FIELDS[table]) == columns, table
 
 

@@ -7,9 +7,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from rendering_builders import settings_for, write_templates
 
 from outreach.settings import Settings
+from tests.unit.rendering.builders import settings_for, write_templates
 
 
 @pytest.fixture

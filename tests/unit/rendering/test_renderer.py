@@ -5,7 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
-from rendering_builders import (
+
+from outreach.errors import ConfigError, RenderError, TemplateError
+from outreach.rendering import Limits, RenderedMessage, Renderer, RuleInfo
+from outreach.settings import CompanySettings, Settings
+from tests.unit.rendering.builders import (
     EMAIL_FOOTER,
     LATE,
     NOW,
@@ -14,10 +18,6 @@ from rendering_builders import (
     customer,
     order,
 )
-
-from outreach.errors import ConfigError, RenderError, TemplateError
-from outreach.rendering import Limits, RenderedMessage, Renderer, RuleInfo
-from outreach.settings import CompanySettings, Settings
 
 Build = Callable[..., Settings]
 

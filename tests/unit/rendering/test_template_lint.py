@@ -6,11 +6,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from rendering_builders import COMMON_RULES, EMAIL_FOOTER, LATE, STALLED
 
 from outreach.errors import Problem
 from outreach.rendering import RuleInfo, lint_templates
 from outreach.settings import CompanySettings, PathSettings, Settings
+from tests.unit.rendering.builders import COMMON_RULES, EMAIL_FOOTER, LATE, STALLED
 
 Build = Callable[..., Settings]
 DATA = Path(__file__).resolve().parents[2] / "data"

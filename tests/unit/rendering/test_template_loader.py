@@ -5,17 +5,16 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from rendering_builders import write_templates
 
+from outreach import locales
 from outreach.rendering.loader import (
     KIND_EMAIL_HTML,
     KIND_EMAIL_TEXT,
     KIND_SHARED,
     KIND_SMS,
-    canonical_locale,
     load_catalog,
-    locale_candidates,
 )
+from tests.unit.rendering.builders import write_templates
 
 EMAIL = '---\nsubject: "Your order {{ order.id }}"\n---\n<p>Hello</p>\n'
 
@@ -39,11 +38,15 @@ def load(tmp_path: Path, files: dict[str, str]):  # type: ignore[no-untyped-def]
 def test_locales_fall_back_from_region_to_language_to_the_default(
     customer: str | None, default: str, expected: list[str]
 ) -> None:
-    assert locale_candidates(customer, default) == expected
+    assert locales.candidates(customer, default) == expected
 
 
 def test_locale_tags_are_written_the_bcp47_way() -> None:
-    assert [canonical_locale(t) for t in ("AR_eg", "en-gb", "sr-latn-RS")] == ["ar-EG", "en-GB", "sr-Latn-RS"]
+    assert [locales.canonical(t) for t in ("AR_eg", "en-gb", "sr-latn-RS")] == [
+        "ar-EG",
+        "en-GB",
+        "sr-Latn-RS",
+    ]
 
 
 def test_each_file_is_known_by_template_channel_and_locale(tmp_path: Path) -> None:

@@ -31,9 +31,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from outreach import webhooks
+from outreach import events, feedback
 from outreach.clock import utcnow
-from outreach.metrics import CONTENT_TYPE_LATEST, Metrics
+from outreach.daemon.metrics import CONTENT_TYPE_LATEST, Metrics
 
 log = structlog.get_logger("outreach.server")
 
@@ -49,7 +49,7 @@ class Inbound:
     """What the POST endpoints need: the database, the secrets, the URL providers call us at."""
 
     engine: Engine
-    secrets: webhooks.Secrets
+    secrets: feedback.Secrets
     public_url: str = ""
     clock: Callable[[], datetime] = field(default=utcnow)
 
@@ -99,10 +99,10 @@ def make_app(health: Callable[[], Health], metrics: Metrics, inbound: Inbound | 
 def _inbound_routes(inbound: Inbound, metrics: Metrics) -> list[Route]:
     secrets = inbound.secrets
     verifier = (
-        webhooks.sendgrid_verifier(secrets.sendgrid_public_key) if secrets.sendgrid_public_key else None
+        feedback.sendgrid_verifier(secrets.sendgrid_public_key) if secrets.sendgrid_public_key else None
     )
     if secrets.sendgrid_public_key and verifier is None:
-        log.warning("sendgrid_public_key_unreadable", variable=webhooks.SENDGRID_KEY_ENV)
+        log.warning("sendgrid_public_key_unreadable", variable=feedback.SENDGRID_KEY_ENV)
 
     def refuse(endpoint: str, reason: str, status: int, message: str, **extra: Any) -> JSONResponse:
         metrics.inbound_rejections.labels(endpoint, reason).inc()
@@ -112,9 +112,9 @@ def _inbound_routes(inbound: Inbound, metrics: Metrics) -> list[Route]:
     def url_of(request: Request) -> str:
         query = request.scope.get("query_string", b"").decode("latin-1")
         if inbound.public_url:
-            return webhooks.public_url(inbound.public_url, request.url.path, query)
+            return feedback.public_url(inbound.public_url, request.url.path, query)
         # Without a configured public URL, only a daemon reached directly can be verified.
-        return webhooks.public_url(f"{request.url.scheme}://{request.url.netloc}", request.url.path, query)
+        return feedback.public_url(f"{request.url.scheme}://{request.url.netloc}", request.url.path, query)
 
     async def twilio_form(request: Request, endpoint: str) -> Any:
         """The verified form of a Twilio webhook, or the response refusing it."""
@@ -123,31 +123,31 @@ def _inbound_routes(inbound: Inbound, metrics: Metrics) -> list[Route]:
                 endpoint,
                 "not_configured",
                 503,
-                f"{webhooks.TWILIO_TOKEN_ENV} is not set: Twilio webhooks cannot be verified",
+                f"{feedback.TWILIO_TOKEN_ENV} is not set: Twilio webhooks cannot be verified",
             )
         try:
             body = await _body(request)
         except _TooLarge:
             return refuse(endpoint, "too_large", 413, "the body is too large")
-        params = webhooks.form_params(body)
-        ok = params is not None and webhooks.twilio_signature_ok(
+        params = feedback.form_params(body)
+        ok = params is not None and feedback.twilio_signature_ok(
             secrets.twilio_auth_token,
             url_of(request),
             params,
-            request.headers.get(webhooks.TWILIO_SIGNATURE_HEADER),
-            request.headers.get(webhooks.TWILIO_SIGNATURE_SETTINGS_HEADER),
+            request.headers.get(feedback.TWILIO_SIGNATURE_HEADER),
+            request.headers.get(feedback.TWILIO_SIGNATURE_SETTINGS_HEADER),
         )
         if not ok:
             return refuse(endpoint, "signature", 403, "the Twilio signature does not match this request")
         return params
 
-    async def events(request: Request) -> Response:
+    async def post_events(request: Request) -> Response:
         endpoint = "events"
         if not secrets.events_token:
             return refuse(
-                endpoint, "not_configured", 503, f"POST /events is off: set {webhooks.EVENTS_TOKEN_ENV}"
+                endpoint, "not_configured", 503, f"POST /events is off: set {feedback.EVENTS_TOKEN_ENV}"
             )
-        if not webhooks.bearer_ok(secrets.events_token, request.headers.get("authorization")):
+        if not events.bearer_ok(secrets.events_token, request.headers.get("authorization")):
             response = refuse(endpoint, "token", 401, "a valid bearer token is required")
             response.headers["WWW-Authenticate"] = "Bearer"
             return response
@@ -157,10 +157,10 @@ def _inbound_routes(inbound: Inbound, metrics: Metrics) -> list[Route]:
             return refuse(endpoint, "too_large", 413, f"the body is larger than {MAX_BODY_BYTES:,} bytes")
         except orjson.JSONDecodeError as exc:
             return refuse(endpoint, "invalid", 400, f"the body is not JSON: {exc}")
-        batch = webhooks.parse_events(document)
+        batch = events.parse_events(document)
         if isinstance(batch, list):
             return refuse(endpoint, "invalid", 422, "nothing was written", problems=batch)
-        problems = await run_in_threadpool(webhooks.load_events, inbound.engine, batch)
+        problems = await run_in_threadpool(events.load_events, inbound.engine, batch)
         if problems:
             return refuse(endpoint, "invalid", 422, "nothing was written", problems=problems)
         metrics.inbound_events.labels("events", batch.table).inc(len(batch.records))
@@ -171,28 +171,26 @@ def _inbound_routes(inbound: Inbound, metrics: Metrics) -> list[Route]:
         params = await twilio_form(request, "twilio_status")
         if isinstance(params, Response):
             return params
-        feedback = webhooks.twilio_status_feedback(params.get("MessageStatus", ""), params.get("ErrorCode"))
+        said = feedback.twilio_status_feedback(params.get("MessageStatus", ""), params.get("ErrorCode"))
         outbox_id = request.query_params.get("outbox_id")
         message_sid = params.get("MessageSid") or params.get("SmsSid")
 
         def apply() -> Any:
             with inbound.engine.begin() as connection:
-                return webhooks.apply_twilio_status(
-                    connection, outbox_id, message_sid, feedback, inbound.clock()
-                )
+                return feedback.apply_twilio_status(connection, outbox_id, message_sid, said, inbound.clock())
 
         contact = await run_in_threadpool(apply)
         metrics.inbound_events.labels(
-            "twilio", webhooks.event_kind(webhooks.TWILIO_STAGES, feedback.status)
+            "twilio", feedback.event_kind(feedback.TWILIO_STAGES, said.status)
         ).inc()
         log.info(
             "twilio_status",
             outbox_id=contact.id if contact else outbox_id,
             provider_id=message_sid,
             customer_id=contact.customer_id if contact else None,
-            status=feedback.status,
-            error_code=feedback.code,
-            suppressed=feedback.suppress and contact is not None,
+            status=said.status,
+            error_code=said.code,
+            suppressed=said.suppress and contact is not None,
             known=contact is not None,
         )
         return Response(status_code=204)
@@ -201,14 +199,14 @@ def _inbound_routes(inbound: Inbound, metrics: Metrics) -> list[Route]:
         params = await twilio_form(request, "twilio_inbound")
         if isinstance(params, Response):
             return params
-        keyword = webhooks.inbound_keyword(params.get("Body", ""), params.get("OptOutType"))
+        keyword = feedback.inbound_keyword(params.get("Body", ""), params.get("OptOutType"))
         metrics.inbound_events.labels("twilio_inbound", keyword or "other").inc()
         if keyword is not None:
             phone = params.get("From", "")
 
             def apply() -> list[str]:
                 with inbound.engine.begin() as connection:
-                    return webhooks.apply_keyword(connection, phone, keyword, inbound.clock())
+                    return feedback.apply_keyword(connection, phone, keyword, inbound.clock())
 
             customer_ids = await run_in_threadpool(apply)
             log.info(
@@ -226,17 +224,17 @@ def _inbound_routes(inbound: Inbound, metrics: Metrics) -> list[Route]:
                 endpoint,
                 "not_configured",
                 503,
-                f"{webhooks.SENDGRID_KEY_ENV} is not set to a readable public key: SendGrid events cannot be verified",
+                f"{feedback.SENDGRID_KEY_ENV} is not set to a readable public key: SendGrid events cannot be verified",
             )
         try:
             raw = await _body(request)
         except _TooLarge:
             return refuse(endpoint, "too_large", 413, "the body is too large")
-        signed = webhooks.sendgrid_signature_ok(
+        signed = feedback.sendgrid_signature_ok(
             verifier,
             raw,
-            request.headers.get(webhooks.SENDGRID_SIGNATURE_HEADER),
-            request.headers.get(webhooks.SENDGRID_TIMESTAMP_HEADER),
+            request.headers.get(feedback.SENDGRID_SIGNATURE_HEADER),
+            request.headers.get(feedback.SENDGRID_TIMESTAMP_HEADER),
         )
         if not signed:
             return refuse(endpoint, "signature", 403, "the SendGrid signature does not match this request")
@@ -244,15 +242,15 @@ def _inbound_routes(inbound: Inbound, metrics: Metrics) -> list[Route]:
             document = orjson.loads(raw)
         except orjson.JSONDecodeError:
             return refuse(endpoint, "invalid", 400, "the body is not JSON")
-        events = document if isinstance(document, list) else [document]
+        received = document if isinstance(document, list) else [document]
 
-        def apply() -> list[webhooks.Applied]:
+        def apply() -> list[feedback.Applied]:
             with inbound.engine.begin() as connection:
-                return webhooks.apply_sendgrid_events(connection, events, inbound.clock())
+                return feedback.apply_sendgrid_events(connection, received, inbound.clock())
 
         for applied in await run_in_threadpool(apply):
             metrics.inbound_events.labels(
-                "sendgrid", webhooks.event_kind(webhooks.SENDGRID_STAGES, applied.kind)
+                "sendgrid", feedback.event_kind(feedback.SENDGRID_STAGES, applied.kind)
             ).inc()
             if applied.outbox_id is not None:
                 log.info(
@@ -265,7 +263,7 @@ def _inbound_routes(inbound: Inbound, metrics: Metrics) -> list[Route]:
         return Response(status_code=204)
 
     return [
-        Route("/events", events, methods=["POST"]),
+        Route("/events", post_events, methods=["POST"]),
         Route("/webhooks/twilio/status", twilio_status, methods=["POST"]),
         Route("/webhooks/twilio/inbound", twilio_inbound, methods=["POST"]),
         Route("/webhooks/sendgrid/events", sendgrid_events, methods=["POST"]),

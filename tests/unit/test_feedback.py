@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from outreach.webhooks import (
+from outreach.events import bearer_ok
+from outreach.feedback import (
     TWILIO_STAGES,
     Feedback,
-    bearer_ok,
     inbound_keyword,
     later_statuses,
     public_url,

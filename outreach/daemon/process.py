@@ -34,16 +34,14 @@ from sqlalchemy.engine import make_url
 
 from outreach.app import App
 from outreach.clock import utcnow
-from outreach.daemon import make_dispatcher, worker_name
-from outreach.delivery import evaluate, limits_of, measure_goals
+from outreach.daemon.http import Health, HttpServer, Inbound, make_app
+from outreach.daemon.metrics import Metrics
 from outreach.errors import OutreachError
-from outreach.escalation import post_new_tasks
-from outreach.metrics import Metrics
+from outreach.feedback import Secrets
 from outreach.rendering import Renderer
 from outreach.rules.loader import Rule, RuleSet
-from outreach.server import Health, HttpServer, Inbound, make_app
 from outreach.state import ledger
-from outreach.webhooks import Secrets
+from outreach.tick import make_dispatcher, run_tick, worker_name
 
 log = structlog.get_logger("outreach.daemon")
 
@@ -231,22 +229,21 @@ class Daemon:
         self._scheduled = wanted
 
     def tick(self, rule_name: str) -> None:
-        """Evaluate one rule at one instant, unless another worker did this slot already."""
+        """Run one rule's tick at one instant, unless another worker did this slot already."""
         rules = self._rules
         rule: Rule | None = next((r for r in rules if r.name == rule_name and r.enabled), None)
         if rule is None or self.stopping.is_set():
             return
         now = utcnow()
         slot = tick_slot(now, rule.every)
-        limits = limits_of(self.app.settings)
         started = time.perf_counter()
         try:
             if self.engine.dialect.name == "sqlite":
-                # One writer: the slot row must be committed before evaluate() writes, or the
+                # One writer: the slot row must be committed before the tick writes, or the
                 # two connections wait on each other. The file lock makes this daemon the only one.
                 with self.engine.begin() as connection:
                     ledger.take_tick(connection, rule.name, slot, now, self.worker)
-                result = evaluate(self.engine, [rule], now, limits)
+                report = run_tick(self.app, [rule], now)
             else:
                 with self.engine.begin() as connection:
                     if not ledger.take_tick(connection, rule.name, slot, now, self.worker):
@@ -254,34 +251,26 @@ class Daemon:
                         self.last_tick = time.monotonic()
                         log.debug("tick_skipped", rule=rule.name, slot=slot.isoformat())
                         return
-                    # Evaluated while the slot row and the advisory lock are held: if this
-                    # fails, the slot is released for another worker.
-                    result = evaluate(self.engine, [rule], now, limits)
+                    # Run while the slot row and the advisory lock are held: if this fails,
+                    # the slot is released for another worker.
+                    report = run_tick(self.app, [rule], now)
         except Exception:
             self.metrics.ticks.labels(rule.name, "failed").inc()
             log.exception("tick_failed", rule=rule.name)
             return
         seconds = time.perf_counter() - started
         self.last_tick = time.monotonic()
-        self.metrics.observe_tick(rule.name, result.decisions, seconds)
+        self.metrics.observe_tick(rule.name, report.decided.decisions, seconds)
         log.info(
             "tick",
             rule=rule.name,
             now=now.isoformat(),
-            matches=len(result.decisions),
-            recorded=result.recorded,
-            tasks=len(result.tasks),
+            matches=len(report.decided.decisions),
+            recorded=report.decided.recorded,
+            tasks=len(report.decided.tasks),
+            goals_met=report.goals_met,
             seconds=round(seconds, 3),
         )
-        try:
-            post_new_tasks(self.app, result.tasks)
-        except Exception:
-            log.exception("task_webhook_failed", rule=rule.name)
-        if rule.goal_condition is not None:
-            try:
-                log.info("goals", rule=rule.name, met=measure_goals(self.engine, [rule], now))
-            except Exception:
-                log.exception("goals_failed", rule=rule.name)
 
     # -- dispatch -------------------------------------------------------------------------
     def _dispatch_loop(self) -> None:

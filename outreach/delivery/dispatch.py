@@ -1,16 +1,14 @@
-"""Matches → decisions → outbox → sends: the orchestration of delivery, with no policy of its own.
+"""The dispatcher: claim due contacts → re-check at send time → render → send → record.
 
-`plan` evaluates rules and asks `outreach.policy` what to do with each match (reading the
-ledger, writing nothing); `evaluate` records those decisions; `Dispatcher` claims due contacts,
-re-checks each rule's condition on that one entity, renders, sends through a channel and
-records the outcome. Every function takes `now`: the clock is read by the caller, once a tick.
+A dispatcher works in batches: each is claimed under a lease, re-checked against the state as
+it is then, rendered, and sent a chunk at a time; outcomes are written per chunk.
 """
 
 from __future__ import annotations
 
 import random
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -29,179 +27,13 @@ from outreach.errors import (
     UnknownOutcomeError,
 )
 from outreach.rendering import Renderer, RuleInfo
-from outreach.rules.evaluate import condition_holds, find_matches, matches_query
-from outreach.rules.loader import Rule, RuleSet
-from outreach.settings import Settings
-from outreach.state import ledger
+from outreach.rules.evaluate import condition_holds
+from outreach.rules.loader import RuleSet
+from outreach.state import ledger, records
 
 log = structlog.get_logger("outreach.delivery")
 
-PAUSE = "pause"
 
-
-def silence_key(rule: str) -> str:
-    return f"silence:{rule}"
-
-
-def limits_of(settings: Settings) -> policy.Limits:
-    d = settings.delivery
-    return policy.Limits(quiet_hours=d.quiet_hours, max_per_day=d.max_per_day, max_per_week=d.max_per_week)
-
-
-def rule_policy(rule: Rule) -> policy.RulePolicy:
-    return policy.RulePolicy(
-        name=rule.name,
-        about=rule.about,
-        channels=rule.channels,
-        priority=rule.priority,
-        cooldown=rule.cooldown,
-        delay=rule.delay,
-        expires=rule.expires,
-        quiet_hours=rule.quiet_hours,
-        holdout=rule.holdout,
-    )
-
-
-def recipient(customer: Mapping[str, Any], suppressed: set[str]) -> policy.Recipient:
-    return policy.Recipient(
-        id=customer["id"],
-        timezone=customer["timezone"],
-        preferred_channel=customer["preferred_channel"],
-        email=customer["email"],
-        phone=customer["phone"],
-        email_opt_in=bool(customer["email_opt_in"]),
-        sms_opt_in=bool(customer["sms_opt_in"]),
-        suppressed=frozenset(suppressed),
-    )
-
-
-def past_contact(row: Mapping[str, Any]) -> policy.PastContact:
-    return policy.PastContact(
-        rule=row["rule"],
-        dedupe_key=row["dedupe_key"],
-        channel=row["channel"],
-        state=row["state"],
-        decided_at=row["decided_at"],
-        send_at=row["send_at"],
-        expires_at=row["expires_at"],
-    )
-
-
-def plan(
-    connection: Connection,
-    rules: Sequence[Rule],
-    now: datetime,
-    limits: policy.Limits,
-    *,
-    customer_id: str | None = None,
-) -> list[policy.Decision]:
-    """What would be decided for every match of RULES at NOW; reads the ledger, writes nothing."""
-    matches = [
-        (rule, match)
-        for rule in rules
-        for match in find_matches(connection, rule, now, customer_id=customer_id)
-    ]
-    if not matches:
-        return []
-    ids = {match.customer_id for _rule, match in matches}
-    people = ledger.rows_by_id(connection, "customer", ids)
-    suppressed = ledger.suppressed_channels(connection, ids)
-    # Skipped and suppressed rows are passed too: policy decides them again, keeping their expiry.
-    history = {
-        cid: [past_contact(row) for row in rows] for cid, rows in ledger.contacts_of(connection, ids).items()
-    }
-    policies = {rule.name: rule_policy(rule) for rule in rules}
-    candidates = [
-        policy.Candidate(
-            policies[rule.name],
-            match.entity_id,
-            recipient(people[match.customer_id], suppressed.get(match.customer_id, set())),
-        )
-        for rule, match in matches
-    ]
-    return policy.decide(candidates, history, limits, now)
-
-
-def decision_row(decision: policy.Decision, rule: Rule, now: datetime) -> dict[str, Any]:
-    return {
-        "id": ledger.new_id(),
-        "dedupe_key": decision.dedupe_key,
-        "rule": decision.rule,
-        "about": rule.about,
-        "entity_id": decision.entity_id,
-        "customer_id": decision.customer_id,
-        "channel": decision.channel,
-        "state": decision.state,
-        "reason": decision.reason,
-        "priority": rule.priority,
-        "decided_at": now,
-        "send_at": decision.send_at,
-        "expires_at": decision.expires_at,
-        "updated_at": now,
-        "attempts": 0,
-        "steps": [list(step) for step in decision.steps],
-    }
-
-
-@dataclass(frozen=True)
-class TickResult:
-    decisions: list[policy.Decision]
-    recorded: int
-    tasks: list[str]
-
-
-def evaluate(engine: Engine, rules: Sequence[Rule], now: datetime, limits: policy.Limits) -> TickResult:
-    """Evaluate RULES at NOW and record every new decision in the ledger, in one transaction.
-
-    A rule with `escalate: true` also opens a task for a person for each contact it decides
-    (whether or not the message can be sent: a detractor without consent still deserves a call).
-    """
-    by_name = {rule.name: rule for rule in rules}
-    opened: list[str] = []
-    with engine.begin() as connection:
-        decisions = plan(connection, rules, now, limits)
-        rows = [decision_row(d, by_name[d.rule], now) for d in decisions if d.state != "duplicate"]
-        recorded = ledger.record_decisions(connection, rows)
-        for d in decisions:
-            if by_name[d.rule].escalate and d.state not in ("duplicate", "skipped"):
-                summary = f"{d.rule}: reach out to customer {d.customer_id} in person ({by_name[d.rule].about} {d.entity_id})"
-                task = ledger.open_task(
-                    connection, d.dedupe_key, d.rule, d.customer_id, d.entity_id, summary, now
-                )
-                if task is not None:
-                    opened.append(task)
-    return TickResult(decisions, recorded, opened)
-
-
-def measure_goals(engine: Engine, rules: Sequence[Rule], now: datetime) -> int:
-    """Mark contacted and held-out matches whose rule's `goal` holds at NOW, within `goal_window`.
-
-    Both groups are measured the same way, so `outreach report` can compare them: the holdout
-    is what would have happened without the message. Returns how many goals were newly met.
-    """
-    met = 0
-    with engine.begin() as connection:
-        for rule in rules:
-            if rule.goal_condition is None or rule.goal_window is None:
-                continue
-            candidates = ledger.goal_candidates(connection, rule.name, now - rule.goal_window)
-            for start in range(0, len(candidates), 500):
-                chunk = candidates[start : start + 500]
-                query = matches_query(
-                    rule.about,
-                    rule.goal_condition,
-                    connection.dialect.name,
-                    now,
-                    entity_ids=[e for _c, e in chunk],
-                )
-                reached = {str(entity) for entity, _customer in connection.execute(query)}
-                done = [contact for contact, entity in chunk if entity in reached]
-                ledger.mark_goal_met(connection, done, now)
-                met += len(done)
-    return met
-
-
-# -- dispatch ---------------------------------------------------------------------------------
 @dataclass
 class DispatchStats:
     sent: int = 0
@@ -288,7 +120,7 @@ class Dispatcher:
     def held_rules(self, connection: Connection, now: datetime) -> list[str] | None:
         """Rules whose contacts must wait (silenced); None when everything is paused."""
         controls = ledger.active_controls(connection, now)
-        if PAUSE in controls:
+        if ledger.PAUSE in controls:
             return None
         return [key.split(":", 1)[1] for key in controls if key.startswith("silence:")]
 
@@ -306,16 +138,16 @@ class Dispatcher:
             with self.engine.begin() as connection:
                 claimed = ledger.claim_due(connection, self.worker, now, self.lease, self.batch, held)
                 # Read after the claim, so each re-check sees the records as they are now.
-                people = ledger.rows_by_id(connection, "customer", [c.customer_id for c in claimed])
-                records = {
-                    about: ledger.rows_by_id(
+                people = records.rows_by_id(connection, "customer", [c.customer_id for c in claimed])
+                entities = {
+                    about: records.rows_by_id(
                         connection, about, [c.entity_id for c in claimed if c.about == about]
                     )
                     for about in {c.about for c in claimed if c.about != "customer"}
                 }
             if not claimed:
                 return stats
-            self._dispatch_batch(claimed, people, records, clock, stats)
+            self._dispatch_batch(claimed, people, entities, clock, stats)
             if len(claimed) < self.batch:
                 return stats
         return stats
@@ -324,7 +156,7 @@ class Dispatcher:
         self,
         claimed: Sequence[ledger.Claimed],
         people: dict[str, dict[str, Any]],
-        records: dict[str, dict[str, dict[str, Any]]],
+        entities: dict[str, dict[str, dict[str, Any]]],
         clock: Callable[[], datetime],
         stats: DispatchStats,
     ) -> None:
@@ -343,7 +175,7 @@ class Dispatcher:
                 entity = (
                     customer
                     if contact.about == "customer"
-                    else records.get(contact.about, {}).get(contact.entity_id)
+                    else entities.get(contact.about, {}).get(contact.entity_id)
                 )
                 try:
                     checked = self._prepare(contact, customer, entity, now)

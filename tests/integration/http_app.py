@@ -13,11 +13,11 @@ from sqlalchemy.engine import Engine
 from starlette.testclient import TestClient
 from twilio.request_validator import RequestValidator
 
-from outreach.metrics import Metrics
-from outreach.server import Health, Inbound, make_app
-from outreach.state import ledger
+from outreach.daemon.http import Health, Inbound, make_app
+from outreach.daemon.metrics import Metrics
+from outreach.feedback import Secrets
+from outreach.state import ledger, records
 from outreach.state.ingest import upsert_rows, validate_record
-from outreach.webhooks import Secrets
 
 NOW = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
 PUBLIC_URL = "https://outreach.example.com"
@@ -88,7 +88,7 @@ def add_contact(
 
 def customer(engine: Engine, customer_id: str) -> dict[str, Any]:
     with engine.connect() as connection:
-        return dict(ledger.rows_by_id(connection, "customer", [customer_id])[customer_id])
+        return dict(records.rows_by_id(connection, "customer", [customer_id])[customer_id])
 
 
 def suppressions(engine: Engine) -> dict[tuple[str, str], str | None]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from outreach import policy
-from outreach.metrics import Metrics
+from outreach.daemon.metrics import Metrics
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 

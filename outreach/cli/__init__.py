@@ -84,8 +84,7 @@ def cli(ctx: click.Context, settings_path: str | None) -> None:
     from outreach.logs import configure
 
     # Commands print their own summaries; the daemon (`run` without --once) logs every event.
-    daemon = ctx.invoked_subcommand == "run" and "--once" not in sys.argv
-    configure(os.environ.get("OUTREACH_LOG_LEVEL", "info" if daemon else "warning"))
+    configure(os.environ.get("OUTREACH_LOG_LEVEL", "warning"))
     ctx.ensure_object(dict)["settings_path"] = settings_path
 
 
@@ -124,14 +123,13 @@ def check(ctx: click.Context) -> None:
     """Validate every rules file and template; list every problem with its place."""
     from outreach.checks import check_all
 
-    problems = check_all(app_of(ctx))
+    rules, problems = check_all(app_of(ctx))
     errors = [p for p in problems if p.severity == "error"]
     for problem in problems:
         err_console.print(problem.format(), markup=False, soft_wrap=True)
     if errors:
         err_console.print(f"{len(errors)} error(s), {len(problems) - len(errors)} warning(s)", markup=False)
         sys.exit(1)
-    rules = app_of(ctx).check_rules()[0]
     click.echo(f"ok: {len(rules)} rule(s) in {app_of(ctx).rules_dir}, {len(problems)} warning(s)")
 
 
@@ -156,7 +154,7 @@ def preview(ctx: click.Context, rule: str, now: datetime | None, as_json: bool, 
     if as_json:
         emit_json(result.as_json())
         return
-    from outreach.preview import print_preview
+    from outreach.cli.render import print_preview
 
     print_preview(out_console, result)
 
@@ -231,7 +229,8 @@ def ingest(ctx: click.Context, files: tuple[str, ...], table: str | None, max_er
 @handle_errors
 def explain(ctx: click.Context, customer_id: str, now: datetime | None, as_json: bool) -> None:
     """For every rule, why CUSTOMER_ID would or would not be contacted."""
-    from outreach.preview import explain_customer, print_explain
+    from outreach.cli.render import print_explain
+    from outreach.preview import explain_customer
 
     report = explain_customer(app_of(ctx), customer_id, now or utcnow())
     if as_json:
@@ -247,14 +246,18 @@ def explain(ctx: click.Context, customer_id: str, now: datetime | None, as_json:
 @handle_errors
 def run(ctx: click.Context, once: bool, now: datetime | None) -> None:
     """Evaluate rules on their cadence and send due contacts (the daemon)."""
-    from outreach.daemon import run_forever, run_once
-    from outreach.summary import print_summary
+    from outreach.cli.render import print_summary
+    from outreach.daemon import serve
+    from outreach.tick import run_once
 
     app = app_of(ctx)
     if once:
         print_summary(out_console, run_once(app, now))
         return
-    sys.exit(run_forever(app))
+    from outreach.logs import configure
+
+    configure(os.environ.get("OUTREACH_LOG_LEVEL", "info"))
+    sys.exit(serve(app))
 
 
 @cli.command()
@@ -268,8 +271,8 @@ def run(ctx: click.Context, once: bool, now: datetime | None) -> None:
 @handle_errors
 def demo(ctx: click.Context, now: datetime | None) -> None:
     """Load the bundled sample customers into a fresh var/demo.db and run one tick through the outbox."""
+    from outreach.cli.render import print_summary
     from outreach.demo import run_demo
-    from outreach.summary import print_summary
 
     at = now or utcnow().replace(hour=12, minute=0, second=0, microsecond=0)
     out_console.print(
@@ -322,9 +325,10 @@ def silence(ctx: click.Context, rule: str, duration: str, reason: str) -> None:
 @handle_errors
 def tasks(ctx: click.Context, show_all: bool) -> None:
     """List tasks opened for a person by rules with `escalate: true`."""
-    from outreach.controls import print_tasks
+    from outreach.cli.render import print_tasks
+    from outreach.controls import list_tasks
 
-    print_tasks(out_console, app_of(ctx), show_all)
+    print_tasks(out_console, list_tasks(app_of(ctx), show_all))
 
 
 @cli.command()
@@ -334,7 +338,8 @@ def tasks(ctx: click.Context, show_all: bool) -> None:
 @handle_errors
 def report(ctx: click.Context, since: str, as_json: bool) -> None:
     """Contacts by rule, state and channel over a period."""
-    from outreach.controls import print_report, report_since
+    from outreach.cli.render import print_report
+    from outreach.controls import report_since
 
     data = report_since(app_of(ctx), since, utcnow())
     if as_json:
