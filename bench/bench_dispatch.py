@@ -132,6 +132,7 @@ class Deployment:
             renderer=lambda: renderer,
             channels=make_channels(self.settings, environ=fake.environ()),
             worker="bench",
+            limits=limits_of(self.settings),
             concurrency=threads,
             batch=max(100, threads * 16),
         )

@@ -130,3 +130,16 @@ class PermanentDeliveryError(DeliveryError):
 
 class UnknownOutcomeError(DeliveryError):
     """The request may have reached the provider; its outcome is unknown."""
+
+
+def describe(exc: BaseException) -> str:
+    """An exception as one line for a log or a health report, without a statement's parameters.
+
+    A database driver error (SQLAlchemy's `StatementError` keeps the failed statement and its
+    parameters — emails, phone numbers — in its text) is described by the driver's own message.
+    """
+    original = getattr(exc, "orig", None)
+    if isinstance(original, BaseException):
+        exc = original
+    text = str(exc).splitlines()[0] if str(exc) else ""
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

@@ -90,3 +90,10 @@ def load_events(engine: Engine, batch: EventsBatch) -> list[str]:
             return [problem_text(batch.label, problem) for problem in report.problems]
         transaction.commit()
     return []
+
+
+def record_ids(batch: EventsBatch) -> list[str]:
+    """The ids of a loaded batch's records (as ingest stored them)."""
+    return [
+        str(record["id"]) for _index, record in batch.records if isinstance(record, dict) and "id" in record
+    ]

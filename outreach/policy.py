@@ -8,6 +8,12 @@ For each candidate, in the order of the contract:
 `decide` takes everything it needs as arguments (the candidates, the customer's past contacts,
 the settings' limits and `now`) and returns one `Decision` per candidate with the reason in
 plain words and every step it took, so `preview`, `explain` and the daemon say the same thing.
+A contact that a frequency cap would stop may take the place of a lower-priority one that is
+still waiting for its send time (the displaced one is held back and decided again later).
+
+`gate` is the send-time check: immediately before a message leaves, the state as it is then
+(condition, expiry, consent, quiet hours in the customer's current time zone, pause and
+silences) says whether it goes, on which channel, or what happens to it instead.
 """
 
 from __future__ import annotations
@@ -22,17 +28,10 @@ from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from outreach.durations import format_duration
+from outreach.vocabulary import HELD_STATES, LIVE_STATES, State
 
-UTC = UTC
 OFF = "off"
-
-# Ledger states that are, or will become, a message in the customer's hands. `unknown` counts:
-# the provider may have delivered it, and a cap errs on the side of not spamming.
-LIVE_STATES = frozenset({"sent", "sending", "unknown", "pending", "deferred", "claimed"})
-
-# Ledger states of a match that was not contacted *this time* (a cap, a cooldown, no consent):
-# the match is decided again on later runs rather than counting as its one contact.
-RETRY_STATES = frozenset({"skipped", "suppressed"})
+DUPLICATE = "duplicate"  # a decision that writes nothing: the match was decided before
 
 RETRY_BASE = 30.0
 RETRY_CAP = 3600.0
@@ -160,10 +159,12 @@ class PastContact:
     rule: str
     dedupe_key: str
     channel: str | None
-    state: str  # pending|claimed|sending|sent|failed|cancelled|expired|holdout|suppressed|skipped|unknown
+    state: str
     decided_at: datetime
     send_at: datetime | None  # when it is or was due: the local day it counts against
-    expires_at: datetime | None = None  # kept when a skipped match is decided again
+    expires_at: datetime | None = None  # kept when a held-back match is decided again
+    id: str = ""  # the ledger row's id, for a contact a later decision displaces
+    priority: int = 0
 
     @property
     def at(self) -> datetime:
@@ -198,13 +199,25 @@ class Candidate:
 
 
 @dataclass(frozen=True)
+class Displaced:
+    """A waiting contact a higher-priority one took the place of: held back, decided again later."""
+
+    contact_id: str
+    dedupe_key: str
+    reason: str
+    recheck_at: datetime
+
+
+@dataclass(frozen=True)
 class Decision:
     """What happens to one candidate, and why.
 
     `state` is "pending" (to be sent at `send_at`), "holdout" (control group, never sent),
     "suppressed" (no channel with an address and consent), "skipped" (cooldown or a cap; like
-    "suppressed", decided again on a later run), "expired" (cannot be sent before `expires_at`)
-    or "duplicate" (decided before: write nothing). `send_at` is set for "pending" only.
+    "suppressed", decided again on a later run — from `recheck_at`, when what held it back may
+    have changed; None: when the customer's consent changes), "expired" (cannot be sent before
+    `expires_at`) or "duplicate" (decided before: write nothing). `send_at` is set for "pending"
+    only. `displaced` lists the waiting contacts this one took the place of.
     """
 
     rule: str
@@ -217,6 +230,9 @@ class Decision:
     send_at: datetime | None
     expires_at: datetime | None
     steps: tuple[tuple[str, str], ...]
+    recheck_at: datetime | None = None
+    displaced: tuple[Displaced, ...] = ()
+    priority: int = 0
 
 
 def dedupe_key(rule: str, about: str, entity_id: str, customer_id: str) -> str:
@@ -256,7 +272,9 @@ def decide(
 
     A customer's candidates are weighed highest priority first (ties: rule name, then entity),
     so when a cap leaves room for one contact the most important one takes it; contacts
-    decided earlier in the same call count against the caps and cooldowns of later ones.
+    decided earlier in the same call count against the caps and cooldowns of later ones. A
+    contact a cap would stop takes the place of a lower-priority one of the ledger that is
+    still waiting for its send time on that day (or week), which is then displaced.
     A match whose row is "skipped" or "suppressed" is decided again, keeping its expiry.
     """
     now = _aware_utc(now, "now")
@@ -270,11 +288,46 @@ def decide(
         candidate = candidates[index]
         customer = candidate.recipient.id
         if customer not in contacts:
-            contacts[customer] = _Contacts.of(history.get(customer, ()))
+            contacts[customer] = _Contacts.of(history.get(customer, ()), now)
         decision = _decide_one(candidate, contacts[customer], limits, now)
         contacts[customer].record(decision)
         decided[index] = decision
     return [decided[i] for i in range(len(candidates))]
+
+
+def choose_channel(rule: RulePolicy, who: Recipient) -> tuple[str | None, str]:
+    """The first channel, in preference order, with an address, consent and no suppression."""
+    order = list(rule.channels)
+    if who.preferred_channel in order:
+        order.remove(who.preferred_channel)
+        order.insert(0, who.preferred_channel)
+    problems: list[str] = []
+    for channel in order:
+        problem = channel_problem(channel, who)
+        if problem is None:
+            preferred = "preferred " if channel == who.preferred_channel else ""
+            label = _CHANNEL_LABEL.get(channel, channel)
+            return channel, "; ".join([*problems, f"{preferred}{label} opted in → {channel}"])
+        problems.append(problem)
+    return None, "no channel left: " + "; ".join(problems)
+
+
+def channel_problem(channel: str, who: Recipient) -> str | None:
+    """Why CHANNEL cannot reach WHO (no address, no consent, a suppression), or None if it can."""
+    if channel == "email":
+        address, consent, address_name = who.email, who.email_opt_in, "email address"
+    elif channel == "sms":
+        address, consent, address_name = who.phone, who.sms_opt_in, "phone number"
+    else:
+        return f"{channel!r} is not a channel (email or sms)"
+    label = _CHANNEL_LABEL[channel]
+    if not address:
+        return f"no {address_name}"
+    if not consent:
+        return f"no {label} consent"
+    if channel in who.suppressed:
+        return f"{label} suppressed (bounce, complaint or STOP)"
+    return None
 
 
 def at_send_time(expires_at: datetime | None, now: datetime) -> str | None:
@@ -304,12 +357,7 @@ def retry_at(
         raise ValueError(f"attempt {attempt}: count the failed tries, starting at 1")
     if attempt >= MAX_ATTEMPTS:
         return None
-    # Full jitter spreads the retries of many contacts that failed together (a provider outage)
-    # instead of having them return in step: AWS Architecture Blog, "Exponential Backoff And Jitter".
-    delay = rng.uniform(0.0, min(RETRY_CAP, RETRY_BASE * 2 ** (attempt - 1)))
-    if retry_after is not None:
-        delay = max(delay, retry_after)
-    when = _aware_utc(now, "now") + timedelta(seconds=delay)
+    when = _aware_utc(now, "now") + timedelta(seconds=backoff_seconds(attempt, rng, retry_after))
     if quiet is not None:
         when = quiet.next_allowed(when, ZoneInfo(timezone))
     if expires_at is not None and when >= _aware_utc(expires_at, "expires_at"):
@@ -317,7 +365,132 @@ def retry_at(
     return when
 
 
+def backoff_seconds(attempt: int, rng: random.Random, floor: float | None = None) -> float:
+    """Full-jitter exponential backoff after ATTEMPT failed tries: 30 s doubling, capped at an hour."""
+    # Full jitter spreads the retries of many contacts that failed together (a provider outage)
+    # instead of having them return in step: AWS Architecture Blog, "Exponential Backoff And Jitter".
+    delay = rng.uniform(0.0, min(RETRY_CAP, RETRY_BASE * 2 ** min(attempt - 1, 20)))
+    return max(delay, floor) if floor is not None else delay
+
+
+# -- the send-time gate -------------------------------------------------------------------------
+
+SEND, REROUTE, DEFER, HOLD, CANCEL, EXPIRE, SUPPRESS = (
+    "send",
+    "reroute",
+    "defer",
+    "hold",
+    "cancel",
+    "expire",
+    "suppress",
+)
+
+
+@dataclass(frozen=True)
+class Controls:
+    """The operators' switches in force at an instant: the pause (its reason) and silenced rules."""
+
+    paused: str | None = None
+    silenced: Mapping[str, str] | None = None  # rule → reason
+
+    def holding(self, rule: str) -> str | None:
+        """Why RULE's messages must wait now, or None if they may go."""
+        if self.paused is not None:
+            return f"sending is paused ({self.paused}): held until `outreach resume`"
+        if self.silenced and rule in self.silenced:
+            return f"rule {rule} is silenced ({self.silenced[rule]}): held until the silence ends"
+        return None
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What the send-time gate says of one contact about to leave.
+
+    `action` is "send" (on `channel`), "reroute" (send on another consented `channel`), "defer"
+    (wait for the end of the customer's quiet hours: `until`), "hold" (pause or a silence: stays
+    due), or a final "cancel" / "expire", or "suppress" (no consented channel left: held back).
+    """
+
+    action: str
+    reason: str
+    channel: str | None = None
+    until: datetime | None = None
+
+
+def gate(
+    *,
+    rule: RulePolicy | None,
+    channel: str | None,
+    expires_at: datetime | None,
+    recipient: Recipient | None,
+    condition_holds: bool,
+    limits: Limits,
+    controls: Controls,
+    now: datetime,
+    goal_met: bool = False,
+) -> Verdict:
+    """The send-time check of one due contact against the state as it is at NOW.
+
+    In order: the rule still exists; not past `expires`; the customer and record still exist
+    and the rule's condition still holds (and a follow-up's goal is not met); the channel still
+    has address, consent and no suppression (else the rule's next consented channel); outside
+    quiet hours in the customer's *current* time zone (else deferred to their end); not paused
+    or silenced (else held).
+    """
+    now = _aware_utc(now, "now")
+    if rule is None:
+        return Verdict(CANCEL, "the rule no longer exists")
+    expired = at_send_time(expires_at, now)
+    if expired:
+        return Verdict(EXPIRE, expired)
+    if recipient is None:
+        return Verdict(CANCEL, "the customer or the record is gone")
+    if not condition_holds:
+        return Verdict(CANCEL, "the condition no longer holds at send time")
+    if goal_met:
+        return Verdict(CANCEL, "the goal was met before this step was sent")
+    action, reason = SEND, ""
+    if channel is None or channel_problem(channel, recipient) is not None:
+        was = channel_problem(channel, recipient) if channel else "no channel"
+        other, why = choose_channel(rule, recipient)
+        if other is None:
+            return Verdict(SUPPRESS, f"at send time: {why}")
+        action, channel, reason = REROUTE, other, f"at send time: {channel} {was}; {why}"
+    quiet = quiet_hours_for(rule, limits)
+    if quiet is not None:
+        allowed = quiet.next_allowed(now, recipient.zone)
+        if allowed != now:
+            if expires_at is not None and allowed >= _aware_utc(expires_at, "expires_at"):
+                return Verdict(
+                    EXPIRE,
+                    f"quiet hours {quiet} in {recipient.timezone} last past its expiry at"
+                    f" {_utc_text(expires_at)}: dropped, never sent stale",
+                )
+            return Verdict(
+                DEFER,
+                f"quiet hours {quiet} in {recipient.timezone} at send time: deferred to"
+                f" {_local_text(allowed, recipient.zone)}",
+                channel,
+                allowed,
+            )
+    held = controls.holding(rule.name)
+    if held is not None:
+        return Verdict(HOLD, held, channel)
+    return Verdict(action, reason, channel)
+
+
 # -- one candidate ----------------------------------------------------------------------------
+
+
+@dataclass
+class _Live:
+    """A contact that is, or will be, in the customer's hands, as the caps count it."""
+
+    at: datetime
+    rule: str
+    priority: int
+    contact: PastContact | None  # the ledger row; None for a decision of this call
+    waiting: bool  # still pending, its send time not reached: a higher priority may take its place
 
 
 @dataclass
@@ -325,21 +498,31 @@ class _Contacts:
     """A customer's contacts as `decide` sees them: past rows plus this call's decisions."""
 
     keys: dict[str, PastContact | Decision]
-    live: list[tuple[datetime, str]]  # (when it counts, rule) of contacts that are or will be sent
+    live: list[_Live]
 
     @classmethod
-    def of(cls, rows: Sequence[PastContact]) -> _Contacts:
+    def of(cls, rows: Sequence[PastContact], now: datetime) -> _Contacts:
         return cls(
             keys={row.dedupe_key: row for row in rows},
-            live=[(row.at, row.rule) for row in rows if row.state in LIVE_STATES],
+            live=[
+                _Live(
+                    row.at,
+                    row.rule,
+                    row.priority,
+                    row,
+                    row.state == State.PENDING and bool(row.id) and row.at > now,
+                )
+                for row in rows
+                if row.state in LIVE_STATES
+            ],
         )
 
     def record(self, decision: Decision) -> None:
-        if decision.state == "duplicate":
+        if decision.state == DUPLICATE:
             return
         self.keys[decision.dedupe_key] = decision
-        if decision.state == "pending" and decision.send_at is not None:
-            self.live.append((decision.send_at, decision.rule))
+        if decision.state == State.PENDING and decision.send_at is not None:
+            self.live.append(_Live(decision.send_at, decision.rule, decision.priority, None, False))
 
 
 def _decide_one(candidate: Candidate, seen: _Contacts, limits: Limits, now: datetime) -> Decision:
@@ -347,15 +530,24 @@ def _decide_one(candidate: Candidate, seen: _Contacts, limits: Limits, now: date
     tz = who.zone
     key = dedupe_key(rule.name, rule.about, candidate.entity_id, who.id)
     earlier = seen.keys.get(key)
-    retry = earlier if isinstance(earlier, PastContact) and earlier.state in RETRY_STATES else None
+    retry = earlier if isinstance(earlier, PastContact) and earlier.state in HELD_STATES else None
     expires_at = None
     if rule.expires is not None:
         # A match held back on earlier runs expires counting from its first decision, not this one.
         kept = retry.expires_at if retry is not None else None
         expires_at = _aware_utc(kept, "expires_at") if kept is not None else now + rule.expires
     steps: list[tuple[str, str]] = []
+    displaced: list[Displaced] = []
 
-    def end(state: str, reason: str, channel: str | None = None, send_at: datetime | None = None) -> Decision:
+    def end(
+        state: str,
+        reason: str,
+        channel: str | None = None,
+        send_at: datetime | None = None,
+        recheck_at: datetime | None = None,
+    ) -> Decision:
+        if recheck_at is not None and expires_at is not None:
+            recheck_at = min(recheck_at, expires_at)  # then it is decided again, and expires
         return Decision(
             rule=rule.name,
             entity_id=candidate.entity_id,
@@ -365,8 +557,11 @@ def _decide_one(candidate: Candidate, seen: _Contacts, limits: Limits, now: date
             channel=channel,
             reason=reason,
             send_at=send_at,
-            expires_at=expires_at if state != "duplicate" else None,
+            expires_at=expires_at if state != DUPLICATE else None,
             steps=tuple(steps),
+            recheck_at=recheck_at,
+            displaced=tuple(displaced) if state == State.PENDING else (),
+            priority=rule.priority,
         )
 
     if retry is not None:
@@ -374,22 +569,23 @@ def _decide_one(candidate: Candidate, seen: _Contacts, limits: Limits, now: date
         if expires_at is not None and now >= expires_at:
             reason = f"held back until it expired at {_utc_text(expires_at)}: dropped"
             steps.append(("expires", reason))
-            return end("expired", reason)
+            return end(State.EXPIRED, reason)
     elif earlier is not None:
         steps.append(("dedupe", _duplicate_reason(rule, earlier)))
-        return end("duplicate", steps[-1][1])
+        return end(DUPLICATE, steps[-1][1])
     else:
         steps.append(("dedupe", f"first decision for {key}"))
 
-    channel, channel_reason = _choose_channel(rule, who)
+    channel, channel_reason = choose_channel(rule, who)
     steps.append(("channel", channel_reason))
     if channel is None:
-        return end("suppressed", channel_reason)
+        return end(State.SUPPRESSED, channel_reason)
 
     blocker = _cooldown_blocker(rule, seen, now)
     if blocker is not None:
-        steps.append(("cooldown", blocker))
-        return end("skipped", blocker, channel)
+        reason, free_at = blocker
+        steps.append(("cooldown", reason))
+        return end(State.SKIPPED, reason, channel, recheck_at=free_at)
     steps.append(("cooldown", _cooldown_clear(rule)))
 
     # Caps count the local day the contact will be sent, so the send instant (delay, then out of
@@ -398,15 +594,32 @@ def _decide_one(candidate: Candidate, seen: _Contacts, limits: Limits, now: date
     planned = now + (rule.delay or timedelta(0))
     send_at = quiet.next_allowed(planned, tz) if quiet is not None else planned
     full = _cap_reached(send_at, seen.live, limits, tz)
-    if full is not None:
-        steps.append(("cap", full))
-        return end("skipped", full, channel)
+    while full is not None:
+        reason, per = full
+        victim = _displaceable(send_at, per, rule.priority, seen.live, tz)
+        if victim is None:
+            steps.append(("cap", reason))
+            return end(State.SKIPPED, reason, channel, recheck_at=_next_period(send_at, per, tz))
+        assert victim.contact is not None
+        seen.live.remove(victim)
+        displaced.append(
+            Displaced(
+                victim.contact.id,
+                victim.contact.dedupe_key,
+                f"gave its place to {rule.name} (priority {rule.priority} over {victim.priority}):"
+                f" {reason}; decided again later",
+                _next_period(victim.at, per, tz),
+            )
+        )
+        steps.append(("cap", f"took the place of {victim.rule} (priority {victim.priority}), still waiting"))
+        full = _cap_reached(send_at, seen.live, limits, tz)
     steps.append(("cap", _within_caps(send_at, seen.live, limits, tz)))
 
     if rule.holdout > 0 and in_holdout(rule.name, who.id, rule.holdout):
         reason = f"held out ({_percent(rule.holdout)} control group): recorded, never sent"
         steps.append(("holdout", reason))
-        return end("holdout", reason, channel)
+        displaced.clear()  # a held-out match sends nothing: it takes no one's place
+        return end(State.HOLDOUT, reason, channel)
     steps.append(
         (
             "holdout",
@@ -431,11 +644,12 @@ def _decide_one(candidate: Candidate, seen: _Contacts, limits: Limits, now: date
             f" {_local_text(expires_at, tz)} ({format_duration(rule.expires or timedelta(0))} after the match): dropped"
         )
         steps.append(("expires", reason))
-        return end("expired", reason, channel)
+        displaced.clear()
+        return end(State.EXPIRED, reason, channel)
     steps.append(("expires", f"expires {_utc_text(expires_at)}" if expires_at else "never expires"))
 
     notes = [channel_reason, delay_note, quiet_note]
-    return end("pending", "; ".join(n for n in notes if n), channel, send_at)
+    return end(State.PENDING, "; ".join(n for n in notes if n), channel, send_at)
 
 
 def _duplicate_reason(rule: RulePolicy, earlier: PastContact | Decision) -> str:
@@ -448,49 +662,18 @@ def _duplicate_reason(rule: RulePolicy, earlier: PastContact | Decision) -> str:
     )
 
 
-def _choose_channel(rule: RulePolicy, who: Recipient) -> tuple[str | None, str]:
-    """The first channel, in preference order, with an address, consent and no suppression."""
-    order = list(rule.channels)
-    if who.preferred_channel in order:
-        order.remove(who.preferred_channel)
-        order.insert(0, who.preferred_channel)
-    problems: list[str] = []
-    for channel in order:
-        problem = _channel_problem(channel, who)
-        if problem is None:
-            preferred = "preferred " if channel == who.preferred_channel else ""
-            label = _CHANNEL_LABEL.get(channel, channel)
-            return channel, "; ".join([*problems, f"{preferred}{label} opted in → {channel}"])
-        problems.append(problem)
-    return None, "no channel left: " + "; ".join(problems)
-
-
-def _channel_problem(channel: str, who: Recipient) -> str | None:
-    if channel == "email":
-        address, consent, address_name = who.email, who.email_opt_in, "email address"
-    elif channel == "sms":
-        address, consent, address_name = who.phone, who.sms_opt_in, "phone number"
-    else:
-        return f"{channel!r} is not a channel (email or sms)"
-    label = _CHANNEL_LABEL[channel]
-    if not address:
-        return f"no {address_name}"
-    if not consent:
-        return f"no {label} consent"
-    if channel in who.suppressed:
-        return f"{label} suppressed (bounce, complaint or STOP)"
-    return None
-
-
-def _cooldown_blocker(rule: RulePolicy, seen: _Contacts, now: datetime) -> str | None:
+def _cooldown_blocker(rule: RulePolicy, seen: _Contacts, now: datetime) -> tuple[str, datetime] | None:
+    """Why the rule's cooldown holds this contact back, and when it ends; None if it does not."""
     if not rule.cooldown:
         return None
-    recent = [at for at, name in seen.live if name == rule.name and at > now - rule.cooldown]
+    recent = [live.at for live in seen.live if live.rule == rule.name and live.at > now - rule.cooldown]
     if not recent:
         return None
+    last = max(recent)
     return (
         f"within the {format_duration(rule.cooldown)} cooldown of the last contact from {rule.name}"
-        f" ({_utc_text(max(recent))})"
+        f" ({_utc_text(last)})",
+        last + rule.cooldown,
     )
 
 
@@ -500,29 +683,58 @@ def _cooldown_clear(rule: RulePolicy) -> str:
     return f"no contact from {rule.name} in the last {format_duration(rule.cooldown)}"
 
 
+_DAY, _WEEK = "day", "week"
+
+
 def _cap_reached(
-    when: datetime, live: Sequence[tuple[datetime, str]], limits: Limits, tz: ZoneInfo
-) -> str | None:
-    """Why a contact at WHEN would break the daily or weekly cap of the customer's zone, if it would."""
+    when: datetime, live: Sequence[_Live], limits: Limits, tz: ZoneInfo
+) -> tuple[str, str] | None:
+    """Why a contact at WHEN would break the daily or weekly cap of the customer's zone, and
+    which (`day`/`week`); None when it would not."""
     if limits.max_per_day == 0 or limits.max_per_week == 0:
-        return "frequency cap is 0 (delivery.max_per_day / max_per_week): nothing may be sent"
+        return "frequency cap is 0 (delivery.max_per_day / max_per_week): nothing may be sent", _DAY
     day = when.astimezone(tz).date()
-    on_day = [name for at, name in live if at.astimezone(tz).date() == day]
-    in_week = [name for at, name in live if _week(at.astimezone(tz).date()) == _week(day)]
+    on_day = [c.rule for c in live if c.at.astimezone(tz).date() == day]
+    in_week = [c.rule for c in live if _week(c.at.astimezone(tz).date()) == _week(day)]
     if len(on_day) >= limits.max_per_day:
-        full, cap, per, by = "daily", limits.max_per_day, "day", on_day
+        full, cap, per, by = "daily", limits.max_per_day, _DAY, on_day
     elif len(in_week) >= limits.max_per_week:
-        full, cap, per, by = "weekly", limits.max_per_week, "week", in_week
+        full, cap, per, by = "weekly", limits.max_per_week, _WEEK, in_week
     else:
         return None
-    when_text = f"on {day}" if per == "day" else f"in the week of {day}"
-    return f"{full} cap reached ({cap} a {per}) by {', '.join(sorted(set(by)))} {when_text} ({tz.key})"
+    when_text = f"on {day}" if per == _DAY else f"in the week of {day}"
+    return f"{full} cap reached ({cap} a {per}) by {', '.join(sorted(set(by)))} {when_text} ({tz.key})", per
 
 
-def _within_caps(when: datetime, live: Sequence[tuple[datetime, str]], limits: Limits, tz: ZoneInfo) -> str:
+def _displaceable(
+    when: datetime, per: str, priority: int, live: Sequence[_Live], tz: ZoneInfo
+) -> _Live | None:
+    """The waiting contact of lower priority in the same local day (or week) as WHEN that a new
+    contact may take the place of: the lowest priority, then the latest due; None if there is none."""
     day = when.astimezone(tz).date()
-    on_day = sum(1 for at, _ in live if at.astimezone(tz).date() == day)
-    in_week = sum(1 for at, _ in live if _week(at.astimezone(tz).date()) == _week(day))
+
+    def same_period(c: _Live) -> bool:
+        local = c.at.astimezone(tz).date()
+        return local == day if per == _DAY else _week(local) == _week(day)
+
+    found = [c for c in live if c.waiting and c.priority < priority and same_period(c)]
+    return min(found, key=lambda c: (c.priority, -c.at.timestamp())) if found else None
+
+
+def _next_period(when: datetime, per: str, tz: ZoneInfo) -> datetime:
+    """The first instant of the customer's next local day (or ISO week) after WHEN."""
+    local_day = when.astimezone(tz).date()
+    start = (
+        local_day + timedelta(days=1) if per == _DAY else local_day + timedelta(days=7 - local_day.weekday())
+    )
+    wall = datetime.combine(start, time(0, 0))
+    return _first_instant_at(wall, tz, not_before=when)
+
+
+def _within_caps(when: datetime, live: Sequence[_Live], limits: Limits, tz: ZoneInfo) -> str:
+    day = when.astimezone(tz).date()
+    on_day = sum(1 for c in live if c.at.astimezone(tz).date() == day)
+    in_week = sum(1 for c in live if _week(c.at.astimezone(tz).date()) == _week(day))
     return (
         f"within caps: {on_day} of {limits.max_per_day} on {day}, {in_week} of {limits.max_per_week}"
         f" that week ({tz.key})"

@@ -96,6 +96,24 @@ class ServerSettings(_Section):
     public_url: str = ""
 
 
+class FeedbackSettings(_Section):
+    """What inbound feedback understands beyond the built-in keywords and windows."""
+
+    # Added to the built-in English, Arabic and French words (outreach.feedback.OPT_OUT_KEYWORDS).
+    opt_out_keywords: tuple[str, ...] = ()
+    opt_in_keywords: tuple[str, ...] = ()
+    # A signed SendGrid request older than this is refused as a replay. SendGrid retries an
+    # unanswered POST "at increasing intervals for up to 24 hours after the event occurs"
+    # (Event Webhook troubleshooting guide), so the default leaves a few minutes beyond that.
+    sendgrid_event_max_age: str = "24h10m"
+
+    @field_validator("sendgrid_event_max_age")
+    @classmethod
+    def _duration(cls, value: str) -> str:
+        parse_duration(value)
+        return value
+
+
 class DaemonSettings(_Section):
     """`outreach run`: how often it dispatches and looks for edits, how long it waits on SIGTERM."""
 
@@ -108,6 +126,10 @@ class DaemonSettings(_Section):
     # How long a claimed contact belongs to its worker; past it, a vanished worker's contacts
     # are recovered (claimed → pending, sending → unknown). Longer than any send takes.
     lease_seconds: float = Field(default=300.0, gt=0)
+    # /healthz turns unhealthy, naming the rule, after this many failed ticks of a rule in a row,
+    # or when edits of the rules or templates have been rejected for longer than this.
+    unhealthy_after_failures: int = Field(default=3, ge=1)
+    unhealthy_after_rejected_reload_seconds: float = Field(default=300.0, gt=0)
 
 
 class Settings(BaseSettings):
@@ -128,6 +150,7 @@ class Settings(BaseSettings):
     twilio: TwilioSettings = TwilioSettings()
     server: ServerSettings = ServerSettings()
     escalation: EscalationSettings = EscalationSettings()
+    feedback: FeedbackSettings = FeedbackSettings()
     daemon: DaemonSettings = DaemonSettings()
     base_dir: Path = Path(".")
 

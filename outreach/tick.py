@@ -19,7 +19,7 @@ from outreach.clock import utcnow
 from outreach.delivery.decide import TickResult, evaluate, limits_of
 from outreach.delivery.dispatch import Dispatcher, DispatchStats
 from outreach.delivery.goals import measure_goals
-from outreach.delivery.tasks import post_new_tasks
+from outreach.delivery.tasks import post_due_tasks
 from outreach.rendering import Renderer
 from outreach.rules.loader import Rule, RuleSet
 
@@ -49,6 +49,7 @@ def make_dispatcher(
         renderer=renderer,
         channels=make_channels(app.settings),
         worker=worker_name(),
+        limits=limits_of(app.settings),
         lease=timedelta(seconds=app.settings.daemon.lease_seconds),
         concurrency=app.settings.delivery.concurrency,
         at_least_once=app.settings.delivery.at_least_once,
@@ -66,8 +67,14 @@ def run_tick(
 ) -> TickReport:
     """Evaluate RULES at NOW and record the decisions, open and announce tasks, measure goals,
     then (with a DISPATCHER) send what is due; CLOCK times the sends (default: NOW, frozen)."""
-    decided = evaluate(app.engine, rules, now, limits_of(app.settings))
-    post_new_tasks(app, decided.tasks)
+    decided = evaluate(
+        app.engine,
+        rules,
+        now,
+        limits_of(app.settings),
+        announce_tasks=bool(app.settings.escalation.webhook_url),
+    )
+    post_due_tasks(app.engine, app.settings, now)
     goals_met = measure_goals(app.engine, rules, now)
     stats = dispatcher.dispatch_once(now, clock=clock or (lambda: now)) if dispatcher is not None else None
     return TickReport(now, decided, goals_met, stats)

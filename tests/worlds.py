@@ -194,6 +194,7 @@ class World:
             renderer=lambda: renderer,
             channels=self.channels,
             worker="test-worker",
+            limits=limits_of(self.settings),
             concurrency=1,
         )
         try:

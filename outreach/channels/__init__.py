@@ -19,14 +19,13 @@ from outreach.channels.base import (
     CONNECTION_LOST,
     EMAIL,
     SMS,
-    SUPPRESSING_CODES,
     TIMEOUT,
-    WITHDRAWS_SMS_CONSENT_CODES,
     Channel,
     OutgoingMessage,
     Receipt,
     retry_after_seconds,
 )
+from outreach.channels.codes import SUPPRESSING_CODES, WITHDRAWS_SMS_CONSENT_CODES
 from outreach.channels.console import ConsoleChannel
 from outreach.channels.outbox import OutboxChannel
 from outreach.errors import ConfigError

@@ -24,16 +24,6 @@ SMS: Final = "sms"
 
 Clock = Callable[[], datetime]
 
-# Refusals about the recipient's address rather than about us: the dispatcher suppresses the
-# address so no other rule tries it again. Twilio: 21211 invalid 'To' number, 21610 the
-# recipient replied STOP, 21614 not a mobile number. SendGrid has no codes of its own: 400 is a
-# malformed or invalid address, 403 a recipient the account may not send to.
-SUPPRESSING_CODES: Final = frozenset({"21211", "21610", "21614", "400", "403"})
-
-# The recipient unsubscribed at the carrier (replied STOP): SMS consent is withdrawn, not just
-# this number suppressed, so a later opt-in has to come from the customer.
-WITHDRAWS_SMS_CONSENT_CODES: Final = frozenset({"21610"})
-
 TIMEOUT: Final = "timeout"
 CONNECT: Final = "connect"
 CONNECTION_LOST: Final = "connection-lost"

@@ -16,15 +16,15 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
 import structlog
 import uvicorn
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -34,6 +34,8 @@ from starlette.routing import Route
 from outreach import events, feedback
 from outreach.clock import utcnow
 from outreach.daemon.metrics import CONTENT_TYPE_LATEST, Metrics
+from outreach.delivery.dispatch import reroute_waiting
+from outreach.rules.loader import RuleSet
 
 log = structlog.get_logger("outreach.server")
 
@@ -52,6 +54,18 @@ class Inbound:
     secrets: feedback.Secrets
     public_url: str = ""
     clock: Callable[[], datetime] = field(default=utcnow)
+    # The rules in force, to re-route contacts already waiting when consent is withdrawn.
+    rules: Callable[[], RuleSet | None] = field(default=lambda: None)
+    keywords: feedback.Keywords = feedback.DEFAULT_KEYWORDS
+    # Signed SendGrid requests older than this are replays: SendGrid retries for up to 24 hours.
+    sendgrid_max_age: timedelta = timedelta(hours=24, minutes=10)
+    # Told of records loaded by POST /events (table, ids), after they are committed.
+    on_records: Callable[[str, list[str]], None] | None = None
+
+    def consent_changed(self, connection: Connection, customer_ids: Iterable[str]) -> int:
+        """Re-route or hold back what is waiting for customers whose consent or suppressions changed."""
+        ids = set(customer_ids)
+        return reroute_waiting(connection, self.rules(), ids, self.clock()) if ids else 0
 
 
 MAX_BODY_BYTES = 16 * 1024 * 1024
@@ -163,8 +177,18 @@ def _inbound_routes(inbound: Inbound, metrics: Metrics) -> list[Route]:
         problems = await run_in_threadpool(events.load_events, inbound.engine, batch)
         if problems:
             return refuse(endpoint, "invalid", 422, "nothing was written", problems=problems)
+        ids = events.record_ids(batch)
+        if batch.table == "customers":
+
+            def reroute() -> int:
+                with inbound.engine.begin() as connection:
+                    return inbound.consent_changed(connection, ids)
+
+            await run_in_threadpool(reroute)
         metrics.inbound_events.labels("events", batch.table).inc(len(batch.records))
         log.info("events_loaded", table=batch.table, records=len(batch.records))
+        if inbound.on_records is not None:
+            inbound.on_records(batch.table, ids)
         return JSONResponse({"table": batch.table, "loaded": len(batch.records)})
 
     async def twilio_status(request: Request) -> Response:
@@ -175,11 +199,16 @@ def _inbound_routes(inbound: Inbound, metrics: Metrics) -> list[Route]:
         outbox_id = request.query_params.get("outbox_id")
         message_sid = params.get("MessageSid") or params.get("SmsSid")
 
-        def apply() -> Any:
+        def apply() -> feedback.StatusApplied:
             with inbound.engine.begin() as connection:
-                return feedback.apply_twilio_status(connection, outbox_id, message_sid, said, inbound.clock())
+                applied = feedback.apply_twilio_status(
+                    connection, outbox_id, message_sid, said, inbound.clock()
+                )
+                inbound.consent_changed(connection, applied.customers)
+                return applied
 
-        contact = await run_in_threadpool(apply)
+        applied = await run_in_threadpool(apply)
+        contact = applied.contact
         metrics.inbound_events.labels(
             "twilio", feedback.event_kind(feedback.TWILIO_STAGES, said.status)
         ).inc()
@@ -192,6 +221,7 @@ def _inbound_routes(inbound: Inbound, metrics: Metrics) -> list[Route]:
             error_code=said.code,
             suppressed=said.suppress and contact is not None,
             known=contact is not None,
+            replay=applied.replay,
         )
         return Response(status_code=204)
 
@@ -199,14 +229,18 @@ def _inbound_routes(inbound: Inbound, metrics: Metrics) -> list[Route]:
         params = await twilio_form(request, "twilio_inbound")
         if isinstance(params, Response):
             return params
-        keyword = feedback.inbound_keyword(params.get("Body", ""), params.get("OptOutType"))
+        keyword = inbound.keywords.read(params.get("Body", ""), params.get("OptOutType"))
         metrics.inbound_events.labels("twilio_inbound", keyword or "other").inc()
         if keyword is not None:
             phone = params.get("From", "")
+            sid = params.get("MessageSid") or params.get("SmsSid")
 
             def apply() -> list[str]:
                 with inbound.engine.begin() as connection:
-                    return feedback.apply_keyword(connection, phone, keyword, inbound.clock())
+                    changed = feedback.apply_keyword(connection, phone, keyword, inbound.clock(), sid)
+                    if keyword == "stop":
+                        inbound.consent_changed(connection, changed)
+                    return changed
 
             customer_ids = await run_in_threadpool(apply)
             log.info(
@@ -238,6 +272,14 @@ def _inbound_routes(inbound: Inbound, metrics: Metrics) -> list[Route]:
         )
         if not signed:
             return refuse(endpoint, "signature", 403, "the SendGrid signature does not match this request")
+        stamp = request.headers.get(feedback.SENDGRID_TIMESTAMP_HEADER)
+        if not feedback.sendgrid_timestamp_fresh(stamp, inbound.clock(), inbound.sendgrid_max_age):
+            return refuse(
+                endpoint,
+                "stale",
+                403,
+                "the signed request is older than sendgrid.event_max_age: refused as a replay",
+            )
         try:
             document = orjson.loads(raw)
         except orjson.JSONDecodeError:
@@ -246,7 +288,9 @@ def _inbound_routes(inbound: Inbound, metrics: Metrics) -> list[Route]:
 
         def apply() -> list[feedback.Applied]:
             with inbound.engine.begin() as connection:
-                return feedback.apply_sendgrid_events(connection, received, inbound.clock())
+                handled = feedback.apply_sendgrid_events(connection, received, inbound.clock())
+                inbound.consent_changed(connection, {c for a in handled for c in a.customers})
+                return handled
 
         for applied in await run_in_threadpool(apply):
             metrics.inbound_events.labels(
@@ -259,6 +303,7 @@ def _inbound_routes(inbound: Inbound, metrics: Metrics) -> list[Route]:
                     outbox_id=applied.outbox_id,
                     customer_id=applied.contact.customer_id if applied.contact else None,
                     known=applied.contact is not None,
+                    replay=applied.replay,
                 )
         return Response(status_code=204)
 

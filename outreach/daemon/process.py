@@ -1,25 +1,30 @@
 """The long-running `outreach run`: rule ticks on their cadence, continuous dispatch, reload, signals.
 
-    BackgroundScheduler ── one job per enabled rule (every `every`) ── tick: evaluate + tasks
+    BackgroundScheduler ── one job per enabled rule, fired on the rule's slot boundaries
+                       │     (every `every` since the epoch) ── tick_due: every rule due now,
+                       │     decided together (outreach.tick.run_tick), higher priority first
                        └── reload job: rules/templates edited? swap in the new set if it is valid
-    dispatch thread ────── Dispatcher.dispatch_once every `daemon.dispatch_interval`
-    http thread ────────── GET /healthz, GET /metrics
+    dispatch thread ────── Dispatcher.dispatch_once and due task webhooks, every `dispatch_interval`
+    http thread ────────── GET /healthz, GET /metrics, POST /events, provider webhooks
     main thread ────────── waits for SIGTERM/SIGINT, then stops within `daemon.grace_seconds`
 
 Several daemons may share one PostgreSQL database: contacts are claimed with `FOR UPDATE SKIP
-LOCKED`, and each rule's tick slot is taken under an advisory lock (ledger.take_tick), so a
-tick is evaluated once across the cluster. APScheduler's job stores cannot be shared between
+LOCKED`; tick slots are taken under an advisory lock (ledger.take_ticks), so each rule's tick
+is evaluated once across the cluster and the rules due at one instant by one worker; decisions
+are serialised by the ledger's decision lock. APScheduler's job stores cannot be shared between
 processes, so nothing is coordinated through them. SQLite has one writer: a second daemon on
 the same file is refused (an exclusive flock on `DATABASE.lock`, held for the process lifetime).
 """
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import signal
 import threading
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import FrameType
@@ -36,8 +41,11 @@ from outreach.app import App
 from outreach.clock import utcnow
 from outreach.daemon.http import Health, HttpServer, Inbound, make_app
 from outreach.daemon.metrics import Metrics
-from outreach.errors import OutreachError
-from outreach.feedback import Secrets
+from outreach.delivery.dispatch import revive_unrendered
+from outreach.delivery.tasks import post_due_tasks
+from outreach.durations import parse_duration
+from outreach.errors import OutreachError, describe
+from outreach.feedback import Keywords, Secrets
 from outreach.rendering import Renderer
 from outreach.rules.loader import Rule, RuleSet
 from outreach.state import ledger
@@ -46,8 +54,7 @@ from outreach.tick import make_dispatcher, run_tick, worker_name
 log = structlog.get_logger("outreach.daemon")
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-# Each tick holds two connections on PostgreSQL (the tick slot and the evaluation); a few
-# concurrent ticks plus the dispatcher's senders stay within SQLAlchemy's default pool.
+# Rule jobs only wait on the daemon's tick lock while another runs the due ticks: a few threads.
 TICK_THREADS = 3
 
 
@@ -98,8 +105,8 @@ def url_database(database_url: str) -> str:
 
 
 # -- jobs (module functions: APScheduler must be able to name them) ---------------------------
-def tick_job(daemon: Daemon, rule_name: str) -> None:
-    daemon.tick(rule_name)
+def tick_job(daemon: Daemon) -> None:
+    daemon.tick_due()
 
 
 def reload_job(daemon: Daemon) -> None:
@@ -109,6 +116,14 @@ def reload_job(daemon: Daemon) -> None:
 def tick_slot(now: datetime, every: timedelta) -> datetime:
     """The start of the `every`-long slot holding NOW; equal on every worker for the same tick."""
     return EPOCH + ((now - EPOCH) // every) * every
+
+
+@dataclass
+class _Failures:
+    """A rule's ticks that failed in a row, and the last error (for /healthz)."""
+
+    count: int = 0
+    last_error: str = ""
 
 
 class Daemon:
@@ -127,6 +142,11 @@ class Daemon:
         self._renderer = Renderer(app.settings)
         self._fingerprint = self._files_fingerprint()
         self._scheduled: dict[str, timedelta] = {}
+        self._slots: dict[str, datetime] = {}  # the newest slot of each rule this worker saw done
+        self._tick_lock = threading.Lock()
+        self._failures: dict[str, _Failures] = {}
+        self._rejected_since: float | None = None  # monotonic time of the first rejected edit
+        self._rejected: list[str] = []
         self.metrics = Metrics(queue_depth=self._queue_depth)
         self.scheduler = BackgroundScheduler(
             timezone=UTC,
@@ -145,8 +165,15 @@ class Daemon:
             stopping=self.stopping,
         )
         self._dispatch_thread = threading.Thread(target=self._dispatch_loop, name="dispatch", daemon=True)
-        server = app.settings.server
-        inbound = Inbound(self.engine, Secrets.from_environ(), public_url=server.public_url)
+        server, heard = app.settings.server, app.settings.feedback
+        inbound = Inbound(
+            self.engine,
+            Secrets.from_environ(),
+            public_url=server.public_url,
+            rules=lambda: self._rules,
+            keywords=Keywords.of(heard.opt_out_keywords, heard.opt_in_keywords),
+            sendgrid_max_age=parse_duration(heard.sendgrid_event_max_age),
+        )
         self.http = HttpServer(make_app(self.health, self.metrics, inbound), server.host, server.port)
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -188,7 +215,7 @@ class Daemon:
 
     def _shutdown(self) -> int:
         deadline = time.monotonic() + self.options.grace_seconds
-        # No new ticks; ticks already running finish (they are one transaction each).
+        # No new ticks; ticks already running finish (their decisions are committed a chunk at a time).
         self.scheduler.pause()
         stopper = threading.Thread(target=self.scheduler.shutdown, kwargs={"wait": True}, daemon=True)
         stopper.start()
@@ -209,7 +236,10 @@ class Daemon:
 
     # -- scheduling -----------------------------------------------------------------------
     def _schedule(self, rules: RuleSet) -> None:
-        """Add, remove and re-time the tick jobs so there is one per enabled rule."""
+        """Add, remove and re-time the tick jobs so there is one per enabled rule.
+
+        A rule's job fires on its slot boundaries (multiples of `every` since the epoch), so rules
+        due at the same instant fire together and the first job to run ticks all of them."""
         wanted = {rule.name: rule.every for rule in rules if rule.enabled}
         for name in set(self._scheduled) - set(wanted):
             self.scheduler.remove_job(f"rule:{name}")
@@ -219,8 +249,8 @@ class Daemon:
                 continue
             self.scheduler.add_job(
                 tick_job,
-                IntervalTrigger(seconds=every.total_seconds(), timezone=UTC),
-                args=(self, name),
+                IntervalTrigger(seconds=every.total_seconds(), start_date=EPOCH, timezone=UTC),
+                args=(self,),
                 id=f"rule:{name}",
                 replace_existing=True,
                 next_run_time=datetime.now(UTC),
@@ -228,64 +258,94 @@ class Daemon:
             log.info("rule_scheduled", rule=name, every_seconds=every.total_seconds())
         self._scheduled = wanted
 
-    def tick(self, rule_name: str) -> None:
-        """Run one rule's tick at one instant, unless another worker did this slot already."""
-        rules = self._rules
-        rule: Rule | None = next((r for r in rules if r.name == rule_name and r.enabled), None)
-        if rule is None or self.stopping.is_set():
+    def tick_due(self) -> None:
+        """Tick every enabled rule whose slot has come and that no worker has done yet, together."""
+        if self.stopping.is_set():
             return
-        now = utcnow()
-        slot = tick_slot(now, rule.every)
+        with self._tick_lock:
+            now = utcnow()
+            due = [
+                (rule, tick_slot(now, rule.every))
+                for rule in self._rules
+                if rule.enabled
+                and tick_slot(now, rule.every) > self._slots.get(rule.name, EPOCH - rule.every)
+            ]
+            if not due:
+                return
+            slots = [(rule.name, slot) for rule, slot in due]
+            with self.engine.begin() as connection:
+                taken = set(ledger.take_ticks(connection, slots, now, self.worker))
+            for name, slot in slots:
+                self._slots[name] = slot
+                if name not in taken:
+                    self.metrics.ticks.labels(name, "skipped").inc()
+            rules = [rule for rule, _slot in due if rule.name in taken]
+            if rules:
+                self._tick(rules, [s for s in slots if s[0] in taken], now)
+            self.last_tick = time.monotonic()
+
+    def _tick(self, rules: list[Rule], slots: list[tuple[str, datetime]], now: datetime) -> None:
         started = time.perf_counter()
         try:
-            if self.engine.dialect.name == "sqlite":
-                # One writer: the slot row must be committed before the tick writes, or the
-                # two connections wait on each other. The file lock makes this daemon the only one.
-                with self.engine.begin() as connection:
-                    ledger.take_tick(connection, rule.name, slot, now, self.worker)
-                report = run_tick(self.app, [rule], now)
-            else:
-                with self.engine.begin() as connection:
-                    if not ledger.take_tick(connection, rule.name, slot, now, self.worker):
-                        self.metrics.ticks.labels(rule.name, "skipped").inc()
-                        self.last_tick = time.monotonic()
-                        log.debug("tick_skipped", rule=rule.name, slot=slot.isoformat())
-                        return
-                    # Run while the slot row and the advisory lock are held: if this fails,
-                    # the slot is released for another worker.
-                    report = run_tick(self.app, [rule], now)
-        except Exception:
-            self.metrics.ticks.labels(rule.name, "failed").inc()
-            log.exception("tick_failed", rule=rule.name)
+            report = run_tick(self.app, rules, now)
+        except Exception as exc:
+            for rule in rules:
+                self._failed(rule.name, exc)
+            log.exception("tick_failed", rules=[r.name for r in rules])
+            # Give the slots back: the next job (here or on another worker) runs them again.
+            with contextlib.suppress(Exception), self.engine.begin() as connection:
+                ledger.release_ticks(connection, slots, self.worker)
+            for name, _slot in slots:
+                self._slots.pop(name, None)
             return
         seconds = time.perf_counter() - started
-        self.last_tick = time.monotonic()
-        self.metrics.observe_tick(rule.name, report.decided.decisions, seconds)
+        for rule in rules:
+            error = report.decided.failed.get(rule.name)
+            if error is not None:
+                self._failed(rule.name, error)
+                continue
+            self._failures.pop(rule.name, None)
+            mine = [d for d in report.decided.decisions if d.rule == rule.name]
+            self.metrics.observe_tick(rule.name, mine, seconds)
         log.info(
             "tick",
-            rule=rule.name,
+            rules=[r.name for r in rules],
             now=now.isoformat(),
             matches=len(report.decided.decisions),
             recorded=report.decided.recorded,
+            displaced=report.decided.displaced,
             tasks=len(report.decided.tasks),
             goals_met=report.goals_met,
+            failed=sorted(report.decided.failed),
             seconds=round(seconds, 3),
         )
+
+    def _failed(self, rule: str, error: BaseException | str) -> None:
+        entry = self._failures.setdefault(rule, _Failures())
+        entry.count += 1
+        entry.last_error = error if isinstance(error, str) else describe(error)
+        self.metrics.ticks.labels(rule, "failed").inc()
 
     # -- dispatch -------------------------------------------------------------------------
     def _dispatch_loop(self) -> None:
         while not self.stopping.is_set():
             try:
-                stats = self.dispatcher.dispatch_once(utcnow(), clock=utcnow)
+                now = utcnow()
+                stats = self.dispatcher.dispatch_once(now, clock=utcnow)
+                post_due_tasks(self.engine, self.app.settings, now)
                 self.last_dispatch = time.monotonic()
                 if stats.outcomes:
                     log.info(
                         "dispatched",
                         sent=stats.sent,
                         retried=stats.retried,
+                        deferred=stats.deferred,
+                        held=stats.held,
+                        rerouted=stats.rerouted,
                         failed=stats.failed,
                         cancelled=stats.cancelled,
                         expired=stats.expired,
+                        suppressed=stats.suppressed,
                         unknown=stats.unknown,
                     )
             except Exception:
@@ -319,12 +379,18 @@ class Daemon:
         except OutreachError as exc:
             self.metrics.reload_failures.inc()
             problems = [p.format() for p in getattr(exc, "problems", [])] or [str(exc)]
+            if self._rejected_since is None:
+                self._rejected_since = time.monotonic()
+            self._rejected = problems
             log.error("reload_rejected", problems=problems, keeping=[r.name for r in self._rules])
             return False
         self._rules, self._renderer = rules, renderer
+        self._rejected_since, self._rejected = None, []
         self.metrics.reloads.inc()
         self._schedule(rules)
-        log.info("reloaded", rules=[r.name for r in rules if r.enabled])
+        with self.engine.begin() as connection:
+            revived = revive_unrendered(connection, utcnow())
+        log.info("reloaded", rules=[r.name for r in rules if r.enabled], revived=revived)
         return True
 
     # -- health ---------------------------------------------------------------------------
@@ -347,8 +413,17 @@ class Daemon:
         # A tick is late when it missed its own cadence twice (plus a minute for a slow one).
         limit = 2 * max((r.every for r in enabled), default=timedelta(0)).total_seconds() + 60
         ticks_ok = not enabled or tick_age <= limit
+        failing = {
+            rule: {"failures": f.count, "last_error": f.last_error}
+            for rule, f in self._failures.items()
+            if f.count >= self.options.unhealthy_after_failures
+        }
+        rejected_for = None if self._rejected_since is None else now - self._rejected_since
+        reload_ok = (
+            rejected_for is None or rejected_for <= self.options.unhealthy_after_rejected_reload_seconds
+        )
         dispatch_age = None if self.last_dispatch is None else round(now - self.last_dispatch, 3)
-        healthy = scheduler_running and database and ticks_ok
+        healthy = scheduler_running and database and ticks_ok and not failing and reload_ok
         return Health(
             healthy,
             {
@@ -357,6 +432,9 @@ class Daemon:
                 "database_reachable": database,
                 "last_tick_age_seconds": None if self.last_tick is None else round(now - self.last_tick, 3),
                 "ticks_on_time": ticks_ok,
+                "failing_rules": failing,
+                "reload_rejected_for_seconds": None if rejected_for is None else round(rejected_for, 1),
+                "reload_problems": self._rejected,
                 "last_dispatch_age_seconds": dispatch_age,
                 "rules": [r.name for r in enabled],
             },

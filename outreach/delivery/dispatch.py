@@ -1,24 +1,27 @@
-"""The dispatcher: claim due contacts → re-check at send time → render → send → record.
+"""The dispatcher: claim due contacts → the send-time gate → render → send → record.
 
-A dispatcher works in batches: each is claimed under a lease, re-checked against the state as
-it is then, rendered, and sent a chunk at a time; outcomes are written per chunk.
+A dispatcher works in batches: each is claimed under a lease (renewed while the batch is worked
+through), checked again against the state as it is then (`policy.gate`: the condition, expiry,
+consent and suppressions, quiet hours in the customer's current time zone, pause and silences),
+rendered, and sent a chunk at a time. It marks `sending` and records outcomes only for contacts
+it still owns: a contact another worker took over after a lease ran out is never sent twice.
 """
 
 from __future__ import annotations
 
 import random
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
 
 import structlog
 from sqlalchemy.engine import Connection, Engine
 
 from outreach import policy
 from outreach.channels import SUPPRESSING_CODES, WITHDRAWS_SMS_CONSENT_CODES, Channel, OutgoingMessage
+from outreach.delivery.decide import recipient, rule_policy
 from outreach.errors import (
     PermanentDeliveryError,
     RenderError,
@@ -28,10 +31,13 @@ from outreach.errors import (
 )
 from outreach.rendering import Renderer, RuleInfo
 from outreach.rules.evaluate import condition_holds
-from outreach.rules.loader import RuleSet
+from outreach.rules.loader import Rule, RuleSet
 from outreach.state import ledger, records
+from outreach.vocabulary import State
 
 log = structlog.get_logger("outreach.delivery")
+
+RENDER_ERROR = "render: "  # how `last_error` marks a contact that failed to render (revived by a good reload)
 
 
 @dataclass
@@ -42,18 +48,22 @@ class DispatchStats:
     retried: int = 0
     unknown: int = 0
     expired: int = 0
+    deferred: int = 0  # quiet hours at send time
+    held: int = 0  # a silence that began after the claim
+    rerouted: int = 0  # sent on another channel: consent changed while it waited
+    suppressed: int = 0  # no consented channel left at send time
     paused: bool = False  # nothing was sent: `outreach pause` is in force
     outcomes: dict[str, tuple[str, str]] = field(default_factory=dict)  # dedupe key → (state, reason)
 
     def add(self, dedupe_key: str, state: str, reason: str) -> None:
         attribute = {
-            "sent": "sent",
-            "cancelled": "cancelled",
-            "failed": "failed",
-            "pending": "retried",
-            "unknown": "unknown",
-            "expired": "expired",
-        }.get(state)
+            State.SENT: "sent",
+            State.CANCELLED: "cancelled",
+            State.FAILED: "failed",
+            State.UNKNOWN: "unknown",
+            State.EXPIRED: "expired",
+            State.SUPPRESSED: "suppressed",
+        }.get(State(state))
         if attribute:
             setattr(self, attribute, getattr(self, attribute) + 1)
         self.outcomes[dedupe_key] = (state, reason)
@@ -61,14 +71,27 @@ class DispatchStats:
 
 @dataclass(frozen=True)
 class _Ready:
-    """A contact that passed its send-time checks, with its rendered message."""
+    """A contact that passed the send-time gate, with its rendered message."""
 
     contact: ledger.Claimed
     message: OutgoingMessage
+    rerouted: bool
+    quiet: policy.QuietHours | None  # what a retry must wait out, in the customer's zone
+    timezone: str
+
+
+@dataclass(frozen=True)
+class _Batch:
+    """What the gate reads for a batch, as it is after the claim."""
+
+    people: dict[str, records.Record]
+    entities: dict[str, dict[str, records.Record]]
+    suppressed: dict[str, set[str]]
+    controls: policy.Controls
 
 
 class Dispatcher:
-    """Sends due contacts, a batch at a time: claim → re-check → render → mark sending → send → record.
+    """Sends due contacts, a batch at a time: claim → gate → render → mark sending → send → record.
 
     Database work is per batch and per chunk, not per message: a batch's customers and records
     are read in one query per kind; each chunk of `concurrency` contacts is marked `sending` in
@@ -85,6 +108,7 @@ class Dispatcher:
         channels: dict[str, Channel],
         *,
         worker: str,
+        limits: policy.Limits,
         lease: timedelta = timedelta(minutes=5),
         batch: int = 100,
         concurrency: int = 8,
@@ -98,6 +122,7 @@ class Dispatcher:
         self.renderer = renderer
         self.channels = channels
         self.worker = worker
+        self.limits = limits
         self.lease = lease
         self.batch = batch
         self.concurrency = concurrency
@@ -117,72 +142,68 @@ class Dispatcher:
         if self._pool is not None:
             self._pool.shutdown(wait=True)
 
-    def held_rules(self, connection: Connection, now: datetime) -> list[str] | None:
-        """Rules whose contacts must wait (silenced); None when everything is paused."""
-        controls = ledger.active_controls(connection, now)
-        if ledger.PAUSE in controls:
-            return None
-        return [key.split(":", 1)[1] for key in controls if key.startswith("silence:")]
-
     def dispatch_once(self, now: datetime, clock: Callable[[], datetime] | None = None) -> DispatchStats:
         """Send every contact due at NOW (in batches) and return what happened."""
         stats = DispatchStats()
         clock = clock or (lambda: now)
         with self.engine.begin() as connection:
             ledger.recover_leases(connection, now, at_least_once=self.at_least_once)
-            held = self.held_rules(connection, now)
-        if held is None:
+            controls = controls_at(connection, now)
+        if controls.paused is not None:
             stats.paused = True
             return stats
+        held = sorted(controls.silenced or {})
         while not self.stopping.is_set():
             with self.engine.begin() as connection:
                 claimed = ledger.claim_due(connection, self.worker, now, self.lease, self.batch, held)
-                # Read after the claim, so each re-check sees the records as they are now.
-                people = records.rows_by_id(connection, "customer", [c.customer_id for c in claimed])
-                entities = {
-                    about: records.rows_by_id(
-                        connection, about, [c.entity_id for c in claimed if c.about == about]
-                    )
-                    for about in {c.about for c in claimed if c.about != "customer"}
-                }
-            if not claimed:
+                # Read after the claim, so the gate sees the state as it is now.
+                batch = self._read(connection, claimed, now) if claimed else None
+            if not claimed or batch is None:
                 return stats
-            self._dispatch_batch(claimed, people, entities, clock, stats)
+            self._dispatch_batch(claimed, batch, clock, stats)
             if len(claimed) < self.batch:
                 return stats
         return stats
 
+    def _read(self, connection: Connection, claimed: Sequence[ledger.Claimed], now: datetime) -> _Batch:
+        customer_ids = [c.customer_id for c in claimed]
+        return _Batch(
+            people=records.rows_by_id(connection, "customer", customer_ids),
+            entities={
+                about: records.rows_by_id(
+                    connection, about, [c.entity_id for c in claimed if c.about == about]
+                )
+                for about in {c.about for c in claimed if c.about != "customer"}
+            },
+            suppressed=ledger.suppressed_channels(connection, customer_ids),
+            controls=controls_at(connection, now),
+        )
+
     def _dispatch_batch(
         self,
         claimed: Sequence[ledger.Claimed],
-        people: dict[str, dict[str, Any]],
-        entities: dict[str, dict[str, dict[str, Any]]],
+        batch: _Batch,
         clock: Callable[[], datetime],
         stats: DispatchStats,
     ) -> None:
         """A chunk of `concurrency` contacts at a time, pipelined: while one chunk's requests are
         on the wire, the next is checked and rendered, and one commit both records the outcomes
         of the chunk before and marks the next one `sending` (a durable commit costs
-        milliseconds on PostgreSQL; this way it overlaps the sends). After a crash at most two
-        chunks read `unknown`."""
+        milliseconds on PostgreSQL; this way it overlaps the sends). The same commit renews the
+        lease of everything the batch still holds. After a crash at most two chunks read
+        `unknown`."""
         unwritten: list[ledger.Outcome] = []
         in_flight: list[Future[ledger.Outcome]] = []
         for start in range(0, len(claimed), self.concurrency):
             now = clock()
             ready: list[_Ready] = []
             for contact in claimed[start : start + self.concurrency]:
-                customer = people.get(contact.customer_id)
-                entity = (
-                    customer
-                    if contact.about == "customer"
-                    else entities.get(contact.about, {}).get(contact.entity_id)
-                )
                 try:
-                    checked = self._prepare(contact, customer, entity, now)
+                    checked = self._prepare(contact, batch, now)
                 except Exception as exc:  # one bad contact must not stop the others; it stays visible
                     log.exception("dispatch_error", outbox_id=contact.id, rule=contact.rule)
                     checked = ledger.Outcome(
-                        contact, "failed", f"internal error: {exc}", last_error=repr(exc)
+                        contact, State.FAILED, f"internal error: {type(exc).__name__}", last_error=repr(exc)
                     )
                 if isinstance(checked, _Ready):
                     ready.append(checked)
@@ -190,12 +211,20 @@ class Dispatcher:
                     unwritten.append(checked)
             with self.engine.begin() as connection:
                 self._write(connection, unwritten, now)
-                # Committed before the requests leave: after a crash these rows read "may have been sent".
-                ledger.mark_sending(connection, [r.contact.id for r in ready], now, now + self.lease)
+                # Committed before the requests leave: after a crash these rows read "may have
+                # been sent". Only rows this worker still owns are marked, and only those leave.
+                owned = ledger.mark_sending(
+                    connection, self.worker, [r.contact.id for r in ready], now, now + self.lease
+                )
+                ledger.renew_lease(connection, self.worker, now + self.lease, now)
             self._record(unwritten, stats)
-            submitted = [self._submit(r, clock) for r in ready]
+            lost = [r for r in ready if r.contact.id not in owned]
+            if lost:
+                log.warning("claims_taken_over", worker=self.worker, outbox_ids=[r.contact.id for r in lost])
+            submitted = [self._submit(r, clock) for r in ready if r.contact.id in owned]
             unwritten = [future.result() for future in in_flight]
             in_flight = submitted
+            stats.rerouted += sum(r.rerouted for r in ready if r.contact.id in owned)
         unwritten.extend(future.result() for future in in_flight)
         if unwritten:
             with self.engine.begin() as connection:
@@ -210,73 +239,121 @@ class Dispatcher:
         return future
 
     def _write(self, connection: Connection, outcomes: Sequence[ledger.Outcome], now: datetime) -> None:
-        """Record outcomes; a permanent refusal of an address also suppresses it."""
-        ledger.finish(connection, outcomes, now)
+        """Record outcomes; a permanent refusal of an address also suppresses it, at once for
+        every contact of that customer still waiting on it."""
+        ledger.finish(connection, self.worker, outcomes, now)
+        touched: set[str] = set()
         for outcome in outcomes:
-            if outcome.state != "failed" or not outcome.code:
+            if outcome.state != State.FAILED or not outcome.code:
                 continue
-            if outcome.code in SUPPRESSING_CODES and outcome.contact.channel:
+            channel = outcome.channel or outcome.contact.channel
+            if outcome.code in SUPPRESSING_CODES and channel:
                 ledger.add_suppression(
-                    connection,
-                    outcome.contact.customer_id,
-                    outcome.contact.channel,
-                    outcome.reason,
-                    outcome.code,
-                    now,
+                    connection, outcome.contact.customer_id, channel, outcome.reason, outcome.code, now
                 )
+                touched.add(outcome.contact.customer_id)
             if outcome.code in WITHDRAWS_SMS_CONSENT_CODES:
-                ledger.withdraw_sms_consent(connection, outcome.contact.customer_id)
+                records.set_sms_consent(connection, outcome.contact.customer_id, False)
+                touched.add(outcome.contact.customer_id)
+        if touched:
+            reroute_waiting(connection, self._rule_set(), touched, now)
+
+    def _rule_set(self) -> RuleSet | None:
+        try:
+            return self.rules()
+        except RulesError:
+            return None
 
     def _record(self, outcomes: Sequence[ledger.Outcome], stats: DispatchStats) -> None:
         for outcome in outcomes:
+            if outcome.gate == policy.DEFER:
+                stats.deferred += 1
+            elif outcome.gate == policy.HOLD:
+                stats.held += 1
+            elif outcome.state == State.PENDING:
+                stats.retried += 1
             stats.add(outcome.contact.dedupe_key, outcome.state, outcome.reason)
             log.info(
                 "contact",
                 outbox_id=outcome.contact.id,
                 rule=outcome.contact.rule,
                 customer_id=outcome.contact.customer_id,
-                channel=outcome.contact.channel,
+                channel=outcome.channel or outcome.contact.channel,
                 state=outcome.state,
                 reason=outcome.reason,
             )
 
-    def _prepare(
-        self, contact: ledger.Claimed, customer: dict[str, Any] | None, entity: Any, now: datetime
-    ) -> _Ready | ledger.Outcome:
-        """Send-time checks and rendering: a message ready to go, or the contact's final outcome."""
-        expired = policy.at_send_time(contact.expires_at, now)
-        if expired:
-            return ledger.Outcome(contact, "expired", expired)
+    def _prepare(self, contact: ledger.Claimed, batch: _Batch, now: datetime) -> _Ready | ledger.Outcome:
+        """The send-time gate and rendering: a message ready to go, or what happens instead."""
+        rule: Rule | None
         try:
             rule = self.rules().get(contact.rule)
         except RulesError:
-            return ledger.Outcome(contact, "cancelled", "the rule no longer exists")
-        if customer is None or entity is None:
-            return ledger.Outcome(contact, "cancelled", "the customer or the record is gone")
-        if not condition_holds(rule.condition, {"customer": customer, rule.about: entity}, now):
-            return ledger.Outcome(contact, "cancelled", "the condition no longer holds at send time")
-        channel = contact.channel or ""
-        address = customer.get("email") if channel == "email" else customer.get("phone")
-        if not address or channel not in self.channels:
+            rule = None
+        customer = batch.people.get(contact.customer_id)
+        entity = (
+            customer
+            if contact.about == "customer"
+            else batch.entities.get(contact.about, {}).get(contact.entity_id)
+        )
+        who = (
+            recipient(customer, batch.suppressed.get(contact.customer_id, set()))
+            if customer is not None and entity is not None
+            else None
+        )
+        holds = (
+            rule is not None
+            and who is not None
+            and condition_holds(rule.condition, {"customer": customer, rule.about: entity}, now)
+        )
+        verdict = policy.gate(
+            rule=rule_policy(rule) if rule is not None else None,
+            channel=contact.channel,
+            expires_at=contact.expires_at,
+            recipient=who,
+            condition_holds=holds,
+            limits=self.limits,
+            controls=batch.controls,
+            now=now,
+        )
+        if verdict.action == policy.CANCEL:
+            return ledger.Outcome(contact, State.CANCELLED, verdict.reason)
+        if verdict.action == policy.EXPIRE:
+            return ledger.Outcome(contact, State.EXPIRED, verdict.reason)
+        if verdict.action == policy.SUPPRESS:
+            return ledger.Outcome(contact, State.SUPPRESSED, verdict.reason)
+        if verdict.action == policy.DEFER:
             return ledger.Outcome(
-                contact, "cancelled", f"no {channel or 'channel'} address for this customer any more"
+                contact, State.PENDING, verdict.reason, send_at=verdict.until, gate=policy.DEFER
             )
+        if verdict.action == policy.HOLD:
+            return ledger.Outcome(contact, State.PENDING, verdict.reason, gate=policy.HOLD)
+        assert rule is not None and customer is not None and verdict.channel is not None
+        channel = verdict.channel
+        if channel not in self.channels:
+            return ledger.Outcome(contact, State.CANCELLED, f"no {channel} channel is configured")
         try:
             rendered = self.renderer().render(
                 template=rule.template,
                 channel=channel,
                 customer=customer,
-                about=rule.about,  # type: ignore[arg-type]
+                about=rule.about,
                 entity=None if rule.about == "customer" else entity,
                 rule=RuleInfo(rule.name, rule.about, rule.channels, rule.template, rule.description),
                 now=now,
             )
         except RenderError as exc:
-            return ledger.Outcome(contact, "failed", f"could not render: {exc}", last_error=str(exc))
+            return ledger.Outcome(
+                contact,
+                State.FAILED,
+                f"could not render: {exc}; sent after the next good reload of the templates, unless it expires",
+                last_error=RENDER_ERROR + str(exc),
+            )
+        address = customer.get("email") if channel == "email" else customer.get("phone")
         message = OutgoingMessage(
             outbox_id=contact.id,
             channel=channel,
-            to=address,
+            to=str(address),
             customer_id=contact.customer_id,
             rule=rule.name,
             locale=rendered.locale,
@@ -286,55 +363,147 @@ class Dispatcher:
             sms=rendered.sms,
             to_name=customer.get("name") or None,
         )
-        return _Ready(contact, message)
+        assert who is not None
+        quiet = policy.quiet_hours_for(rule_policy(rule), self.limits)
+        return _Ready(contact, message, verdict.action == policy.REROUTE, quiet, who.timezone)
 
     def _send(self, ready: _Ready, clock: Callable[[], datetime]) -> ledger.Outcome:
         contact, channel = ready.contact, ready.message.channel
+        moved = channel if channel != contact.channel else None
         started = clock()
         try:
             receipt = self.channels[channel].send(ready.message)
         except TransientDeliveryError as exc:
-            outcome = self._retry(contact, exc, clock())
+            outcome = self._retry(ready, exc, clock(), moved)
             self._observe(channel, "transient", started, clock)
             return outcome
         except PermanentDeliveryError as exc:
             self._observe(channel, "permanent", started, clock)
             return ledger.Outcome(
-                contact, "failed", f"refused by the provider: {exc}", last_error=str(exc), code=exc.code
+                contact,
+                State.FAILED,
+                f"refused by the provider: {exc}",
+                last_error=str(exc),
+                code=exc.code,
+                channel=moved,
             )
         except UnknownOutcomeError as exc:
             self._observe(channel, "unknown", started, clock)
             return ledger.Outcome(
-                contact, "unknown", f"outcome unknown ({exc}): not resent", last_error=str(exc)
+                contact,
+                State.UNKNOWN,
+                f"outcome unknown ({exc}): not resent",
+                last_error=str(exc),
+                channel=moved,
             )
         finished = clock()
         self._observe(channel, "sent", started, clock)
         return ledger.Outcome(
             contact,
-            "sent",
-            f"sent by {receipt.provider}",
+            State.SENT,
+            f"sent by {receipt.provider}"
+            + (f" on {channel}: consent changed while it waited" if moved else ""),
             provider=receipt.provider,
             provider_id=receipt.provider_id,
             sent_at=finished,
+            channel=moved,
         )
 
     def _observe(self, channel: str, outcome: str, started: datetime, clock: Callable[[], datetime]) -> None:
         if self.observe is not None:
             self.observe(channel, outcome, self.channels[channel].name, (clock() - started).total_seconds())
 
-    def _retry(self, contact: ledger.Claimed, exc: TransientDeliveryError, now: datetime) -> ledger.Outcome:
+    def _retry(
+        self, ready: _Ready, exc: TransientDeliveryError, now: datetime, moved: str | None
+    ) -> ledger.Outcome:
+        contact = ready.contact
         attempt = contact.attempts + 1
         at = policy.retry_at(
-            attempt, now, exc.retry_after, contact.expires_at, random.Random(self.rng.random())
+            attempt,
+            now,
+            exc.retry_after,
+            contact.expires_at,
+            random.Random(self.rng.random()),
+            quiet=ready.quiet,
+            timezone=ready.timezone,
         )
         if at is None:
             return ledger.Outcome(
-                contact, "failed", f"gave up after {attempt} attempt(s): {exc}", last_error=str(exc)
+                contact,
+                State.FAILED,
+                f"gave up after {attempt} attempt(s): {exc}",
+                last_error=str(exc),
+                channel=moved,
             )
         return ledger.Outcome(
             contact,
-            "pending",
+            State.PENDING,
             f"provider busy ({exc}); retrying at {at.isoformat()}",
             send_at=at,
             last_error=str(exc),
+            channel=moved,
         )
+
+
+def controls_at(connection: Connection, now: datetime) -> policy.Controls:
+    """The pause and the silences in force at NOW, as the gate reads them."""
+    found = ledger.active_controls(connection, now)
+    pause = found.get(ledger.PAUSE)
+    return policy.Controls(
+        paused=(pause.reason or "paused") if pause is not None else None,
+        silenced={
+            key.removeprefix(ledger.SILENCE): control.reason
+            for key, control in found.items()
+            if key.startswith(ledger.SILENCE)
+        },
+    )
+
+
+def reroute_waiting(
+    connection: Connection, rules: RuleSet | None, customer_ids: Iterable[str], now: datetime
+) -> int:
+    """After a consent withdrawal or a suppression, move every contact of these customers still
+    waiting on a channel that can no longer reach them to the rule's next consented channel, or
+    hold it back (suppressed) when there is none. Returns how many contacts changed."""
+    waiting = ledger.waiting_contacts(connection, customer_ids)
+    if not waiting:
+        return 0
+    ids = {w.customer_id for w in waiting}
+    people = records.rows_by_id(connection, "customer", ids)
+    suppressed = ledger.suppressed_channels(connection, ids)
+    by_name = {rule.name: rule for rule in rules or ()}
+    changed = 0
+    for contact in waiting:
+        person = people.get(contact.customer_id)
+        if person is None:
+            continue
+        who = recipient(person, suppressed.get(contact.customer_id, set()))
+        if contact.channel is not None and policy.channel_problem(contact.channel, who) is None:
+            continue
+        rule = by_name.get(contact.rule)
+        problem = policy.channel_problem(contact.channel, who) if contact.channel else "no channel"
+        channel, why = policy.choose_channel(rule_policy(rule), who) if rule is not None else (None, "")
+        reason = (
+            f"{contact.channel}: {problem} while it waited; {why}"
+            if channel is not None
+            else f"{contact.channel}: {problem} while it waited; no consented channel left"
+        )
+        changed += ledger.reroute(connection, contact.id, channel, reason, now)
+        log.info(
+            "contact_rerouted",
+            outbox_id=contact.id,
+            rule=contact.rule,
+            customer_id=contact.customer_id,
+            channel=channel,
+            was=contact.channel,
+        )
+    return changed
+
+
+def revive_unrendered(connection: Connection, now: datetime) -> int:
+    """After a good reload of the templates, contacts that failed only because they could not be
+    rendered are due again (the send-time gate still checks their condition and expiry)."""
+    return ledger.revive(connection, RENDER_ERROR, now)
+
+
+__all__ = ["DispatchStats", "Dispatcher", "controls_at", "reroute_waiting", "revive_unrendered"]

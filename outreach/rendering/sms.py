@@ -25,11 +25,11 @@ UCS2 = "UCS-2"
 # (single-segment capacity, per-segment capacity when concatenated), in septets or code units.
 _CAPACITY = {GSM7: (160, 153), UCS2: (70, 67)}
 
-# Twilio handles STOP/START for us, so every language asks for the English keyword: it is the
-# one the carrier and Twilio recognise.
+# Twilio acts on STOP at the carrier whatever else is configured, so every language names it;
+# Arabic also names its own word, which the inbound webhook understands (outreach.feedback).
 OPT_OUT_LINES: dict[str, str] = {
     "en": "Reply STOP to opt out.",
-    "ar": "لإيقاف الرسائل أرسل STOP",
+    "ar": "لإيقاف الرسائل أرسل إيقاف أو STOP",
     "fr": "Répondez STOP pour vous désinscrire.",
     "es": "Responde STOP para darte de baja.",
     "de": "Antworte STOP zum Abbestellen.",

@@ -1,28 +1,24 @@
-"""The delivery ledger: one row per contact decision, suppressions, controls and escalation tasks.
+"""The delivery ledger: one row per contact decision, suppressions, controls, tasks and feedback seen.
 
 A contact row's `dedupe_key` is unique, so deciding the same thing twice — in a repeated tick,
-in a second process, after a crash — inserts nothing. States:
+in a second process, after a crash — inserts nothing. The states are `outreach.vocabulary.State`.
 
-    skipped, suppressed   not contacted this time (cap, cooldown, no consent); re-decided later
-    pending               due at send_at
-    claimed               taken by a dispatcher (lease); nothing has left yet
-    sending               the request may be on its way: never resent blindly
-    sent                  the provider accepted it (provider_id recorded)
-    failed                permanently refused, rendering failed, or retries exhausted
-    cancelled             the condition no longer held at send time
-    expired               not sent within the rule's `expires`
-    holdout               control group: recorded, never sent
-    unknown               the outcome of a send could not be known
+Decisions are serialised (`lock_decisions`): whoever decides — a rule's tick in the daemon, a
+second daemon on the same PostgreSQL database, an event posted to `/events` — sees every
+decision made before it, so caps and priorities hold across rules, threads and processes.
+A claim belongs to the dispatcher that made it (`claimed_by`): a dispatcher marks `sending`
+and records outcomes only for rows it still owns, and renews its lease while it works.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy import Column, Index, Integer, UniqueConstraint
@@ -30,12 +26,11 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 from sqlmodel import Field, SQLModel
 
-from outreach.state.models import Customer, table_of
+from outreach.state.models import table_of
 from outreach.state.types import JSONDocument, UTCDateTime
+from outreach.vocabulary import FINAL_STATES, HELD_STATES, State
 
-RETRYABLE_STATES = ("skipped", "suppressed")
-DUE_STATES = ("pending",)
-FINAL_STATES = ("sent", "failed", "cancelled", "expired", "holdout", "unknown")
+__all__ = ["FINAL_STATES", "HELD_STATES"]
 
 
 class Contact(SQLModel, table=True):
@@ -46,6 +41,8 @@ class Contact(SQLModel, table=True):
         Index("ix_contacts_customer", "customer_id", "decided_at"),
         Index("ix_contacts_provider_id", "provider_id"),
         Index("ix_contacts_rule_decided", "rule", "decided_at"),
+        Index("ix_contacts_recheck", "state", "recheck_at"),
+        Index("ix_contacts_rule_entity", "rule", "entity_id"),
     )
 
     id: str = Field(primary_key=True)
@@ -61,6 +58,7 @@ class Contact(SQLModel, table=True):
     decided_at: datetime = Field(sa_type=UTCDateTime, nullable=False)
     send_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     expires_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    recheck_at: datetime | None = Field(default=None, sa_type=UTCDateTime)  # held: decide again from then
     updated_at: datetime = Field(sa_type=UTCDateTime, nullable=False)
     sent_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     attempts: int = Field(default=0, sa_column=Column(Integer, nullable=False, server_default="0"))
@@ -87,11 +85,12 @@ class Suppression(SQLModel, table=True):
 
 
 PAUSE = "pause"  # the key of the global pause in the controls table
+SILENCE = "silence:"
 
 
 def silence_key(rule: str) -> str:
     """The key of RULE's silence in the controls table."""
-    return f"silence:{rule}"
+    return f"{SILENCE}{rule}"
 
 
 class Control(SQLModel, table=True):
@@ -116,9 +115,15 @@ class Task(SQLModel, table=True):
     customer_id: str
     entity_id: str
     summary: str
-    status: str = "open"
+    status: str = "open"  # open | closed
     created_at: datetime = Field(sa_type=UTCDateTime, nullable=False)
     webhook_status: str | None = None
+    # What a person needs: the record's fields (a survey's score and comment, …) and how to reach the customer.
+    detail: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSONDocument, nullable=False))
+    closed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    note: str | None = None
+    webhook_attempts: int = Field(default=0, sa_column=Column(Integer, nullable=False, server_default="0"))
+    webhook_next_at: datetime | None = Field(default=None, sa_type=UTCDateTime)  # None: nothing to post
 
 
 class RuleTick(SQLModel, table=True):
@@ -132,14 +137,25 @@ class RuleTick(SQLModel, table=True):
     worker: str
 
 
+class InboundEvent(SQLModel, table=True):
+    """A provider event already applied (a Twilio MessageSid, a SendGrid sg_event_id): a replay changes nothing."""
+
+    __tablename__ = "inbound_events"
+
+    source: str = Field(primary_key=True)
+    event_id: str = Field(primary_key=True)
+    received_at: datetime = Field(sa_type=UTCDateTime, nullable=False)
+
+
 # -- queries: the only SQL of the ledger --------------------------------------------------------
+
 
 contacts = table_of(Contact)
 suppressions = table_of(Suppression)
 controls = table_of(Control)
 tasks = table_of(Task)
 rule_ticks = table_of(RuleTick)
-customers = table_of(Customer)
+inbound_events = table_of(InboundEvent)
 
 
 def new_id() -> str:
@@ -150,22 +166,64 @@ def _insert(connection: Connection, table: sa.Table) -> Any:
     return (postgresql.insert if connection.dialect.name == "postgresql" else sqlite.insert)(table)
 
 
-def contacts_of(connection: Connection, customer_ids: Iterable[str]) -> dict[str, list[dict[str, Any]]]:
-    """Every ledger row of these customers, oldest first, as plain dicts.
+def _lock_key(name: str) -> int:
+    return int.from_bytes(
+        hashlib.blake2b(f"outreach.{name}".encode(), digest_size=8).digest(), "big", signed=True
+    )
 
-    Plain values, not SQLModel instances: a tick reads the history of every matched customer,
-    and building a model costs about 130 µs a row.
+
+_DECISIONS_KEY = _lock_key("decisions")
+_TICKS_KEY = _lock_key("ticks")
+
+
+def lock_decisions(connection: Connection) -> None:
+    """Make this transaction the only one deciding until it ends; call it before anything else.
+
+    PostgreSQL: a transaction-level advisory lock (released with the transaction, so it cannot
+    leak into the pool). SQLite: `BEGIN IMMEDIATE` takes the database's write lock before the
+    first read, so what this transaction reads is what every earlier decision wrote (a deferred
+    transaction would read a snapshot another writer could overtake).
     """
+    if connection.dialect.name == "postgresql":
+        connection.execute(sa.select(sa.func.pg_advisory_xact_lock(_DECISIONS_KEY)))
+    elif connection.dialect.name == "sqlite":
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+# -- history and decisions ------------------------------------------------------------------------
+
+
+class PastRow(NamedTuple):
+    """One ledger row as deciding needs it (a tuple: a tick reads the history of every matched customer)."""
+
+    id: str
+    rule: str
+    dedupe_key: str
+    channel: str | None
+    state: str
+    decided_at: datetime
+    send_at: datetime | None
+    expires_at: datetime | None
+    priority: int
+    entity_id: str
+
+
+_PAST_COLUMNS = [contacts.c[name] for name in PastRow._fields]
+
+
+def contacts_of(connection: Connection, customer_ids: Iterable[str]) -> dict[str, list[PastRow]]:
+    """Every ledger row of these customers, oldest first."""
     wanted = sorted(set(customer_ids))
-    history: dict[str, list[dict[str, Any]]] = {cid: [] for cid in wanted}
+    history: dict[str, list[PastRow]] = {cid: [] for cid in wanted}
+    customer = contacts.c.customer_id
     for start in range(0, len(wanted), 500):
         query = (
-            sa.select(contacts)
-            .where(contacts.c.customer_id.in_(wanted[start : start + 500]))
+            sa.select(customer, *_PAST_COLUMNS)
+            .where(customer.in_(wanted[start : start + 500]))
             .order_by(contacts.c.decided_at)
         )
-        for row in connection.execute(query).mappings():
-            history[row["customer_id"]].append(dict(row))
+        for row in connection.execute(query):
+            history[row[0]].append(PastRow._make(row[1:]))
     return history
 
 
@@ -181,8 +239,22 @@ def suppressed_channels(connection: Connection, customer_ids: Iterable[str]) -> 
     return found
 
 
+_DECISION_UPDATABLE = (
+    "channel",
+    "state",
+    "reason",
+    "priority",
+    "decided_at",
+    "send_at",
+    "expires_at",
+    "recheck_at",
+    "updated_at",
+    "steps",
+)
+
+
 def record_decisions(connection: Connection, rows: Sequence[dict[str, Any]]) -> int:
-    """Insert decision rows; a dedupe key already decided is left alone unless it was only skipped.
+    """Insert decision rows; a dedupe key already decided is left alone unless it was only held back.
 
     Returns how many rows were written. Safe to run twice, and from several processes at once.
     """
@@ -190,27 +262,33 @@ def record_decisions(connection: Connection, rows: Sequence[dict[str, Any]]) -> 
         return 0
     statement = _insert(connection, contacts)
     excluded = statement.excluded
-    updatable = (
-        "channel",
-        "state",
-        "reason",
-        "priority",
-        "decided_at",
-        "send_at",
-        "expires_at",
-        "updated_at",
-        "steps",
-    )
     statement = statement.on_conflict_do_update(
         index_elements=["dedupe_key"],
-        set_={name: excluded[name] for name in updatable},
+        set_={name: excluded[name] for name in _DECISION_UPDATABLE},
         # `IN (…)` expands per execution, which executemany cannot do: spell it out.
-        where=sa.or_(*(contacts.c.state == state for state in RETRYABLE_STATES)),
+        where=sa.or_(*(contacts.c.state == state for state in sorted(HELD_STATES))),
     ).returning(contacts.c.id)
     written = 0
     for start in range(0, len(rows), 500):
         written += len(connection.execute(statement, list(rows[start : start + 500])).all())
     return written
+
+
+def displace(
+    connection: Connection, contact_id: str, reason: str, recheck_at: datetime, now: datetime
+) -> bool:
+    """Hold back a waiting contact a higher-priority one took the place of; False if it is no
+    longer waiting (a dispatcher claimed it meanwhile)."""
+    statement = (
+        sa.update(contacts)
+        .where(contacts.c.id == contact_id, contacts.c.state == State.PENDING)
+        .values(state=State.SKIPPED, reason=reason, recheck_at=recheck_at, send_at=None, updated_at=now)
+        .returning(contacts.c.id)
+    )
+    return connection.execute(statement).first() is not None
+
+
+# -- dispatch: claims, leases and outcomes ------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -230,7 +308,10 @@ class Claimed:
 
 @dataclass(frozen=True)
 class Outcome:
-    """How one claimed contact ended this attempt (sent, failed, retry later as pending, …)."""
+    """How one claimed contact ended this attempt (sent, failed, back to pending, held, …).
+
+    `channel` is set when the send-time gate moved the contact to another channel.
+    """
 
     contact: Claimed
     state: str
@@ -241,6 +322,8 @@ class Outcome:
     sent_at: datetime | None = None
     send_at: datetime | None = None
     code: str | None = None
+    channel: str | None = None
+    gate: str | None = None  # the send-time gate's action when it stopped the contact (defer, hold, …)
 
 
 _CLAIMED_COLUMNS = [contacts.c[name] for name in Claimed.__dataclass_fields__]
@@ -261,7 +344,7 @@ def claim_due(
     """
     due = (
         sa.select(contacts.c.id)
-        .where(contacts.c.state.in_(DUE_STATES), contacts.c.send_at <= now)
+        .where(contacts.c.state == State.PENDING, contacts.c.send_at <= now)
         .order_by(contacts.c.priority.desc(), contacts.c.send_at)
         .limit(limit)
     )
@@ -272,43 +355,75 @@ def claim_due(
     statement = (
         sa.update(contacts)
         .where(contacts.c.id.in_(due.scalar_subquery()))
-        .values(state="claimed", claimed_by=worker, lease_until=now + lease, updated_at=now)
+        .values(state=State.CLAIMED, claimed_by=worker, lease_until=now + lease, updated_at=now)
         .returning(*_CLAIMED_COLUMNS)
     )
     return [Claimed(**row) for row in connection.execute(statement).mappings()]
 
 
-# Prebuilt and run as executemany: an `IN (…)` list is rendered anew for every execution.
-_MARK_SENDING = (
-    sa.update(contacts)
-    .where(contacts.c.id == sa.bindparam("b_id"), contacts.c.state == "claimed")
-    .values(
-        state="sending",
-        attempts=contacts.c.attempts + 1,
-        lease_until=sa.bindparam("b_lease_until", type_=UTCDateTime()),
-        updated_at=sa.bindparam("b_now", type_=UTCDateTime()),
+def _ids_parameter(connection: Connection, ids: Sequence[str]) -> tuple[Any, dict[str, Any]]:
+    """`contacts.id IN <ids>` with the ids as one parameter, so the statement's text never changes
+    (an expanded `IN` list is rendered anew for every execution)."""
+    if connection.dialect.name == "postgresql":
+        return contacts.c.id == sa.func.any(sa.bindparam("b_ids", type_=postgresql.ARRAY(sa.String()))), {
+            "b_ids": list(ids)
+        }
+    each: sa.Select[Any] = sa.select(sa.column("value")).select_from(
+        sa.func.json_each(sa.bindparam("b_ids", type_=sa.String()))
     )
-)
+    return contacts.c.id.in_(each.scalar_subquery()), {"b_ids": json.dumps(list(ids))}
 
 
-def mark_sending(connection: Connection, ids: Sequence[str], now: datetime, lease_until: datetime) -> None:
-    """Record that the requests for IDS are about to leave (one more attempt each)."""
-    if ids:
-        connection.execute(
-            _MARK_SENDING, [{"b_id": i, "b_lease_until": lease_until, "b_now": now} for i in ids]
+def mark_sending(
+    connection: Connection, worker: str, ids: Sequence[str], now: datetime, lease_until: datetime
+) -> set[str]:
+    """Record that the requests for IDS are about to leave (one more attempt each); the ids
+    marked, which are those WORKER still owns — send nothing else."""
+    if not ids:
+        return set()
+    among, parameters = _ids_parameter(connection, ids)
+    statement = (
+        sa.update(contacts)
+        .where(among, contacts.c.state == State.CLAIMED, contacts.c.claimed_by == worker)
+        .values(
+            state=State.SENDING, attempts=contacts.c.attempts + 1, lease_until=lease_until, updated_at=now
         )
+        .returning(contacts.c.id)
+    )
+    return {str(row[0]) for row in connection.execute(statement, parameters)}
 
 
-# One statement for every outcome, run as executemany: unset values keep what the row has.
+def renew_lease(connection: Connection, worker: str, until: datetime, now: datetime) -> int:
+    """Extend the lease of every contact WORKER holds (claimed or sending) to UNTIL."""
+    statement = (
+        sa.update(contacts)
+        .where(
+            contacts.c.state.in_([State.CLAIMED, State.SENDING]),
+            contacts.c.claimed_by == worker,
+        )
+        .values(lease_until=until, updated_at=now)
+        .returning(contacts.c.id)
+    )
+    return len(connection.execute(statement).all())
+
+
+# One statement for every outcome, run as executemany: unset values keep what the row has. Only
+# rows the worker still owns are written; a late answer may still turn its own `unknown` into `sent`.
 _FINISH = (
     sa.update(contacts)
     .where(
         contacts.c.id == sa.bindparam("b_id"),
-        sa.or_(contacts.c.state == "claimed", contacts.c.state == "sending"),
+        contacts.c.claimed_by == sa.bindparam("b_worker"),
+        sa.or_(
+            contacts.c.state == State.CLAIMED,
+            contacts.c.state == State.SENDING,
+            contacts.c.state == State.UNKNOWN,
+        ),
     )
     .values(
         state=sa.bindparam("b_state"),
         reason=sa.bindparam("b_reason"),
+        channel=sa.func.coalesce(sa.bindparam("b_channel", type_=sa.String()), contacts.c.channel),
         last_error=sa.func.coalesce(sa.bindparam("b_last_error", type_=sa.String()), contacts.c.last_error),
         provider=sa.func.coalesce(sa.bindparam("b_provider", type_=sa.String()), contacts.c.provider),
         provider_id=sa.func.coalesce(
@@ -316,6 +431,7 @@ _FINISH = (
         ),
         sent_at=sa.func.coalesce(sa.bindparam("b_sent_at", type_=UTCDateTime()), contacts.c.sent_at),
         send_at=sa.func.coalesce(sa.bindparam("b_send_at", type_=UTCDateTime()), contacts.c.send_at),
+        recheck_at=sa.bindparam("b_recheck_at", type_=UTCDateTime()),
         claimed_by=None,
         lease_until=None,
         updated_at=sa.bindparam("b_now", type_=UTCDateTime()),
@@ -323,21 +439,25 @@ _FINISH = (
 )
 
 
-def finish(connection: Connection, outcomes: Sequence[Outcome], now: datetime) -> None:
-    """Write the outcomes of claimed or sending contacts, in one statement."""
+def finish(connection: Connection, worker: str, outcomes: Sequence[Outcome], now: datetime) -> None:
+    """Write the outcomes of contacts WORKER claimed, in one statement; rows taken over by
+    another worker are left alone."""
     if outcomes:
         connection.execute(
             _FINISH,
             [
                 {
                     "b_id": o.contact.id,
+                    "b_worker": worker,
                     "b_state": o.state,
                     "b_reason": o.reason,
+                    "b_channel": o.channel,
                     "b_last_error": o.last_error,
                     "b_provider": o.provider,
                     "b_provider_id": o.provider_id,
                     "b_sent_at": o.sent_at,
                     "b_send_at": o.send_at,
+                    "b_recheck_at": now if o.state == State.SUPPRESSED else None,
                     "b_now": now,
                 }
                 for o in outcomes
@@ -349,29 +469,94 @@ def recover_leases(connection: Connection, now: datetime, *, at_least_once: bool
     """Contacts whose dispatcher vanished: `claimed` go back to pending, `sending` become unknown.
 
     A claimed row never left, so it is safe to send again. A sending row may have reached the
-    provider: it is marked unknown rather than resent (or resent if at-least-once is chosen).
+    provider: it is marked unknown rather than resent (or resent if at-least-once is chosen);
+    it stays its worker's, so that worker's late answer can still record what happened.
     """
     back = connection.execute(
         sa.update(contacts)
-        .where(contacts.c.state == "claimed", contacts.c.lease_until < now)
-        .values(state="pending", claimed_by=None, lease_until=None, updated_at=now)
+        .where(contacts.c.state == State.CLAIMED, contacts.c.lease_until < now)
+        .values(state=State.PENDING, claimed_by=None, lease_until=None, updated_at=now)
         .returning(contacts.c.id)
     ).all()
     lost_values: dict[str, Any] = (
-        {"state": "pending", "reason": "the sender stopped mid-send; sending again (at-least-once)"}
+        {
+            "state": State.PENDING,
+            "claimed_by": None,
+            "reason": "the sender stopped mid-send; sending again (at-least-once)",
+        }
         if at_least_once
         else {
-            "state": "unknown",
+            "state": State.UNKNOWN,
             "reason": "the sender stopped mid-send: it may have been delivered, so it is not resent",
         }
     )
     lost = connection.execute(
         sa.update(contacts)
-        .where(contacts.c.state == "sending", contacts.c.lease_until < now)
-        .values(claimed_by=None, lease_until=None, updated_at=now, **lost_values)
+        .where(contacts.c.state == State.SENDING, contacts.c.lease_until < now)
+        .values(lease_until=None, updated_at=now, **lost_values)
         .returning(contacts.c.id)
     ).all()
     return len(back), len(lost)
+
+
+class Waiting(NamedTuple):
+    """A contact decided and not yet sent, as a consent change re-routes it."""
+
+    id: str
+    rule: str
+    customer_id: str
+    channel: str | None
+
+
+def waiting_contacts(connection: Connection, customer_ids: Iterable[str]) -> list[Waiting]:
+    """The pending contacts of these customers (not yet claimed by a dispatcher)."""
+    wanted = sorted(set(customer_ids))
+    found: list[Waiting] = []
+    for start in range(0, len(wanted), 500):
+        query = sa.select(contacts.c.id, contacts.c.rule, contacts.c.customer_id, contacts.c.channel).where(
+            contacts.c.customer_id.in_(wanted[start : start + 500]), contacts.c.state == State.PENDING
+        )
+        found.extend(Waiting._make(row) for row in connection.execute(query))
+    return found
+
+
+def reroute(connection: Connection, contact_id: str, channel: str | None, reason: str, now: datetime) -> bool:
+    """Move a waiting contact to CHANNEL, or hold it back (`suppressed`) when CHANNEL is None."""
+    values: dict[str, Any] = (
+        {"channel": channel, "reason": reason}
+        if channel is not None
+        else {"state": State.SUPPRESSED, "reason": reason, "send_at": None, "recheck_at": now}
+    )
+    statement = (
+        sa.update(contacts)
+        .where(contacts.c.id == contact_id, contacts.c.state == State.PENDING)
+        .values(updated_at=now, **values)
+        .returning(contacts.c.id)
+    )
+    return connection.execute(statement).first() is not None
+
+
+def revive(connection: Connection, error_prefix: str, now: datetime) -> int:
+    """Contacts that failed with an error starting ERROR_PREFIX and have not expired: due again."""
+    statement = (
+        sa.update(contacts)
+        .where(
+            contacts.c.state == State.FAILED,
+            contacts.c.last_error.startswith(error_prefix, autoescape=True),
+            sa.or_(contacts.c.expires_at.is_(None), contacts.c.expires_at > now),
+        )
+        .values(
+            state=State.PENDING,
+            send_at=now,
+            reason="due again after the templates were fixed",
+            updated_at=now,
+        )
+        .returning(contacts.c.id)
+    )
+    return len(connection.execute(statement).all())
+
+
+# -- suppressions and controls --------------------------------------------------------------------
 
 
 def add_suppression(
@@ -383,8 +568,14 @@ def add_suppression(
     connection.execute(statement.on_conflict_do_nothing(index_elements=["customer_id", "channel"]))
 
 
-def withdraw_sms_consent(connection: Connection, customer_id: str) -> None:
-    connection.execute(sa.update(customers).where(customers.c.id == customer_id).values(sms_opt_in=False))
+def remove_suppression(connection: Connection, customer_id: str, channel: str) -> bool:
+    """Lift a suppression; False if there was none."""
+    statement = (
+        sa.delete(suppressions)
+        .where(suppressions.c.customer_id == customer_id, suppressions.c.channel == channel)
+        .returning(suppressions.c.customer_id)
+    )
+    return connection.execute(statement).first() is not None
 
 
 def set_control(connection: Connection, key: str, until: datetime | None, reason: str, now: datetime) -> None:
@@ -410,6 +601,9 @@ def active_controls(connection: Connection, now: datetime) -> dict[str, Control]
     return {key: c for key, c in found.items() if c.until is None or c.until > now}
 
 
+# -- tasks ----------------------------------------------------------------------------------------------
+
+
 def open_task(
     connection: Connection,
     dedupe_key: str,
@@ -418,8 +612,12 @@ def open_task(
     entity_id: str,
     summary: str,
     now: datetime,
+    *,
+    detail: dict[str, Any] | None = None,
+    announce: bool = False,
 ) -> str | None:
-    """Open a task for a person about one contact decision; None if one exists already."""
+    """Open a task for a person about one match; None if one exists already. With ANNOUNCE its
+    webhook is due at once."""
     statement = (
         _insert(connection, tasks)
         .values(
@@ -431,6 +629,9 @@ def open_task(
             summary=summary,
             status="open",
             created_at=now,
+            detail=detail or {},
+            webhook_attempts=0,
+            webhook_next_at=now if announce else None,
         )
         .on_conflict_do_nothing(index_elements=["dedupe_key"])
         .returning(tasks.c.id)
@@ -451,8 +652,41 @@ def list_tasks(
     return [Task(**row) for row in connection.execute(query).mappings()]
 
 
-def set_task_webhook_status(connection: Connection, task_id: str, status: str) -> None:
-    connection.execute(sa.update(tasks).where(tasks.c.id == task_id).values(webhook_status=status))
+def close_task(connection: Connection, task_id: str, note: str, now: datetime) -> Task | None:
+    """Close a task with a note; None if there is no task with that id."""
+    statement = (
+        sa.update(tasks)
+        .where(tasks.c.id == task_id)
+        .values(status="closed", closed_at=now, note=note)
+        .returning(*tasks.c)
+    )
+    row = connection.execute(statement).mappings().first()
+    return None if row is None else Task(**row)
+
+
+def due_task_webhooks(connection: Connection, now: datetime, limit: int = 100) -> list[Task]:
+    """Tasks whose webhook is due (never answered yet, and its next attempt has come)."""
+    query = (
+        sa.select(tasks)
+        .where(tasks.c.webhook_next_at.is_not(None), tasks.c.webhook_next_at <= now)
+        .order_by(tasks.c.webhook_next_at)
+        .limit(limit)
+    )
+    return [Task(**row) for row in connection.execute(query).mappings()]
+
+
+def record_task_webhook(
+    connection: Connection, task_id: str, status: str, attempts: int, next_at: datetime | None
+) -> None:
+    """The outcome of one webhook attempt; NEXT_AT None once it was answered."""
+    connection.execute(
+        sa.update(tasks)
+        .where(tasks.c.id == task_id)
+        .values(webhook_status=status, webhook_attempts=attempts, webhook_next_at=next_at)
+    )
+
+
+# -- reports ----------------------------------------------------------------------------------------------
 
 
 def contact_counts(connection: Connection, since: datetime) -> list[tuple[str, str, str | None, int]]:
@@ -467,34 +701,50 @@ def contact_counts(connection: Connection, since: datetime) -> list[tuple[str, s
 
 
 def queue_depth(connection: Connection, now: datetime) -> int:
-    query = sa.select(sa.func.count()).where(contacts.c.state.in_(DUE_STATES), contacts.c.send_at <= now)
+    query = sa.select(sa.func.count()).where(contacts.c.state == State.PENDING, contacts.c.send_at <= now)
     return int(connection.execute(query).scalar_one())
 
 
-def take_tick(connection: Connection, rule: str, slot: datetime, now: datetime, worker: str) -> bool:
-    """Record that WORKER evaluates RULE's tick SLOT; False if this slot (or a later one) was taken.
+# -- tick slots -----------------------------------------------------------------------------------------
 
-    On PostgreSQL a transaction-level advisory lock on the rule serialises the workers (it is
-    released with the transaction, so it cannot leak into the pool); the row then says whether
-    the slot is done. Keep the transaction open while evaluating: a failed tick rolls back and
-    another worker may take the slot.
+
+def take_ticks(
+    connection: Connection, slots: Sequence[tuple[str, datetime]], now: datetime, worker: str
+) -> list[str]:
+    """Record that WORKER evaluates each (rule, slot); the rules whose slot it took (those no
+    other worker took already, nor a later slot of).
+
+    On PostgreSQL a transaction-level advisory lock makes the workers take their slots one at a
+    time, so rules due at the same instant are all taken by one worker and decided together.
     """
     if connection.dialect.name == "postgresql":
-        key = int.from_bytes(
-            hashlib.blake2b(f"outreach.tick:{rule}".encode(), digest_size=8).digest(), "big", signed=True
+        connection.execute(sa.select(sa.func.pg_advisory_xact_lock(_TICKS_KEY)))
+    taken: list[str] = []
+    for rule, slot in slots:
+        statement = _insert(connection, rule_ticks).values(rule=rule, slot=slot, ticked_at=now, worker=worker)
+        statement = statement.on_conflict_do_update(
+            index_elements=["rule"],
+            set_={"slot": slot, "ticked_at": now, "worker": worker},
+            where=rule_ticks.c.slot < slot,
+        ).returning(rule_ticks.c.rule)
+        if connection.execute(statement).first() is not None:
+            taken.append(rule)
+    return taken
+
+
+def release_ticks(connection: Connection, slots: Sequence[tuple[str, datetime]], worker: str) -> None:
+    """Give back slots a failed tick took, so the next worker (or this one) runs them again."""
+    for rule, slot in slots:
+        connection.execute(
+            sa.delete(rule_ticks).where(
+                rule_ticks.c.rule == rule, rule_ticks.c.slot == slot, rule_ticks.c.worker == worker
+            )
         )
-        if not connection.execute(sa.select(sa.func.pg_try_advisory_xact_lock(key))).scalar_one():
-            return False
-    statement = _insert(connection, rule_ticks).values(rule=rule, slot=slot, ticked_at=now, worker=worker)
-    statement = statement.on_conflict_do_update(
-        index_elements=["rule"],
-        set_={"slot": slot, "ticked_at": now, "worker": worker},
-        where=rule_ticks.c.slot < slot,
-    ).returning(rule_ticks.c.rule)
-    return connection.execute(statement).first() is not None
 
 
-GOAL_STATES = ("sent", "holdout")
+# -- goals ------------------------------------------------------------------------------------------------
+
+GOAL_STATES = (State.SENT, State.HOLDOUT)
 
 
 def goal_candidates(connection: Connection, rule: str, since: datetime) -> list[tuple[str, str]]:
@@ -541,6 +791,7 @@ class Delivered:
     provider: str | None
     provider_id: str | None
     provider_status: str | None
+    state: str
 
 
 _DELIVERED_COLUMNS = [contacts.c[name] for name in Delivered.__dataclass_fields__]
@@ -588,21 +839,23 @@ def set_provider_status(
     return connection.execute(statement).first() is not None
 
 
-def customers_with_phone(connection: Connection, phone: str) -> list[str]:
-    """Ids of the customers whose phone (E.164) is PHONE."""
-    query = sa.select(customers.c.id).where(customers.c.phone == phone).order_by(customers.c.id)
-    return [str(customer_id) for customer_id in connection.execute(query).scalars()]
-
-
-def grant_sms_consent(connection: Connection, customer_id: str) -> None:
-    connection.execute(sa.update(customers).where(customers.c.id == customer_id).values(sms_opt_in=True))
-
-
-def remove_suppression(connection: Connection, customer_id: str, channel: str) -> bool:
-    """Lift a suppression; False if there was none."""
+def fail_delivered(connection: Connection, contact_id: str, reason: str, now: datetime) -> bool:
+    """A provider accepted a message and then dropped it for a reason about us, not the address."""
     statement = (
-        sa.delete(suppressions)
-        .where(suppressions.c.customer_id == customer_id, suppressions.c.channel == channel)
-        .returning(suppressions.c.customer_id)
+        sa.update(contacts)
+        .where(contacts.c.id == contact_id, contacts.c.state == State.SENT)
+        .values(state=State.FAILED, reason=reason, updated_at=now)
+        .returning(contacts.c.id)
+    )
+    return connection.execute(statement).first() is not None
+
+
+def first_sight(connection: Connection, source: str, event_id: str, now: datetime) -> bool:
+    """Remember a provider event; False if it was seen before (a replay: apply nothing)."""
+    statement = (
+        _insert(connection, inbound_events)
+        .values(source=source, event_id=event_id, received_at=now)
+        .on_conflict_do_nothing(index_elements=["source", "event_id"])
+        .returning(inbound_events.c.event_id)
     )
     return connection.execute(statement).first() is not None

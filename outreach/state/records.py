@@ -1,4 +1,4 @@
-"""Reading customer state for delivery: the records of matched customers, by id, as plain values."""
+"""Customer state as delivery reads and feedback changes it: records by id as plain values, consent."""
 
 from __future__ import annotations
 
@@ -33,3 +33,27 @@ def records_of_customer(connection: Connection, about: str, customer_id: str) ->
     owner = table.c.id if about == "customer" else table.c.customer_id
     query = sa.select(table).where(owner == customer_id).order_by(table.c.id)
     return [dict(row) for row in connection.execute(query).mappings()]
+
+
+def customers_with_phone(connection: Connection, phone: str) -> list[str]:
+    """Ids of the customers whose phone (E.164) is PHONE."""
+    customers = entity_table("customer")
+    query = sa.select(customers.c.id).where(customers.c.phone == phone).order_by(customers.c.id)
+    return [str(customer_id) for customer_id in connection.execute(query).scalars()]
+
+
+def customers_with_email(connection: Connection, email: str) -> list[str]:
+    """Ids of the customers whose email address is EMAIL (compared without case)."""
+    customers = entity_table("customer")
+    query = (
+        sa.select(customers.c.id)
+        .where(sa.func.lower(customers.c.email) == email.strip().lower())
+        .order_by(customers.c.id)
+    )
+    return [str(customer_id) for customer_id in connection.execute(query).scalars()]
+
+
+def set_sms_consent(connection: Connection, customer_id: str, consent: bool) -> None:
+    """Grant or withdraw a customer's SMS consent (STOP, START, an unsubscribed number)."""
+    customers = entity_table("customer")
+    connection.execute(sa.update(customers).where(customers.c.id == customer_id).values(sms_opt_in=consent))

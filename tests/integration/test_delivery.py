@@ -24,9 +24,9 @@ from sqlalchemy.engine import Engine
 from outreach import controls
 from outreach.app import App
 from outreach.cli import cli
-from outreach.delivery.tasks import post_new_tasks
 from outreach.state import ledger
 from outreach.state.models import Order, SurveyResponse
+from outreach.tick import run_tick
 from tests.worlds import (
     NOON,
     World,
@@ -228,14 +228,16 @@ def test_an_opened_task_is_posted_to_the_escalation_webhook_and_the_outcome_reco
         responded_at=NOON - timedelta(hours=1),
         attributes={},
     )
-    tick = world.evaluate(NOON)
-    post_new_tasks(app, tick.tasks)
+    rules = [rule for rule in app.load_rules() if rule.enabled]
+    run_tick(app, rules, NOON)
     assert [(body["rule"], body["customer_id"], body["entity_id"]) for body in received] == [
         ("detractor-follow-up", "c1", "s1")
     ]
+    assert received[0]["record"]["score"] == 2 and received[0]["record"]["comment"] == "late"
+    assert received[0]["customer"]["email"] == "c1@example.com"
     with world.engine.connect() as connection:
         [task] = ledger.list_tasks(connection)
-    assert task.webhook_status == "http 204"
-    post_new_tasks(app, world.evaluate(NOON + timedelta(minutes=15)).tasks)
+    assert task.webhook_status == "http 204" and task.webhook_attempts == 1 and task.webhook_next_at is None
+    run_tick(app, rules, NOON + timedelta(minutes=15))
     app.close()
     assert len(received) == 1, "a task is announced once"

@@ -85,7 +85,7 @@ def test_an_arabic_email_is_right_to_left_with_arabic_formatting(templates: Buil
 def test_an_arabic_sms_is_ucs2_with_an_arabic_opt_out_line(templates: Build) -> None:
     message = render(templates(LATE_FILES), "sms", customer=customer(locale="ar"))
     assert message.encoding == "UCS-2"
-    assert (message.sms or "").endswith("\nلإيقاف الرسائل أرسل STOP")
+    assert (message.sms or "").endswith("\nلإيقاف الرسائل أرسل إيقاف أو STOP")
 
 
 @pytest.mark.parametrize(("locale", "used"), [("ar-EG", "ar"), ("fr-CA", "en"), ("", "en")])

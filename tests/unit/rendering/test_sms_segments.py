@@ -67,9 +67,9 @@ def test_an_arabic_letter_makes_an_english_message_ucs2() -> None:
     [
         ("en", "Reply STOP to opt out."),
         ("en-GB", "Reply STOP to opt out."),
-        ("ar", "لإيقاف الرسائل أرسل STOP"),
-        ("ar-EG", "لإيقاف الرسائل أرسل STOP"),
-        ("ar_SA", "لإيقاف الرسائل أرسل STOP"),
+        ("ar", "لإيقاف الرسائل أرسل إيقاف أو STOP"),
+        ("ar-EG", "لإيقاف الرسائل أرسل إيقاف أو STOP"),
+        ("ar_SA", "لإيقاف الرسائل أرسل إيقاف أو STOP"),
         ("fr-CA", "Répondez STOP pour vous désinscrire."),
     ],
 )
