@@ -6,8 +6,10 @@ from datetime import datetime
 from typing import Any
 
 from outreach.app import App
+from outreach.delivery.dispatch import reroute_withdrawn
 from outreach.durations import parse_duration
-from outreach.errors import InputError
+from outreach.errors import InputError, RulesError, did_you_mean
+from outreach.rules.loader import RuleSet
 from outreach.state import ledger
 
 
@@ -33,10 +35,34 @@ def silence(app: App, rule: str, duration: str, reason: str, now: datetime) -> d
     return until
 
 
-def list_tasks(app: App, show_all: bool) -> list[ledger.Task]:
-    """Open tasks (all of them with SHOW_ALL), oldest first."""
+def apply_consent_changes(app: App, now: datetime) -> int:
+    """After customers were loaded: contacts waiting on a channel that lost consent move to the
+    rule's next consented channel, or are held back. How many changed."""
+    rules: RuleSet | None
+    try:
+        rules = app.load_rules()
+    except RulesError:
+        rules = None  # rerouted without the rules: held back, decided again once the rules load
+    with app.engine.begin() as connection:
+        return reroute_withdrawn(connection, rules, now)
+
+
+def list_tasks(app: App, status: str = "open") -> list[ledger.Task]:
+    """Tasks with STATUS (`open`, `closed`, or `all`), oldest first."""
     with app.engine.connect() as connection:
-        return ledger.list_tasks(connection, status=None if show_all else "open")
+        return ledger.list_tasks(connection, status=None if status == "all" else status)
+
+
+def close_task(app: App, task_id: str, note: str, now: datetime) -> ledger.Task:
+    """Close a task with a note; InputError naming the open tasks if there is no such task."""
+    with app.engine.begin() as connection:
+        task = ledger.close_task(connection, task_id, note, now)
+        if task is None:
+            open_ids = [t.id for t in ledger.list_tasks(connection, status="open")]
+            raise InputError(
+                f"no task {task_id!r}{did_you_mean(task_id, open_ids)}; `outreach tasks` lists the open ones"
+            )
+    return task
 
 
 def report_since(app: App, since: str, now: datetime) -> dict[str, Any]:

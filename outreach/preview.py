@@ -103,7 +103,7 @@ def explain_customer(app: App, customer_id: str, now: datetime) -> dict[str, Any
         customer = records.rows_by_id(connection, "customer", [customer_id]).get(customer_id)
         if customer is None:
             raise InputError(f'no customer with id "{customer_id}"')
-        history = ledger.contacts_of(connection, [customer_id])[customer_id]
+        history = ledger.contacts_of_customer(connection, customer_id)
         report: dict[str, Any] = {"customer_id": customer_id, "now": now.isoformat(), "rules": []}
         for rule in rules:
             entry: dict[str, Any] = {
@@ -128,17 +128,15 @@ def explain_customer(app: App, customer_id: str, now: datetime) -> dict[str, Any
                     record["decision"] = decision_word(decision, now)
                     record["reason"] = decision.reason
                     record["steps"] = [{"step": step, "outcome": outcome} for step, outcome in decision.steps]
-                ledger_rows = [
-                    c for c in history if c["rule"] == rule.name and c["entity_id"] == entity["id"]
-                ]
+                ledger_rows = [c for c in history if c.rule == rule.name and c.entity_id == entity["id"]]
                 if ledger_rows:
                     row = ledger_rows[-1]
                     record["ledger"] = {
-                        "state": row["state"],
-                        "reason": row["reason"],
-                        "channel": row["channel"],
-                        "decided_at": row["decided_at"].isoformat(),
-                        "outbox_id": row["id"],
+                        "state": row.state,
+                        "reason": row.reason,
+                        "channel": row.channel,
+                        "decided_at": row.decided_at.isoformat(),
+                        "outbox_id": row.id,
                     }
                 entry["records"].append(record)
             report["rules"].append(entry)

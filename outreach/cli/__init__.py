@@ -216,6 +216,12 @@ def ingest(ctx: click.Context, files: tuple[str, ...], table: str | None, max_er
     for report in reports:
         if not report.rejected:
             click.echo(report.summary())
+    if any(report.table == "customers" and not report.rejected for report in reports):
+        from outreach.controls import apply_consent_changes
+
+        changed = apply_consent_changes(app_of(ctx), utcnow())
+        if changed:
+            click.echo(f"{changed} waiting contact(s) moved to another channel or held back: consent changed")
     error = rejection(reports)
     if error is not None:
         raise error
@@ -319,16 +325,43 @@ def silence(ctx: click.Context, rule: str, duration: str, reason: str) -> None:
     click.echo(f"{rule} silenced until {until.isoformat()}: {reason}")
 
 
-@cli.command()
-@click.option("--all", "show_all", is_flag=True, help="Include closed tasks.")
+@cli.group(invoke_without_command=True)
+@click.option(
+    "--status",
+    type=click.Choice(["open", "closed", "all"]),
+    default="open",
+    show_default=True,
+    help="Which tasks to list.",
+)
+@click.option("--all", "show_all", is_flag=True, hidden=True, help="Same as --status all.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
 @click.pass_context
 @handle_errors
-def tasks(ctx: click.Context, show_all: bool) -> None:
-    """List tasks opened for a person by rules with `escalate: true`."""
-    from outreach.cli.render import print_tasks
+def tasks(ctx: click.Context, status: str, show_all: bool, as_json: bool) -> None:
+    """List tasks opened for a person by rules with `escalate: true` (`tasks close ID` closes one)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from outreach.cli.render import print_tasks, task_json
     from outreach.controls import list_tasks
 
-    print_tasks(out_console, list_tasks(app_of(ctx), show_all))
+    found = list_tasks(app_of(ctx), "all" if show_all else status)
+    if as_json:
+        emit_json({"status": "all" if show_all else status, "tasks": [task_json(t) for t in found]})
+    else:
+        print_tasks(out_console, found)
+
+
+@tasks.command("close")
+@click.argument("task_id")
+@click.option("--note", required=True, help='What was done, e.g. "called, refund issued".')
+@click.pass_context
+@handle_errors
+def tasks_close(ctx: click.Context, task_id: str, note: str) -> None:
+    """Close task TASK_ID with a note."""
+    from outreach.controls import close_task
+
+    task = close_task(app_of(ctx), task_id, note, utcnow())
+    click.echo(f"closed task {task.id} ({task.rule}, customer {task.customer_id})")
 
 
 @cli.command()

@@ -62,23 +62,43 @@ def print_explain(console: Console, report: dict[str, Any]) -> None:
 
 def print_tasks(console: Console, found: list[ledger.Task]) -> None:
     table = Table(title=f"{len(found)} task(s)")
-    for column in ("created", "rule", "customer", "record", "status", "summary"):
+    for column in ("id", "created", "rule", "customer", "reach", "status", "summary"):
         table.add_column(column)
     for task in found:
+        who = task.detail.get("customer", {}) if isinstance(task.detail, dict) else {}
+        reach = " / ".join(str(who[k]) for k in ("name", "phone", "email") if who.get(k))
+        status = task.status if task.status == "open" else f"closed: {task.note or ''}"
         table.add_row(
+            task.id,
             task.created_at.isoformat(timespec="minutes"),
             task.rule,
             task.customer_id,
-            task.entity_id,
-            task.status,
+            reach,
+            status,
             task.summary,
         )
     console.print(table)
 
 
+def task_json(task: ledger.Task) -> dict[str, Any]:
+    return {
+        "id": task.id,
+        "rule": task.rule,
+        "customer_id": task.customer_id,
+        "entity_id": task.entity_id,
+        "summary": task.summary,
+        "status": task.status,
+        "created_at": task.created_at.isoformat(),
+        "closed_at": task.closed_at.isoformat() if task.closed_at else None,
+        "note": task.note,
+        "webhook": {"status": task.webhook_status, "attempts": task.webhook_attempts},
+        **task.detail,
+    }
+
+
 def print_report(console: Console, data: dict[str, Any]) -> None:
     if data["paused"]:
-        console.print("ledger.PAUSED: nothing is being sent (outreach resume)", markup=False)
+        console.print("PAUSED: nothing is being sent (outreach resume)", markup=False)
     for rule, silence_info in data["silenced"].items():
         console.print(
             f"silenced: {rule} until {silence_info['until']} ({silence_info['reason']})", markup=False

@@ -500,6 +500,12 @@ def reroute_waiting(
     return changed
 
 
+def reroute_withdrawn(connection: Connection, rules: RuleSet | None, now: datetime) -> int:
+    """`reroute_waiting` for every customer with a contact waiting on a channel that lost its
+    consent, address or a suppression — after records were loaded from a file, for instance."""
+    return reroute_waiting(connection, rules, ledger.customers_waiting_on_withdrawn_channels(connection), now)
+
+
 def revive_unrendered(connection: Connection, now: datetime) -> int:
     """After a good reload of the templates, contacts that failed only because they could not be
     rendered are due again (the send-time gate still checks their condition and expiry)."""

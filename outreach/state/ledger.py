@@ -26,7 +26,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 from sqlmodel import Field, SQLModel
 
-from outreach.state.models import table_of
+from outreach.state.models import Customer, table_of
 from outreach.state.types import JSONDocument, UTCDateTime
 from outreach.vocabulary import FINAL_STATES, HELD_STATES, State
 
@@ -225,6 +225,34 @@ def contacts_of(connection: Connection, customer_ids: Iterable[str]) -> dict[str
         for row in connection.execute(query):
             history[row[0]].append(PastRow._make(row[1:]))
     return history
+
+
+@dataclass(frozen=True)
+class ContactView:
+    """One ledger row as people read it (explain, reports)."""
+
+    id: str
+    rule: str
+    entity_id: str
+    customer_id: str
+    channel: str | None
+    state: str
+    reason: str
+    decided_at: datetime
+    send_at: datetime | None
+    sent_at: datetime | None
+    provider_status: str | None
+
+
+_VIEW_COLUMNS = [contacts.c[name] for name in ContactView.__dataclass_fields__]
+
+
+def contacts_of_customer(connection: Connection, customer_id: str) -> list[ContactView]:
+    """Every ledger row of one customer, oldest first."""
+    query = (
+        sa.select(*_VIEW_COLUMNS).where(contacts.c.customer_id == customer_id).order_by(contacts.c.decided_at)
+    )
+    return [ContactView(**row) for row in connection.execute(query).mappings()]
 
 
 def suppressed_channels(connection: Connection, customer_ids: Iterable[str]) -> dict[str, set[str]]:
@@ -518,6 +546,31 @@ def waiting_contacts(connection: Connection, customer_ids: Iterable[str]) -> lis
         )
         found.extend(Waiting._make(row) for row in connection.execute(query))
     return found
+
+
+def customers_waiting_on_withdrawn_channels(connection: Connection) -> set[str]:
+    """Customers with a contact waiting on a channel that has lost its address or consent, or
+    has been suppressed (after an ingest of customers, say)."""
+    customers = table_of(Customer)
+    lost = sa.or_(
+        sa.and_(
+            contacts.c.channel == "sms", sa.or_(customers.c.phone.is_(None), sa.not_(customers.c.sms_opt_in))
+        ),
+        sa.and_(
+            contacts.c.channel == "email",
+            sa.or_(customers.c.email.is_(None), sa.not_(customers.c.email_opt_in)),
+        ),
+        sa.exists().where(
+            suppressions.c.customer_id == contacts.c.customer_id, suppressions.c.channel == contacts.c.channel
+        ),
+    )
+    query = (
+        sa.select(contacts.c.customer_id)
+        .distinct()
+        .join(customers, customers.c.id == contacts.c.customer_id)
+        .where(contacts.c.state == State.PENDING, lost)
+    )
+    return {str(row[0]) for row in connection.execute(query)}
 
 
 def reroute(connection: Connection, contact_id: str, channel: str | None, reason: str, now: datetime) -> bool:
