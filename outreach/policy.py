@@ -538,6 +538,8 @@ def _decide_one(candidate: Candidate, seen: _Contacts, limits: Limits, now: date
         expires_at = _aware_utc(kept, "expires_at") if kept is not None else now + rule.expires
     steps: list[tuple[str, str]] = []
     displaced: list[Displaced] = []
+    # Contacts this one would take the place of: left in the customer's contacts unless it is sent.
+    victims: list[_Live] = []
 
     def end(
         state: str,
@@ -548,6 +550,9 @@ def _decide_one(candidate: Candidate, seen: _Contacts, limits: Limits, now: date
     ) -> Decision:
         if recheck_at is not None and expires_at is not None:
             recheck_at = min(recheck_at, expires_at)  # then it is decided again, and expires
+        if state == State.PENDING:
+            for victim in victims:
+                seen.live.remove(victim)
         return Decision(
             rule=rule.name,
             entity_id=candidate.entity_id,
@@ -593,15 +598,19 @@ def _decide_one(candidate: Candidate, seen: _Contacts, limits: Limits, now: date
     quiet = quiet_hours_for(rule, limits)
     planned = now + (rule.delay or timedelta(0))
     send_at = quiet.next_allowed(planned, tz) if quiet is not None else planned
-    full = _cap_reached(send_at, seen.live, limits, tz)
+    counted = list(seen.live)
+    full = _cap_reached(send_at, counted, limits, tz)
     while full is not None:
         reason, per = full
-        victim = _displaceable(send_at, per, rule.priority, seen.live, tz)
+        victim = _displaceable(send_at, per, rule.priority, counted, tz)
         if victim is None:
             steps.append(("cap", reason))
+            displaced.clear()
+            victims.clear()
             return end(State.SKIPPED, reason, channel, recheck_at=_next_period(send_at, per, tz))
         assert victim.contact is not None
-        seen.live.remove(victim)
+        counted.remove(victim)
+        victims.append(victim)
         displaced.append(
             Displaced(
                 victim.contact.id,
@@ -612,13 +621,14 @@ def _decide_one(candidate: Candidate, seen: _Contacts, limits: Limits, now: date
             )
         )
         steps.append(("cap", f"took the place of {victim.rule} (priority {victim.priority}), still waiting"))
-        full = _cap_reached(send_at, seen.live, limits, tz)
-    steps.append(("cap", _within_caps(send_at, seen.live, limits, tz)))
+        full = _cap_reached(send_at, counted, limits, tz)
+    steps.append(("cap", _within_caps(send_at, counted, limits, tz)))
 
     if rule.holdout > 0 and in_holdout(rule.name, who.id, rule.holdout):
         reason = f"held out ({_percent(rule.holdout)} control group): recorded, never sent"
         steps.append(("holdout", reason))
         displaced.clear()  # a held-out match sends nothing: it takes no one's place
+        victims.clear()
         return end(State.HOLDOUT, reason, channel)
     steps.append(
         (
@@ -645,6 +655,7 @@ def _decide_one(candidate: Candidate, seen: _Contacts, limits: Limits, now: date
         )
         steps.append(("expires", reason))
         displaced.clear()
+        victims.clear()
         return end(State.EXPIRED, reason, channel)
     steps.append(("expires", f"expires {_utc_text(expires_at)}" if expires_at else "never expires"))
 

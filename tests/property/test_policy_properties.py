@@ -119,7 +119,14 @@ def test_no_customer_gets_more_contacts_than_the_caps_in_any_local_day_or_week(
         for decision in decide(candidates, ledger, limits, now):
             if decision.state == "duplicate":
                 continue
-            ledger.setdefault(decision.customer_id, []).append(
+            rows = ledger.setdefault(decision.customer_id, [])
+            for out in decision.displaced:
+                # A displaced contact is held back: it no longer counts, and it had a lower priority.
+                [row] = [r for r in rows if r.id == out.contact_id]
+                assert row.state == "pending" and row.priority < decision.priority and row.at > now
+                rows[rows.index(row)] = replace(row, state="skipped", send_at=None)
+            rows[:] = [r for r in rows if r.dedupe_key != decision.dedupe_key]  # decided again
+            rows.append(
                 PastContact(
                     rule=decision.rule,
                     dedupe_key=decision.dedupe_key,
@@ -128,6 +135,8 @@ def test_no_customer_gets_more_contacts_than_the_caps_in_any_local_day_or_week(
                     decided_at=now,
                     send_at=decision.send_at,
                     expires_at=decision.expires_at,
+                    id=f"row-{len(rows)}-{decision.dedupe_key}",
+                    priority=decision.priority,
                 )
             )
     for customer_id, rows in ledger.items():

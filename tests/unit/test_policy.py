@@ -13,15 +13,18 @@ import pytest
 from outreach.policy import (
     MAX_ATTEMPTS,
     Candidate,
+    Controls,
     Decision,
     Limits,
     PastContact,
     QuietHours,
     Recipient,
     RulePolicy,
+    Verdict,
     at_send_time,
     decide,
     dedupe_key,
+    gate,
     in_holdout,
     quiet_hours_for,
     retry_at,
@@ -686,3 +689,176 @@ def test_attempts_are_counted_from_one() -> None:
 
 LIMITS_QUIET = QuietHours.parse(LIMITS.quiet_hours)
 HELD_OUT_OF_FIRST_100 = [21, 57, 87, 89, 96, 97, 98]
+
+
+# -- a higher priority takes the place of a waiting lower one ----------------------------------
+
+
+def waiting(
+    rule: str = "stalled-checkout", at: datetime = NOW + timedelta(hours=10), priority: int = 0
+) -> PastContact:
+    """A contact of the ledger still pending for its send time AT (deferred by quiet hours, say)."""
+    return past(rule=rule, entity="k-1", state="pending", at=at, id=f"row-{rule}", priority=priority)
+
+
+def test_a_higher_priority_contact_takes_the_day_of_a_lower_one_still_waiting() -> None:
+    # 23:30 in London: a late parcel (priority 20) is decided while a stalled checkout (0),
+    # deferred by quiet hours to 09:00 tomorrow, holds tomorrow's only contact.
+    late_night = utc(2026, 11, 24, 23, 30)
+    deferred = waiting(at=utc(2026, 11, 25, 9, 0))
+    decision = one(history=[deferred], now=late_night)
+    assert decision.state == "pending" and decision.send_at == utc(2026, 11, 25, 9, 0)
+    [displaced] = decision.displaced
+    assert displaced.contact_id == "row-stalled-checkout"
+    assert displaced.reason.startswith("gave its place to late-delivery (priority 20 over 0)")
+    assert displaced.recheck_at == utc(2026, 11, 26, 0, 0), "decided again on its next local day"
+    assert ("cap", "took the place of stalled-checkout (priority 0), still waiting") in decision.steps
+
+
+@pytest.mark.parametrize(
+    ("earlier", "why"),
+    [
+        (waiting(priority=20), "an equal priority keeps its place"),
+        (waiting(priority=30), "a higher priority keeps its place"),
+        (
+            past(rule="stalled-checkout", state="pending", at=NOW - timedelta(minutes=1), id="due"),
+            "already due",
+        ),
+        (
+            past(rule="stalled-checkout", state="claimed", at=NOW + timedelta(hours=1), id="claimed"),
+            "claimed",
+        ),
+        (past(rule="stalled-checkout", state="sent", at=NOW - timedelta(hours=1), id="sent"), "already sent"),
+    ],
+)
+def test_a_contact_keeps_its_place_unless_it_is_waiting_with_a_lower_priority(
+    earlier: PastContact, why: str
+) -> None:
+    decision = one(history=[earlier])
+    assert decision.state == "skipped", why
+    assert decision.displaced == ()
+
+
+def test_a_held_out_match_takes_no_one_s_place() -> None:
+    decision = one(rule=replace(LATE, holdout=1.0), history=[waiting()])
+    assert decision.state == "holdout" and decision.displaced == ()
+
+
+def test_displacing_frees_the_week_as_well_as_the_day() -> None:
+    weekly = Limits(quiet_hours="21:00-09:00", max_per_day=5, max_per_week=1)
+    decision = one(history=[waiting(at=NOW + timedelta(days=2))], limits=weekly)
+    assert decision.state == "pending" and len(decision.displaced) == 1
+    assert decision.displaced[0].recheck_at == utc(2026, 11, 30, 0, 0), "the Monday after, London time"
+
+
+# -- when a held-back match is decided again ---------------------------------------------------
+
+
+def test_a_match_held_by_the_daily_cap_is_decided_again_at_the_next_local_midnight() -> None:
+    tokyo = customer(timezone="Asia/Tokyo")  # 21:00 in Tokyo at NOW
+    earlier = past(rule="stalled-checkout", state="sent", at=NOW - timedelta(hours=1))
+    decision = one(who=tokyo, history=[earlier], limits=replace(LIMITS, quiet_hours="off"))
+    assert decision.state == "skipped"
+    assert decision.recheck_at == utc(2026, 11, 24, 15, 0), "00:00 on the 25th in Tokyo"
+
+
+def test_a_match_held_by_the_cooldown_is_decided_again_when_it_ends() -> None:
+    history = [past(state="sent", at=NOW - timedelta(days=2))]
+    decision = one(rule=replace(LATE, cooldown=timedelta(days=7)), history=history, limits=ROOMY)
+    assert decision.recheck_at == NOW + timedelta(days=5)
+
+
+def test_a_held_back_match_is_decided_again_by_its_expiry_at_the_latest() -> None:
+    earlier = past(rule="stalled-checkout", state="sent", at=NOW - timedelta(hours=1))
+    decision = one(rule=replace(LATE, expires=timedelta(hours=2)), history=[earlier])
+    assert decision.state == "skipped" and decision.recheck_at == NOW + timedelta(hours=2)
+
+
+def test_a_match_without_a_consented_channel_waits_for_a_consent_change_not_for_a_time() -> None:
+    decision = one(who=customer(email_opt_in=False, sms_opt_in=False))
+    assert decision.state == "suppressed" and decision.recheck_at is None
+
+
+# -- the send-time gate ----------------------------------------------------------------------------
+
+
+def gate_of(**overrides: Any) -> Verdict:
+    """The gate for an SMS of late-delivery due at NOW (12:00 in London), everything allowing it."""
+    arguments: dict[str, Any] = {
+        "rule": LATE,
+        "channel": "sms",
+        "expires_at": None,
+        "recipient": customer(),
+        "condition_holds": True,
+        "limits": LIMITS,
+        "controls": Controls(),
+        "now": NOW,
+        **overrides,
+    }
+    return gate(**arguments)
+
+
+def test_a_contact_whose_state_still_allows_it_is_sent_on_its_channel() -> None:
+    assert gate_of() == Verdict("send", "", "sms")
+
+
+@pytest.mark.parametrize(
+    ("overrides", "action", "reason"),
+    [
+        ({"rule": None}, "cancel", "the rule no longer exists"),
+        ({"expires_at": NOW}, "expire", "expired at 2026-11-24 12:00 UTC"),
+        ({"recipient": None}, "cancel", "the customer or the record is gone"),
+        ({"condition_holds": False}, "cancel", "the condition no longer holds at send time"),
+        ({"goal_met": True}, "cancel", "the goal was met"),
+        (
+            {"recipient": customer(sms_opt_in=False, email_opt_in=False)},
+            "suppress",
+            "at send time: no channel left",
+        ),
+        ({"controls": Controls(paused="carrier outage")}, "hold", "sending is paused (carrier outage)"),
+        (
+            {"controls": Controls(silenced={"late-delivery": "freeze"})},
+            "hold",
+            "rule late-delivery is silenced",
+        ),
+    ],
+)
+def test_the_gate_stops_a_contact_the_state_no_longer_allows(
+    overrides: dict[str, Any], action: str, reason: str
+) -> None:
+    verdict = gate_of(**overrides)
+    assert verdict.action == action
+    assert verdict.reason.startswith(reason), verdict.reason
+
+
+@pytest.mark.parametrize(
+    ("who", "why"),
+    [
+        (customer(sms_opt_in=False), "no SMS consent"),
+        (customer(suppressed=frozenset({"sms"})), "SMS suppressed"),
+        (customer(phone=None), "no phone number"),
+    ],
+)
+def test_a_withdrawn_channel_falls_back_to_the_rule_s_next_consented_one(who: Recipient, why: str) -> None:
+    verdict = gate_of(recipient=who)
+    assert (verdict.action, verdict.channel) == ("reroute", "email")
+    assert why in verdict.reason
+
+
+def test_quiet_hours_are_read_in_the_customer_s_current_zone_at_send_time() -> None:
+    # Decided for Berlin at 10:00; the customer moved to Auckland, where it is 01:00.
+    verdict = gate_of(recipient=customer(timezone="Pacific/Auckland"))
+    assert verdict.action == "defer"
+    assert verdict.until == utc(2026, 11, 24, 20, 0), "09:00 in Auckland"
+    assert "quiet hours 21:00-09:00 in Pacific/Auckland" in verdict.reason
+
+
+def test_a_deferral_past_the_expiry_is_an_expiry() -> None:
+    verdict = gate_of(recipient=customer(timezone="Pacific/Auckland"), expires_at=NOW + timedelta(hours=2))
+    assert verdict.action == "expire"
+
+
+def test_quiet_hours_come_before_a_pause_so_a_resumed_backlog_never_goes_out_at_night() -> None:
+    night = utc(2026, 11, 24, 18, 0)  # 23:30 in Kolkata
+    verdict = gate_of(recipient=customer(timezone="Asia/Kolkata"), now=night, controls=Controls())
+    assert verdict.action == "defer" and verdict.until == utc(2026, 11, 25, 3, 30)
