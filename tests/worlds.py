@@ -21,6 +21,7 @@ from outreach.rendering import Renderer
 from outreach.settings import Settings
 from outreach.state import ledger
 from outreach.state.models import Checkout, Customer, Order
+from outreach.tick import run_tick
 
 # 12:00 UTC: daytime for customers in UTC, so quiet hours only matter where a test says so.
 NOON = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
@@ -185,26 +186,37 @@ class World:
         rules = [rule for rule in self.app.load_rules() if rule.enabled]
         return evaluate(self.engine, rules, now, limits_of(self.settings))
 
-    def dispatch(self, now: datetime) -> DispatchStats:
+    def dispatcher(self, worker: str = "test-worker", **options: Any) -> Dispatcher:
+        """A dispatcher over this world's rules, templates and channels (close it when done)."""
         rule_set = self.app.load_rules()
         renderer = Renderer(self.settings)
-        dispatcher = Dispatcher(
+        return Dispatcher(
             self.engine,
             rules=lambda: rule_set,
             renderer=lambda: renderer,
             channels=self.channels,
-            worker="test-worker",
+            worker=worker,
             limits=limits_of(self.settings),
-            concurrency=1,
+            **{"concurrency": 1, **options},
         )
+
+    def dispatch(self, now: datetime) -> DispatchStats:
+        dispatcher = self.dispatcher()
         try:
             return dispatcher.dispatch_once(now)
         finally:
             dispatcher.close()
 
     def tick(self, now: datetime) -> DispatchStats:
-        self.evaluate(now)
-        return self.dispatch(now)
+        """One tick as `outreach run --once --now NOW` runs it, through this world's channels."""
+        dispatcher = self.dispatcher()
+        try:
+            rules = [rule for rule in self.app.load_rules() if rule.enabled]
+            stats = run_tick(self.app, rules, now, dispatcher=dispatcher).dispatch
+            assert stats is not None
+            return stats
+        finally:
+            dispatcher.close()
 
     def outbox(self) -> list[dict[str, Any]]:
         path = self.root / "var" / "outbox.jsonl"
