@@ -16,6 +16,7 @@ from twilio.request_validator import RequestValidator
 from outreach.daemon.http import Health, Inbound, make_app
 from outreach.daemon.metrics import Metrics
 from outreach.feedback import Secrets
+from outreach.rules.loader import RuleSet
 from outreach.state import ledger, records
 from outreach.state.ingest import upsert_rows, validate_record
 
@@ -40,11 +41,13 @@ class SendGridKey:
         return base64.b64encode(signature).decode()
 
 
-def make_client(engine: Engine, secrets: Secrets, metrics: Metrics | None = None) -> TestClient:
+def make_client(
+    engine: Engine, secrets: Secrets, metrics: Metrics | None = None, rules: RuleSet | None = None
+) -> TestClient:
     app = make_app(
         lambda: Health(True, {}),
         metrics or Metrics(),
-        Inbound(engine, secrets, public_url=PUBLIC_URL, clock=lambda: NOW),
+        Inbound(engine, secrets, public_url=PUBLIC_URL, clock=lambda: NOW, rules=lambda: rules),
     )
     return TestClient(app, base_url="http://127.0.0.1:8080")
 
@@ -62,7 +65,14 @@ def add_customer(engine: Engine, **fields: Any) -> None:
 
 
 def add_contact(
-    engine: Engine, contact_id: str, customer_id: str, channel: str, provider_id: str | None = None
+    engine: Engine,
+    contact_id: str,
+    customer_id: str,
+    channel: str,
+    provider_id: str | None = None,
+    *,
+    state: str = "sent",
+    send_at: datetime | None = None,
 ) -> None:
     with engine.begin() as connection:
         connection.execute(
@@ -74,10 +84,11 @@ def add_contact(
                 entity_id=f"o-{contact_id}",
                 customer_id=customer_id,
                 channel=channel,
-                state="sent",
+                state=state,
                 decided_at=NOW,
                 updated_at=NOW,
-                sent_at=NOW,
+                send_at=send_at,
+                sent_at=NOW if state == "sent" else None,
                 attempts=1,
                 provider="twilio" if channel == "sms" else "sendgrid",
                 provider_id=provider_id,
@@ -99,6 +110,12 @@ def suppressions(engine: Engine) -> dict[tuple[str, str], str | None]:
             )
         )
         return {(c, ch): code for c, ch, code in rows}
+
+
+def contact(engine: Engine, contact_id: str) -> dict[str, Any]:
+    with engine.connect() as connection:
+        row = connection.execute(sa.select(ledger.contacts).where(ledger.contacts.c.id == contact_id))
+        return dict(row.mappings().one())
 
 
 def provider_status(engine: Engine, contact_id: str) -> str | None:

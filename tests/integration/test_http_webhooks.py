@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from sqlalchemy.engine import Engine
@@ -11,10 +12,12 @@ from starlette.testclient import TestClient
 from outreach.daemon.metrics import Metrics
 from outreach.feedback import Secrets
 from tests.integration.http_app import (
+    NOW,
     TWILIO_TOKEN,
     SendGridKey,
     add_contact,
     add_customer,
+    contact,
     customer,
     make_client,
     provider_status,
@@ -23,6 +26,7 @@ from tests.integration.http_app import (
 )
 
 PHONE = "+442079460101"
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
@@ -48,10 +52,14 @@ def post_twilio(client: TestClient, path: str, params: dict[str, str], signature
 
 
 def post_sendgrid(
-    client: TestClient, key: SendGridKey, events: list[dict[str, object]], *, tamper: bool = False
+    client: TestClient,
+    key: SendGridKey,
+    events: list[dict[str, object]],
+    *,
+    tamper: bool = False,
+    timestamp: str = "1772445600",  # NOW
 ) -> int:
     body = json.dumps(events).encode()
-    timestamp = "1772445600"
     signature = key.sign(timestamp, body)
     if tamper:
         body = body.replace(b"delivered", b"bounce")
@@ -236,3 +244,93 @@ def test_sendgrid_events_are_off_without_a_readable_public_key(engine: Engine) -
     for secrets in (Secrets(), Secrets(sendgrid_public_key="not-a-key")):
         client = make_client(engine, secrets)
         assert client.post("/webhooks/sendgrid/events", content=b"[]").status_code == 503
+
+
+# -- replays, late and unmatched feedback, consent withdrawn for waiting contacts ----------------------
+
+
+def test_a_replayed_start_after_a_later_stop_changes_nothing(client: TestClient, engine: Engine) -> None:
+    path = "/webhooks/twilio/inbound"
+    start = {"MessageSid": "SM20", "From": PHONE, "Body": "START"}
+    stop = {"MessageSid": "SM21", "From": PHONE, "Body": "STOP"}
+    assert post_twilio(client, path, start) == 200
+    assert post_twilio(client, path, stop) == 200
+    assert post_twilio(client, path, start) == 200  # the same signed request, sent again
+    assert customer(engine, "c-1")["sms_opt_in"] is False
+    assert suppressions(engine) == {("c-1", "sms"): "STOP"}
+
+
+def test_an_arabic_stop_withdraws_sms_consent(client: TestClient, engine: Engine) -> None:
+    assert (
+        post_twilio(
+            client, "/webhooks/twilio/inbound", {"MessageSid": "SM30", "From": PHONE, "Body": "إيقاف"}
+        )
+        == 200
+    )
+    assert customer(engine, "c-1")["sms_opt_in"] is False
+
+
+def test_a_stop_moves_a_contact_waiting_for_the_morning_to_email_at_once(engine: Engine) -> None:
+    from outreach.rules.loader import load_rules
+
+    add_customer(engine, id="c-1", phone=PHONE, email="ada@example.com")
+    add_contact(engine, "ob-9", "c-1", "sms", state="pending", send_at=NOW.replace(hour=23))
+    rules = load_rules(REPO / "rules")
+    client = make_client(engine, Secrets(twilio_auth_token=TWILIO_TOKEN), rules=rules)
+    stop = {"MessageSid": "SM40", "From": PHONE, "Body": "stop"}
+    assert post_twilio(client, "/webhooks/twilio/inbound", stop) == 200
+    waiting = contact(engine, "ob-9")
+    assert (waiting["state"], waiting["channel"]) == ("pending", "email")
+    assert "sms" in waiting["reason"] and "while it waited" in waiting["reason"]
+
+
+def test_an_old_signed_sendgrid_event_is_refused_as_a_replay(
+    client: TestClient, engine: Engine, sendgrid_key: SendGridKey, metrics: Metrics
+) -> None:
+    add_contact(engine, "ob-1", "c-1", "email")
+    event = {"event": "bounce", "type": "bounce", "timestamp": 1577836800, "outbox_id": "ob-1"}
+    assert post_sendgrid(client, sendgrid_key, [event], timestamp="1577836800") == 403  # 2020-01-01
+    assert suppressions(engine) == {}
+    assert b'outreach_inbound_rejections_total{endpoint="sendgrid",reason="stale"} 1.0' in metrics.render()
+
+
+def test_a_sendgrid_event_seen_before_changes_nothing_even_after_its_suppression_was_lifted(
+    client: TestClient, engine: Engine, sendgrid_key: SendGridKey
+) -> None:
+    from outreach.state import ledger
+
+    add_contact(engine, "ob-1", "c-1", "email")
+    event = {"event": "unsubscribe", "timestamp": 1772445000, "outbox_id": "ob-1", "sg_event_id": "ev-1"}
+    assert post_sendgrid(client, sendgrid_key, [event]) == 204
+    assert suppressions(engine) == {("c-1", "email"): "unsubscribe"}
+    with engine.begin() as connection:
+        ledger.remove_suppression(connection, "c-1", "email")  # the customer subscribed again
+    assert post_sendgrid(client, sendgrid_key, [event]) == 204
+    assert suppressions(engine) == {}
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        {"event": "bounce", "custom_args": {"outbox_id": "ob-1"}},
+        {"event": "bounce", "sg_message_id": "MSG-1.filter0001.16648.5515E0B88.0"},
+        {"event": "bounce", "email": "ADA@example.com"},  # no id at all: the address of a known customer
+    ],
+)
+def test_a_bounce_finds_its_customer_by_nested_outbox_id_message_id_or_address(
+    client: TestClient, engine: Engine, sendgrid_key: SendGridKey, event: dict[str, object]
+) -> None:
+    add_contact(engine, "ob-1", "c-1", "email", provider_id="MSG-1")
+    assert post_sendgrid(client, sendgrid_key, [{**event, "type": "bounce", "timestamp": 1772445000}]) == 204
+    assert suppressions(engine) == {("c-1", "email"): "bounce"}
+
+
+def test_a_drop_for_spam_content_fails_the_contact_without_suppressing_the_address(
+    client: TestClient, engine: Engine, sendgrid_key: SendGridKey
+) -> None:
+    add_contact(engine, "ob-1", "c-1", "email")
+    event = {"event": "dropped", "reason": "Spam Content (if spam checker app enabled)", "outbox_id": "ob-1"}
+    assert post_sendgrid(client, sendgrid_key, [{**event, "timestamp": 1772445000}]) == 204
+    assert suppressions(engine) == {}
+    dropped = contact(engine, "ob-1")
+    assert dropped["state"] == "failed" and "Spam Content" in dropped["reason"]
