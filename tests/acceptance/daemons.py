@@ -34,15 +34,18 @@ TEMPLATE = '---\nsubject: "Hello"\n---\n<p>Hello {{ customer.name }}</p>\n'
 class Workspace:
     """A folder with rules, templates and a database that `outreach run` processes share."""
 
-    def __init__(self, root: Path, database_url: str, environ: Mapping[str, str] = {}) -> None:
+    def __init__(
+        self, root: Path, database_url: str, environ: Mapping[str, str] = {}, rules: str = RULE
+    ) -> None:
         self.root = root
         self.database_url = database_url
         (root / "rules").mkdir(parents=True)
-        (root / "rules" / "welcome.yaml").write_text(RULE)
-        for locale in ("en", "ar"):
-            folder = root / "templates" / "welcome"
-            folder.mkdir(parents=True, exist_ok=True)
-            (folder / f"email.{locale}.html").write_text(TEMPLATE)
+        (root / "rules" / "rules.yaml").write_text(rules)
+        for template in ("welcome", "notice"):
+            for locale in ("en", "ar"):
+                folder = root / "templates" / template
+                folder.mkdir(parents=True, exist_ok=True)
+                (folder / f"email.{locale}.html").write_text(TEMPLATE)
         (root / "settings.toml").write_text("")
         self.environ = {
             **os.environ,
@@ -84,6 +87,12 @@ class Workspace:
         reports = ingest_files(self.engine, [str(path)], table="customers")
         assert not any(r.rejected for r in reports), reports
         return ids
+
+    def add_records(self, table: str, records: list[dict[str, Any]]) -> None:
+        path = self.root / f"{table}.jsonl"
+        path.write_text("".join(json.dumps(record) + "\n" for record in records))
+        reports = ingest_files(self.engine, [str(path)], table=table)
+        assert not any(r.rejected for r in reports), reports
 
     def start(self, name: str = "daemon") -> Daemon:
         return Daemon(self, name)

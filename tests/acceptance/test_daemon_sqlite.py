@@ -66,7 +66,7 @@ def test_a_broken_rules_edit_is_logged_and_the_last_good_rules_keep_running(work
     daemon = workspace.start()
     try:
         daemon.event("started")
-        rules = workspace.root / "rules" / "welcome.yaml"
+        rules = workspace.root / "rules" / "rules.yaml"
         rules.write_text(rules.read_text().replace("customer.email_opt_in", "customer.emial_opt_in"))
         rejected = daemon.event("reload_rejected")
         assert any("emial_opt_in" in problem for problem in rejected["problems"])
