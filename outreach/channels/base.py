@@ -34,6 +34,22 @@ SUPPRESSING_CODES: Final = frozenset({"21211", "21610", "21614", "400", "403"})
 # this number suppressed, so a later opt-in has to come from the customer.
 WITHDRAWS_SMS_CONSENT_CODES: Final = frozenset({"21610"})
 
+# Provider statuses (a contact's provider_status) that mean the message reached the recipient:
+# Twilio's `delivered` and `read` (WhatsApp/RCS read receipts); SendGrid's `delivered` and the
+# events only a delivered email can produce (opened, clicked, reported, unsubscribed from).
+DELIVERED_STATUSES: Final = frozenset(
+    {
+        "delivered",
+        "read",
+        "open",
+        "click",
+        "spamreport",
+        "unsubscribe",
+        "group_unsubscribe",
+        "group_resubscribe",
+    }
+)
+
 TIMEOUT: Final = "timeout"
 CONNECT: Final = "connect"
 CONNECTION_LOST: Final = "connection-lost"

@@ -11,7 +11,7 @@ import json
 import os
 import sys
 from collections.abc import Callable, Iterator
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
@@ -57,6 +57,18 @@ class InstantType(click.ParamType):
 
 
 INSTANT = InstantType()
+
+
+def _duration(ctx: click.Context, param: click.Parameter, value: str | timedelta) -> timedelta:
+    """A duration option (`7d`, `1h30m`); a bad one is a usage error (exit 2)."""
+    if isinstance(value, timedelta):
+        return value
+    from outreach.durations import parse_duration
+
+    try:
+        return parse_duration(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
 
 
 def settings_of(ctx: click.Context) -> Settings:
@@ -332,20 +344,23 @@ def tasks(ctx: click.Context, show_all: bool) -> None:
 
 
 @cli.command()
-@click.option("--since", default="7d", show_default=True, help="How far back, e.g. 24h or 7d.")
+@click.option(
+    "--since", callback=_duration, default="7d", show_default=True, help="How far back, e.g. 24h or 7d."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
 @click.pass_context
 @handle_errors
-def report(ctx: click.Context, since: str, as_json: bool) -> None:
-    """Contacts by rule, state and channel over a period."""
+def report(ctx: click.Context, since: timedelta, as_json: bool) -> None:
+    """Contacts by rule, state and channel over a period; each rule's funnel, and its goal rate
+    against its holdout (intention to treat) with a 95% confidence interval."""
     from outreach.cli.render import print_report
     from outreach.controls import report_since
 
-    data = report_since(app_of(ctx), since, utcnow())
+    result = report_since(app_of(ctx), since, utcnow())
     if as_json:
-        emit_json(data)
+        emit_json(result.as_json())
     else:
-        print_report(out_console, data)
+        print_report(out_console, result)
 
 
 @cli.command("test-rules")

@@ -8,9 +8,11 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from outreach.controls import Report
 from outreach.preview import PreviewResult, decision_word
 from outreach.state import ledger
 from outreach.tick import TickReport
+from outreach.uplift import Group
 
 
 def print_preview(console: Console, result: PreviewResult) -> None:
@@ -76,39 +78,64 @@ def print_tasks(console: Console, found: list[ledger.Task]) -> None:
     console.print(table)
 
 
-def print_report(console: Console, data: dict[str, Any]) -> None:
-    if data["paused"]:
-        console.print("ledger.PAUSED: nothing is being sent (outreach resume)", markup=False)
-    for rule, silence_info in data["silenced"].items():
+def _rate(group: Group) -> str:
+    rate = group.rate
+    return "-" if rate is None else f"{group.goal_met}/{group.count} ({rate:.1%})"
+
+
+def _points(value: float) -> str:
+    return f"{value * 100:+.1f}"
+
+
+def print_report(console: Console, report: Report) -> None:
+    if report.pause_reason is not None:
         console.print(
-            f"silenced: {rule} until {silence_info['until']} ({silence_info['reason']})", markup=False
+            f"PAUSED: nothing is being sent ({report.pause_reason}); `outreach resume` to resume",
+            markup=False,
         )
-    table = Table(title=f"contacts decided since {data['since']}")
+    for silence in report.silences:
+        until = silence.until.isoformat() if silence.until else "further notice"
+        console.print(f"silenced: {silence.rule} until {until} ({silence.reason})", markup=False)
+    table = Table(title=f"contacts decided since {report.since.isoformat()}")
     for column in ("rule", "state", "channel", "count"):
         table.add_column(column)
-    for row in data["contacts"]:
-        table.add_row(row["rule"], row["state"], row["channel"] or "-", str(row["count"]))
+    for row in report.contacts:
+        table.add_row(row.rule, row.state, row.channel or "-", str(row.count))
     console.print(table)
-    if data["goals"]:
-        goals = Table(title="goals: contacted vs held out")
-        for column in ("rule", "contacted", "met", "holdout", "met", "uplift"):
+    if report.funnel:
+        funnel = Table(
+            title="funnel: matched → decided (assigned to the message) → sent → delivered → goal met"
+        )
+        for column in ("rule", "matched", "decided", "held out", "sent", "delivered", "goal met"):
+            funnel.add_column(column, justify="left" if column == "rule" else "right")
+        for f in report.funnel:
+            goal = "-" if f.goal_met is None else str(f.goal_met)
+            numbers = (f.matched, f.decided, f.held_out, f.sent, f.delivered)
+            funnel.add_row(f.rule, *(str(n) for n in numbers), goal)
+        console.print(funnel)
+        console.print(
+            "delivered: as the provider reported it (SendGrid, Twilio); the outbox and console report nothing",
+            markup=False,
+        )
+    if report.goals:
+        goals = Table(title="goals: every match assigned to the message vs the holdout (intention to treat)")
+        for column in ("rule", "contacted: met", "holdout: met", "uplift (points)", "95% CI", "p"):
             goals.add_column(column)
-        for entry in data["goals"]:
-            contacted, holdout = entry.get("contacted") or {}, entry.get("holdout") or {}
-
-            def rate(group: dict[str, Any]) -> str:
-                return "-" if not group else f"{group['goal_met']} ({group['rate']:.0%})"
-
-            uplift = f"{entry['uplift']:+.1%}" if "uplift" in entry else "-"
+        for entry in report.goals:
+            u = entry.uplift
+            interval = "-" if u.ci95 is None else f"{_points(u.ci95[0])} to {_points(u.ci95[1])}"
             goals.add_row(
-                entry["rule"],
-                str(contacted.get("count", 0)),
-                rate(contacted),
-                str(holdout.get("count", 0)),
-                rate(holdout),
-                uplift,
+                entry.rule,
+                _rate(u.contacted),
+                _rate(u.holdout),
+                "-" if u.difference is None else _points(u.difference),
+                interval,
+                "-" if u.p_value is None else f"{u.p_value:.3g}",
             )
         console.print(goals)
+        for entry in report.goals:
+            if entry.warning:
+                console.print(f"warning: {entry.rule}: {entry.warning}", markup=False)
 
 
 def print_summary(console: Console, result: TickReport) -> None:
