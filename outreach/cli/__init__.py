@@ -240,13 +240,14 @@ def ingest(ctx: click.Context, files: tuple[str, ...], table: str | None, max_er
 @click.pass_context
 @handle_errors
 def explain(ctx: click.Context, customer_id: str, now: datetime | None, as_json: bool) -> None:
-    """For every rule, why CUSTOMER_ID would or would not be contacted."""
+    """For every rule, why CUSTOMER_ID would or would not be contacted: the clauses of `when`
+    that fail, each policy step, the other rules competing in the same tick, pause and silences."""
     from outreach.cli.render import print_explain
     from outreach.preview import explain_customer
 
     report = explain_customer(app_of(ctx), customer_id, now or utcnow())
     if as_json:
-        emit_json(report)
+        emit_json(report.as_json())
     else:
         print_explain(out_console, report)
 

@@ -3,13 +3,11 @@ only this module knows how they look."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from rich.console import Console
 from rich.table import Table
 
 from outreach.controls import Report
-from outreach.preview import PreviewResult, decision_word
+from outreach.preview import CustomerExplanation, PreviewResult, TickDecision, decision_word
 from outreach.state import ledger
 from outreach.tick import TickReport
 from outreach.uplift import Group
@@ -19,46 +17,60 @@ def print_preview(console: Console, result: PreviewResult) -> None:
     table = Table(title=f"{result.rule} at {result.now.isoformat()}: {len(result.matches)} match(es)")
     for column in ("customer", "entity", "channel", "decision", "reason"):
         table.add_column(column)
-    for row in result.matches:
-        table.add_row(
-            row["customer_id"], row["entity_id"], row["channel"] or "-", row["decision"], row["reason"]
-        )
+    for match in result.matches:
+        table.add_row(match.customer_id, match.entity_id, match.channel or "-", match.decision, match.reason)
     console.print(table)
-    for row in result.matches:
-        message = row.get("message")
-        if not message:
+    for match in result.matches:
+        message = match.message
+        if message is None:
             continue
-        console.rule(f"{row['customer_id']} · {row['entity_id']} · {row['channel']}")
-        if "error" in message:
-            console.print(f"cannot render: {message['error']}", markup=False)
-        elif row["channel"] == "email":
-            console.print(f"Subject: {message['subject']}\n\n{message['text']}", markup=False)
+        console.rule(f"{match.customer_id} · {match.entity_id} · {match.channel}")
+        if message.error is not None:
+            console.print(f"cannot render: {message.error}", markup=False)
+        elif match.channel == "email":
+            console.print(f"Subject: {message.subject}\n\n{message.text}", markup=False)
         else:
-            console.print(
-                f"{message['sms']}\n[{message['segments']} segment(s), {message['encoding']}]", markup=False
-            )
+            console.print(f"{message.sms}\n[{message.segments} segment(s), {message.encoding}]", markup=False)
 
 
-def print_explain(console: Console, report: dict[str, Any]) -> None:
-    console.print(f"customer {report['customer_id']} at {report['now']}", markup=False)
-    for entry in report["rules"]:
-        state = "" if entry["enabled"] else " (disabled)"
-        console.print(f"\nrule {entry['rule']}{state}: when {entry['when']}", markup=False)
-        if not entry["records"]:
-            console.print(f"  no {entry['about']} records for this customer", markup=False)
-        for record in entry["records"]:
-            console.print(
-                f"  {entry['about']} {record['entity_id']}: condition {record['condition']}", markup=False
+def _decision_line(d: TickDecision) -> str:
+    return f"{d.rule} {d.entity_id} → {d.decision}" + (f" ({d.channel})" if d.channel else "")
+
+
+def print_explain(console: Console, report: CustomerExplanation) -> None:
+    def say(text: str) -> None:
+        console.print(text, markup=False, soft_wrap=True)
+
+    say(f"customer {report.customer_id} at {report.now.isoformat()}")
+    if report.paused is not None:
+        say(f"PAUSED ({report.paused.reason}): nothing is sent until `outreach resume`")
+    if report.tick:
+        say("this tick for the customer: " + "; ".join(_decision_line(d) for d in report.tick))
+    for entry in report.rules:
+        state = "" if entry.enabled else " (disabled: what it would decide on its own)"
+        say(f"\nrule {entry.rule}{state}: when {entry.when}")
+        if entry.silenced is not None:
+            say(f"  {entry.silenced.describe()}")
+        if not entry.records:
+            say(f"  no {entry.about} records for this customer")
+        for record in entry.records:
+            say(
+                f"  {entry.about} {record.entity_id}: condition {'holds' if record.holds else 'does not hold'}"
             )
-            for step in record.get("steps", []):
-                console.print(f"    {step['step']}: {step['outcome']}", markup=False)
-            if "decision" in record:
-                console.print(f"    → {record['decision']}: {record['reason']}", markup=False)
-            if "ledger" in record:
-                row = record["ledger"]
-                console.print(
-                    f"    ledger: {row['state']} ({row['reason']}) via {row['channel'] or '-'} at {row['decided_at']}",
-                    markup=False,
+            for clause in record.failing:
+                say(f"    {clause.describe()}")
+            for step, outcome in record.steps:
+                say(f"    {step}: {outcome}")
+            if record.decision is not None:
+                say(f"    → {record.decision}: {record.reason}")
+            if record.held is not None:
+                say(f"    held: {record.held.describe()}")
+            if record.competing:
+                say("    competing in this tick: " + "; ".join(_decision_line(d) for d in record.competing))
+            if record.ledger is not None:
+                row = record.ledger
+                say(
+                    f"    ledger: {row.state} ({row.reason}) via {row.channel or '-'} at {row.decided_at.isoformat()}"
                 )
 
 
