@@ -365,26 +365,25 @@ def report(ctx: click.Context, since: timedelta, as_json: bool) -> None:
 
 
 @cli.command("test-rules")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
 @click.pass_context
 @handle_errors
-def test_rules(ctx: click.Context) -> None:
-    """Run the rule unit tests in rules/tests/*.yaml; exit 1 if any fails."""
+def test_rules(ctx: click.Context, as_json: bool) -> None:
+    """Run the rule unit tests in rules/tests/*.yaml; exit 1 if any fails or a test file is wrong.
+
+    A test sets records at one or several instants and checks what the real tick decides and
+    sends at each: decision, channel, send time, reason, and text in the message (README).
+    """
+    from outreach.cli.render import print_rule_tests
     from outreach.rules.testing import run_rule_tests
 
     app = app_of(ctx)
-    results, problems = run_rule_tests(app.rules_dir, app.load_rules())
-    for result in results:
-        mark = "ok  " if result.passed else "FAIL"
-        out_console.print(
-            f"{mark} {result.name}" + ("" if result.passed else f": {result.message} ({result.file})"),
-            markup=False,
-            soft_wrap=True,
-        )
-    for problem in problems:
-        err_console.print(problem.format(), markup=False)
-    failed = sum(not r.passed for r in results)
-    out_console.print(f"{len(results) - failed} passed, {failed} failed", markup=False)
-    if failed or problems:
+    run = run_rule_tests(app, app.load_rules())
+    if as_json:
+        emit_json(run.as_json())
+    else:
+        print_rule_tests(out_console, err_console, run)
+    if not run.ok:
         sys.exit(1)
 
 

@@ -8,6 +8,7 @@ from rich.table import Table
 
 from outreach.controls import Report
 from outreach.preview import CustomerExplanation, PreviewResult, TickDecision, decision_word
+from outreach.rules.testing import RuleTestRun
 from outreach.state import ledger
 from outreach.tick import TickReport
 from outreach.uplift import Group
@@ -72,6 +73,24 @@ def print_explain(console: Console, report: CustomerExplanation) -> None:
                 say(
                     f"    ledger: {row.state} ({row.reason}) via {row.channel or '-'} at {row.decided_at.isoformat()}"
                 )
+
+
+def print_rule_tests(console: Console, errors: Console, run: RuleTestRun) -> None:
+    """promtool-style: a line per test; for a failure, which instant, which contact, expected vs got."""
+    for result in run.results:
+        if result.passed:
+            console.print(f"ok   {result.name}", markup=False, soft_wrap=True)
+            continue
+        console.print(f"FAIL {result.name} ({result.file}:{result.line})", markup=False, soft_wrap=True)
+        for failure in result.failures:
+            for line in failure.describe().splitlines():
+                console.print(f"    {line}", markup=False, soft_wrap=True)
+    for problem in run.problems:
+        errors.print(problem.format(), markup=False, soft_wrap=True)
+    summary = f"{len(run.results) - run.failed} passed, {run.failed} failed"
+    if run.problems:
+        summary += f", {len(run.problems)} problem(s) in the test files"
+    console.print(summary, markup=False)
 
 
 def print_tasks(console: Console, found: list[ledger.Task]) -> None:
