@@ -134,3 +134,14 @@ def test_the_shipped_timeline_tests_fail_when_what_they_rely_on_is_taken_away(tm
         result = _invoke(_rules_with_tests(tmp_path / name, text), tmp_path)
         assert result.exit_code == 1 and "9 passed, 1 failed" in result.output, result.output
         assert words in result.output, result.output
+
+
+def test_the_readme_example_of_a_timeline_test_passes(tmp_path: Path) -> None:
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("### Rule tests") :]
+    example = section[
+        section.index("```yaml\n") + len("```yaml\n") : section.index("```\n", section.index("```yaml"))
+    ]
+    result = _invoke(_rules_with_tests(tmp_path, example), tmp_path)
+    assert result.exit_code == 0, result.output
+    assert "1 passed, 0 failed" in result.output
