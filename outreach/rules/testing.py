@@ -30,7 +30,8 @@ this instant — no match, or decided before), `channel`, `send_at`, `reason` (t
 
 Each test runs the real pipeline, not a copy of it: a scratch SQLite database, the records
 validated by ingest and upserted like `outreach ingest` does, `outreach.tick.run_tick` at each
-instant with every enabled rule (or the test's `rules`), and the outbox channel writing to a
+instant with every enabled rule (or those the test lists in `rules:`; a rule an expectation is
+about ticks too, enabled or not), and the outbox channel writing to a
 scratch file. Expectations read only the tick's decisions and the outbox lines.
 """
 
@@ -128,7 +129,7 @@ class RuleTest:
     file: str
     line: int
     name: str
-    rules: tuple[str, ...]  # the rules that tick: every enabled rule plus those the test names
+    rules: tuple[str, ...]  # the rules that tick: `rules:` or every enabled one, and those expected of
     settings: Mapping[str, Any]  # overrides of [delivery]
     steps: tuple[Step, ...]
 
@@ -355,10 +356,13 @@ class _Reader:
         self.rule_given = "rule" in fields  # a misspelt one is reported once, not at each expectation
         rule = self.rule_name(fields["rule"][1], label) if "rule" in fields else None
         named = [rule] if rule else []
+        # `rules:` names the rules that tick; by default every enabled rule does, as in `run`.
+        base = [r.name for r in self.rules if r.enabled]
         if "rules" in fields:
+            base = []
             for item in self.sequence(fields["rules"][1], "`rules`", label):
                 if (name := self.rule_name(item, label)) is not None:
-                    named.append(name)
+                    base.append(name)
         settings = self.settings(fields["settings"][1], label) if "settings" in fields else {}
         known: dict[str, dict[str, str]] = {table: {} for table in TABLE_NAMES}  # table → id → customer
         first: list[RecordChange] = []
@@ -408,8 +412,7 @@ class _Reader:
             steps.append(Step(at, item.start_mark.line + 1, tuple(records), expect))
         if not any(step.expect for step in steps) and not any("expect" in step for step, _ in raw_steps):
             self.problem(node, "the test expects nothing: add `expect:` to a step", label)
-        enabled = [r.name for r in self.rules if r.enabled]
-        ticking = tuple(dict.fromkeys(enabled + named))
+        ticking = tuple(dict.fromkeys(base + named))  # a rule the test expects of ticks, even disabled
         return RuleTest(str(self.path), node.start_mark.line + 1, label, ticking, settings, tuple(steps))
 
     @staticmethod

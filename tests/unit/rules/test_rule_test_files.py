@@ -225,3 +225,16 @@ def test_a_record_in_a_test_is_read_as_ingest_reads_a_csv_cell(tmp_path: Path) -
         "attributes": {"tier": "vip"},
     }
     assert order.values == {"id": "o-1", "total": 12.5, "customer_id": "0123"}
+
+
+def test_rules_names_the_rules_that_tick_and_an_expected_rule_ticks_even_if_left_out(tmp_path: Path) -> None:
+    path = tmp_path / "ok.yaml"
+    path.write_text(
+        "tests:\n  - name: t\n    rules: [stalled-checkout]\n"
+        "    records: {customers: [{id: c-1}], orders: [{id: o-1}], checkouts: [{id: k-1}]}\n"
+        "    now: 2026-11-24T12:00:00Z\n"
+        "    expect: [{rule: stalled-checkout, match: false}, {rule: late-delivery, match: false}]\n",
+        encoding="utf-8",
+    )
+    [test], problems = read_tests(path, RULES)
+    assert problems == [] and test.rules == ("stalled-checkout", "late-delivery")
