@@ -33,6 +33,8 @@ class App:
 
     @cached_property
     def engine(self) -> Engine:
+        if self._engine is not None:  # given by the caller (a scratch database shared by rule tests)
+            return self._engine
         engine = make_engine(self.settings.database_url)
         require_current_schema(engine)
         return engine

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 from outreach.app import App
+from outreach.channels.codes import DELIVERED_STATUSES
 from outreach.delivery.dispatch import reroute_withdrawn
 from outreach.durations import parse_duration
 from outreach.errors import InputError, RulesError, did_you_mean
 from outreach.rules.loader import RuleSet
 from outreach.state import ledger
+from outreach.uplift import MIN_GROUP, Group, Uplift, compare
+from outreach.vocabulary import Arm
 
 
 def pause(app: App, reason: str, now: datetime) -> None:
@@ -65,38 +69,162 @@ def close_task(app: App, task_id: str, note: str, now: datetime) -> ledger.Task:
     return task
 
 
-def report_since(app: App, since: str, now: datetime) -> dict[str, Any]:
-    try:
-        start = now - parse_duration(since)
-    except ValueError as exc:
-        raise InputError(f"--since: {exc}") from None
+@dataclass(frozen=True)
+class ContactCount:
+    """How many of a rule's contacts decided in the period are in one state, on one channel."""
+
+    rule: str
+    state: str
+    channel: str | None
+    count: int
+
+    def as_json(self) -> dict[str, Any]:
+        return {"rule": self.rule, "state": self.state, "channel": self.channel, "count": self.count}
+
+
+@dataclass(frozen=True)
+class GoalComparison:
+    """A rule's goal rate among the matches assigned to its message against its holdout's."""
+
+    rule: str
+    uplift: Uplift
+
+    @property
+    def warning(self) -> str | None:
+        """Why the numbers cannot tell yet, in words; None when both groups are large enough."""
+        if self.uplift.enough:
+            return None
+        sizes = f"{self.uplift.contacted.count} contacted, {self.uplift.holdout.count} held out"
+        if self.uplift.holdout.count == 0:
+            return f"no holdout ({sizes}): nothing to compare with; give the rule a `holdout`"
+        return f"too few to tell ({sizes}; at least {MIN_GROUP} in each group are needed)"
+
+    def as_json(self) -> dict[str, Any]:
+        u = self.uplift
+        return {
+            "rule": self.rule,
+            "contacted": u.contacted.as_json(),
+            "holdout": u.holdout.as_json(),
+            "uplift": None if u.difference is None else round(u.difference, 4),
+            "ci95": None if u.ci95 is None else [round(u.ci95[0], 4), round(u.ci95[1], 4)],
+            "p_value": None if u.p_value is None else round(u.p_value, 4),
+            "enough": u.enough,
+        }
+
+
+@dataclass(frozen=True)
+class FunnelRow:
+    """One rule's matches in the period, step by step: matched → decided → sent → delivered → goal."""
+
+    rule: str
+    matched: int
+    decided: int
+    held_out: int
+    sent: int
+    delivered: int
+    goal_met: int | None  # None for a rule without a goal
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "rule": self.rule,
+            "matched": self.matched,
+            "decided": self.decided,
+            "held_out": self.held_out,
+            "sent": self.sent,
+            "delivered": self.delivered,
+            "goal_met": self.goal_met,
+        }
+
+
+@dataclass(frozen=True)
+class SilenceInfo:
+    rule: str
+    until: datetime | None
+    reason: str
+
+
+@dataclass(frozen=True)
+class Report:
+    """`outreach report`: contacts, the funnel and the goals of every rule over a period."""
+
+    since: datetime
+    now: datetime
+    pause_reason: str | None  # None: not paused
+    silences: tuple[SilenceInfo, ...]
+    contacts: tuple[ContactCount, ...]
+    funnel: tuple[FunnelRow, ...]
+    goals: tuple[GoalComparison, ...]
+
+    @property
+    def paused(self) -> bool:
+        return self.pause_reason is not None
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "since": self.since.isoformat(),
+            "now": self.now.isoformat(),
+            "paused": self.paused,
+            "pause_reason": self.pause_reason,
+            "silenced": {
+                s.rule: {"until": s.until.isoformat() if s.until else None, "reason": s.reason}
+                for s in self.silences
+            },
+            "contacts": [c.as_json() for c in self.contacts],
+            "funnel": [f.as_json() for f in self.funnel],
+            "goals": [g.as_json() for g in self.goals],
+        }
+
+
+def report_since(app: App, since: timedelta | str, now: datetime) -> Report:
+    """What happened since NOW - SINCE (a duration such as 7d); InputError for a bad duration.
+
+    Goals are compared for every rule with a `goal`, by intention to treat: the contacted group
+    is every match assigned to the message, whatever then became of it, the other group the
+    holdout (outreach.vocabulary.Arm).
+    """
+    if isinstance(since, str):
+        try:
+            since = parse_duration(since)
+        except ValueError as exc:
+            raise InputError(f"--since: {exc}") from None
+    start = now - since
+    rules, _problems = app.check_rules()  # a broken rules file must not hide what was sent
     with app.engine.connect() as connection:
         rows = ledger.contact_counts(connection, start)
-        goals = ledger.goal_counts(connection, start)
+        arms = {(c.rule, c.arm): c for c in ledger.goal_counts(connection, start)}
+        funnel = ledger.funnel_counts(connection, start, sorted(DELIVERED_STATUSES))
         controls = ledger.active_controls(connection, now)
-    return {
-        "since": start.isoformat(),
-        "now": now.isoformat(),
-        "paused": ledger.PAUSE in controls,
-        "silenced": {
-            key.split(":", 1)[1]: {"until": c.until.isoformat() if c.until else None, "reason": c.reason}
-            for key, c in controls.items()
+    with_goal = [rule.name for rule in rules if rule.goal_condition is not None]
+
+    def group(rule: str, arm: Arm) -> Group:
+        found = arms.get((rule, arm))
+        return Group(found.count, found.goal_met) if found else Group(0, 0)
+
+    pause = controls.get(ledger.PAUSE)
+    return Report(
+        since=start,
+        now=now,
+        pause_reason=None if pause is None else (pause.reason or "paused"),
+        silences=tuple(
+            SilenceInfo(key.split(":", 1)[1], c.until, c.reason)
+            for key, c in sorted(controls.items())
             if key.startswith("silence:")
-        },
-        "contacts": [{"rule": r, "state": s, "channel": c, "count": n} for r, s, c, n in rows],
-        "goals": _goal_summary(goals),
-    }
-
-
-def _goal_summary(rows: list[tuple[str, str, int, int]]) -> list[dict[str, Any]]:
-    """Per rule: how many contacted and held-out customers met the goal, and the difference."""
-    by_rule: dict[str, dict[str, Any]] = {}
-    for rule, state, total, met in rows:
-        group = "contacted" if state == "sent" else "holdout"
-        entry = by_rule.setdefault(rule, {"rule": rule})
-        entry[group] = {"count": total, "goal_met": met, "rate": round(met / total, 4) if total else None}
-    for entry in by_rule.values():
-        contacted, holdout = entry.get("contacted"), entry.get("holdout")
-        if contacted and holdout and contacted["rate"] is not None and holdout["rate"] is not None:
-            entry["uplift"] = round(contacted["rate"] - holdout["rate"], 4)
-    return list(by_rule.values())
+        ),
+        contacts=tuple(ContactCount(r, s, c, n) for r, s, c, n in rows),
+        funnel=tuple(
+            FunnelRow(
+                f.rule,
+                f.matched,
+                f.decided,
+                f.held_out,
+                f.sent,
+                f.delivered,
+                f.goal_met if f.rule in with_goal else None,
+            )
+            for f in funnel
+        ),
+        goals=tuple(
+            GoalComparison(name, compare(group(name, Arm.MESSAGE), group(name, Arm.HOLDOUT)))
+            for name in with_goal
+        ),
+    )

@@ -28,7 +28,7 @@ from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from outreach.durations import format_duration
-from outreach.vocabulary import HELD_STATES, LIVE_STATES, State
+from outreach.vocabulary import HELD_STATES, LIVE_STATES, Arm, State
 
 OFF = "off"
 DUPLICATE = "duplicate"  # a decision that writes nothing: the match was decided before
@@ -250,6 +250,17 @@ def in_holdout(rule: str, customer_id: str, fraction: float) -> bool:
     # name is mixed in so each rule draws its own control group.
     digest = hashlib.sha256(f"{rule}\x00{customer_id}".encode()).digest()
     return int.from_bytes(digest[:8], "big") / 2**64 < fraction
+
+
+def assigned_arm(decision: Decision) -> Arm | None:
+    """The arm of the rule's experiment DECISION assigns its match to: the holdout, the
+    message once it went past the holdout draw without being held out (whatever
+    the later steps make of it), or None when a step before the draw held it back."""
+    if decision.state == "holdout":
+        return Arm.HOLDOUT
+    if any(step == "holdout" for step, _outcome in decision.steps):
+        return Arm.MESSAGE
+    return None
 
 
 def quiet_hours_for(rule: RulePolicy, limits: Limits) -> QuietHours | None:

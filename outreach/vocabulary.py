@@ -81,3 +81,17 @@ FINAL_STATES = frozenset(
 LIVE_STATES = frozenset({State.PENDING, State.CLAIMED, State.SENDING, State.SENT, State.UNKNOWN})
 
 assert set(State) == HELD_STATES | WAITING_STATES | FINAL_STATES
+
+
+class Arm(StrEnum):
+    """The group of a rule's experiment a match was assigned to, once and for good.
+
+    A match is assigned when policy draws it for the holdout or not (after the caps, before
+    quiet hours): `holdout` is recorded and never sent; `message` is meant to be sent, whatever
+    then happens to it (deferred, cancelled at send time, expired, failed…). A match held back
+    before the draw (a cap, a cooldown, no consent) is in neither group until it is drawn.
+    `outreach report` compares the goal rates of the two groups (intention to treat).
+    """
+
+    MESSAGE = "message"
+    HOLDOUT = "holdout"

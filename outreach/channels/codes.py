@@ -36,3 +36,19 @@ SUPPRESSING_CODES: Final = frozenset(SUPPRESSING)
 WITHDRAWS_SMS_CONSENT_CODES: Final = frozenset(
     code for code, m in SUPPRESSING.items() if m.withdraws_sms_consent
 )
+
+# Provider statuses (a contact's provider_status) that mean the message reached the recipient:
+# Twilio's `delivered` and `read` (WhatsApp/RCS read receipts); SendGrid's `delivered` and the
+# events only a delivered email can produce (opened, clicked, reported, unsubscribed from).
+DELIVERED_STATUSES: Final = frozenset(
+    {
+        "delivered",
+        "read",
+        "open",
+        "click",
+        "spamreport",
+        "unsubscribe",
+        "group_unsubscribe",
+        "group_resubscribe",
+    }
+)

@@ -11,7 +11,7 @@ import json
 import os
 import sys
 from collections.abc import Callable, Iterator
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
@@ -57,6 +57,18 @@ class InstantType(click.ParamType):
 
 
 INSTANT = InstantType()
+
+
+def _duration(ctx: click.Context, param: click.Parameter, value: str | timedelta) -> timedelta:
+    """A duration option (`7d`, `1h30m`); a bad one is a usage error (exit 2)."""
+    if isinstance(value, timedelta):
+        return value
+    from outreach.durations import parse_duration
+
+    try:
+        return parse_duration(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
 
 
 def settings_of(ctx: click.Context) -> Settings:
@@ -234,13 +246,14 @@ def ingest(ctx: click.Context, files: tuple[str, ...], table: str | None, max_er
 @click.pass_context
 @handle_errors
 def explain(ctx: click.Context, customer_id: str, now: datetime | None, as_json: bool) -> None:
-    """For every rule, why CUSTOMER_ID would or would not be contacted."""
+    """For every rule, why CUSTOMER_ID would or would not be contacted: the clauses of `when`
+    that fail, each policy step, the other rules competing in the same tick, pause and silences."""
     from outreach.cli.render import print_explain
     from outreach.preview import explain_customer
 
     report = explain_customer(app_of(ctx), customer_id, now or utcnow())
     if as_json:
-        emit_json(report)
+        emit_json(report.as_json())
     else:
         print_explain(out_console, report)
 
@@ -365,43 +378,45 @@ def tasks_close(ctx: click.Context, task_id: str, note: str) -> None:
 
 
 @cli.command()
-@click.option("--since", default="7d", show_default=True, help="How far back, e.g. 24h or 7d.")
+@click.option(
+    "--since", callback=_duration, default="7d", show_default=True, help="How far back, e.g. 24h or 7d."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
 @click.pass_context
 @handle_errors
-def report(ctx: click.Context, since: str, as_json: bool) -> None:
-    """Contacts by rule, state and channel over a period."""
+def report(ctx: click.Context, since: timedelta, as_json: bool) -> None:
+    """Contacts by rule, state and channel over a period; each rule's funnel, and its goal rate
+    against its holdout (intention to treat) with a 95% confidence interval."""
     from outreach.cli.render import print_report
     from outreach.controls import report_since
 
-    data = report_since(app_of(ctx), since, utcnow())
+    result = report_since(app_of(ctx), since, utcnow())
     if as_json:
-        emit_json(data)
+        emit_json(result.as_json())
     else:
-        print_report(out_console, data)
+        print_report(out_console, result)
 
 
 @cli.command("test-rules")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
 @click.pass_context
 @handle_errors
-def test_rules(ctx: click.Context) -> None:
-    """Run the rule unit tests in rules/tests/*.yaml; exit 1 if any fails."""
+def test_rules(ctx: click.Context, as_json: bool) -> None:
+    """Run the rule unit tests in rules/tests/*.yaml; exit 1 if any fails or a test file is wrong.
+
+    A test sets records at one or several instants and checks what the real tick decides and
+    sends at each: decision, channel, send time, reason, and text in the message (README).
+    """
+    from outreach.cli.render import print_rule_tests
     from outreach.rules.testing import run_rule_tests
 
     app = app_of(ctx)
-    results, problems = run_rule_tests(app.rules_dir, app.load_rules())
-    for result in results:
-        mark = "ok  " if result.passed else "FAIL"
-        out_console.print(
-            f"{mark} {result.name}" + ("" if result.passed else f": {result.message} ({result.file})"),
-            markup=False,
-            soft_wrap=True,
-        )
-    for problem in problems:
-        err_console.print(problem.format(), markup=False)
-    failed = sum(not r.passed for r in results)
-    out_console.print(f"{len(results) - failed} passed, {failed} failed", markup=False)
-    if failed or problems:
+    run = run_rule_tests(app, app.load_rules())
+    if as_json:
+        emit_json(run.as_json())
+    else:
+        print_rule_tests(out_console, err_console, run)
+    if not run.ok:
         sys.exit(1)
 
 

@@ -8,56 +8,91 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from outreach.preview import PreviewResult, decision_word
+from outreach.controls import Report
+from outreach.preview import CustomerExplanation, PreviewResult, TickDecision, decision_word
+from outreach.rules.testing import RuleTestRun
 from outreach.state import ledger
 from outreach.tick import TickReport
+from outreach.uplift import Group
 
 
 def print_preview(console: Console, result: PreviewResult) -> None:
     table = Table(title=f"{result.rule} at {result.now.isoformat()}: {len(result.matches)} match(es)")
     for column in ("customer", "entity", "channel", "decision", "reason"):
         table.add_column(column)
-    for row in result.matches:
-        table.add_row(
-            row["customer_id"], row["entity_id"], row["channel"] or "-", row["decision"], row["reason"]
-        )
+    for match in result.matches:
+        table.add_row(match.customer_id, match.entity_id, match.channel or "-", match.decision, match.reason)
     console.print(table)
-    for row in result.matches:
-        message = row.get("message")
-        if not message:
+    for match in result.matches:
+        message = match.message
+        if message is None:
             continue
-        console.rule(f"{row['customer_id']} · {row['entity_id']} · {row['channel']}")
-        if "error" in message:
-            console.print(f"cannot render: {message['error']}", markup=False)
-        elif row["channel"] == "email":
-            console.print(f"Subject: {message['subject']}\n\n{message['text']}", markup=False)
+        console.rule(f"{match.customer_id} · {match.entity_id} · {match.channel}")
+        if message.error is not None:
+            console.print(f"cannot render: {message.error}", markup=False)
+        elif match.channel == "email":
+            console.print(f"Subject: {message.subject}\n\n{message.text}", markup=False)
         else:
-            console.print(
-                f"{message['sms']}\n[{message['segments']} segment(s), {message['encoding']}]", markup=False
-            )
+            console.print(f"{message.sms}\n[{message.segments} segment(s), {message.encoding}]", markup=False)
 
 
-def print_explain(console: Console, report: dict[str, Any]) -> None:
-    console.print(f"customer {report['customer_id']} at {report['now']}", markup=False)
-    for entry in report["rules"]:
-        state = "" if entry["enabled"] else " (disabled)"
-        console.print(f"\nrule {entry['rule']}{state}: when {entry['when']}", markup=False)
-        if not entry["records"]:
-            console.print(f"  no {entry['about']} records for this customer", markup=False)
-        for record in entry["records"]:
-            console.print(
-                f"  {entry['about']} {record['entity_id']}: condition {record['condition']}", markup=False
+def _decision_line(d: TickDecision) -> str:
+    return f"{d.rule} {d.entity_id} → {d.decision}" + (f" ({d.channel})" if d.channel else "")
+
+
+def print_explain(console: Console, report: CustomerExplanation) -> None:
+    def say(text: str) -> None:
+        console.print(text, markup=False, soft_wrap=True)
+
+    say(f"customer {report.customer_id} at {report.now.isoformat()}")
+    if report.paused is not None:
+        say(f"PAUSED ({report.paused.reason}): nothing is sent until `outreach resume`")
+    if report.tick:
+        say("this tick for the customer: " + "; ".join(_decision_line(d) for d in report.tick))
+    for entry in report.rules:
+        state = "" if entry.enabled else " (disabled: what it would decide on its own)"
+        say(f"\nrule {entry.rule}{state}: when {entry.when}")
+        if entry.silenced is not None:
+            say(f"  {entry.silenced.describe()}")
+        if not entry.records:
+            say(f"  no {entry.about} records for this customer")
+        for record in entry.records:
+            say(
+                f"  {entry.about} {record.entity_id}: condition {'holds' if record.holds else 'does not hold'}"
             )
-            for step in record.get("steps", []):
-                console.print(f"    {step['step']}: {step['outcome']}", markup=False)
-            if "decision" in record:
-                console.print(f"    → {record['decision']}: {record['reason']}", markup=False)
-            if "ledger" in record:
-                row = record["ledger"]
-                console.print(
-                    f"    ledger: {row['state']} ({row['reason']}) via {row['channel'] or '-'} at {row['decided_at']}",
-                    markup=False,
+            for clause in record.failing:
+                say(f"    {clause.describe()}")
+            for step, outcome in record.steps:
+                say(f"    {step}: {outcome}")
+            if record.decision is not None:
+                say(f"    → {record.decision}: {record.reason}")
+            if record.held is not None:
+                say(f"    held: {record.held.describe()}")
+            if record.competing:
+                say("    competing in this tick: " + "; ".join(_decision_line(d) for d in record.competing))
+            if record.ledger is not None:
+                row = record.ledger
+                say(
+                    f"    ledger: {row.state} ({row.reason}) via {row.channel or '-'} at {row.decided_at.isoformat()}"
                 )
+
+
+def print_rule_tests(console: Console, errors: Console, run: RuleTestRun) -> None:
+    """promtool-style: a line per test; for a failure, which instant, which contact, expected vs got."""
+    for result in run.results:
+        if result.passed:
+            console.print(f"ok   {result.name}", markup=False, soft_wrap=True)
+            continue
+        console.print(f"FAIL {result.name} ({result.file}:{result.line})", markup=False, soft_wrap=True)
+        for failure in result.failures:
+            for line in failure.describe().splitlines():
+                console.print(f"    {line}", markup=False, soft_wrap=True)
+    for problem in run.problems:
+        errors.print(problem.format(), markup=False, soft_wrap=True)
+    summary = f"{len(run.results) - run.failed} passed, {run.failed} failed"
+    if run.problems:
+        summary += f", {len(run.problems)} problem(s) in the test files"
+    console.print(summary, markup=False)
 
 
 def print_tasks(console: Console, found: list[ledger.Task]) -> None:
@@ -96,39 +131,64 @@ def task_json(task: ledger.Task) -> dict[str, Any]:
     }
 
 
-def print_report(console: Console, data: dict[str, Any]) -> None:
-    if data["paused"]:
-        console.print("PAUSED: nothing is being sent (outreach resume)", markup=False)
-    for rule, silence_info in data["silenced"].items():
+def _rate(group: Group) -> str:
+    rate = group.rate
+    return "-" if rate is None else f"{group.goal_met}/{group.count} ({rate:.1%})"
+
+
+def _points(value: float) -> str:
+    return f"{value * 100:+.1f}"
+
+
+def print_report(console: Console, report: Report) -> None:
+    if report.pause_reason is not None:
         console.print(
-            f"silenced: {rule} until {silence_info['until']} ({silence_info['reason']})", markup=False
+            f"PAUSED: nothing is being sent ({report.pause_reason}); `outreach resume` to resume",
+            markup=False,
         )
-    table = Table(title=f"contacts decided since {data['since']}")
+    for silence in report.silences:
+        until = silence.until.isoformat() if silence.until else "further notice"
+        console.print(f"silenced: {silence.rule} until {until} ({silence.reason})", markup=False)
+    table = Table(title=f"contacts decided since {report.since.isoformat()}")
     for column in ("rule", "state", "channel", "count"):
         table.add_column(column)
-    for row in data["contacts"]:
-        table.add_row(row["rule"], row["state"], row["channel"] or "-", str(row["count"]))
+    for row in report.contacts:
+        table.add_row(row.rule, row.state, row.channel or "-", str(row.count))
     console.print(table)
-    if data["goals"]:
-        goals = Table(title="goals: contacted vs held out")
-        for column in ("rule", "contacted", "met", "holdout", "met", "uplift"):
+    if report.funnel:
+        funnel = Table(
+            title="funnel: matched → decided (assigned to the message) → sent → delivered → goal met"
+        )
+        for column in ("rule", "matched", "decided", "held out", "sent", "delivered", "goal met"):
+            funnel.add_column(column, justify="left" if column == "rule" else "right")
+        for f in report.funnel:
+            goal = "-" if f.goal_met is None else str(f.goal_met)
+            numbers = (f.matched, f.decided, f.held_out, f.sent, f.delivered)
+            funnel.add_row(f.rule, *(str(n) for n in numbers), goal)
+        console.print(funnel)
+        console.print(
+            "delivered: as the provider reported it (SendGrid, Twilio); the outbox and console report nothing",
+            markup=False,
+        )
+    if report.goals:
+        goals = Table(title="goals: every match assigned to the message vs the holdout (intention to treat)")
+        for column in ("rule", "contacted: met", "holdout: met", "uplift (points)", "95% CI", "p"):
             goals.add_column(column)
-        for entry in data["goals"]:
-            contacted, holdout = entry.get("contacted") or {}, entry.get("holdout") or {}
-
-            def rate(group: dict[str, Any]) -> str:
-                return "-" if not group else f"{group['goal_met']} ({group['rate']:.0%})"
-
-            uplift = f"{entry['uplift']:+.1%}" if "uplift" in entry else "-"
+        for entry in report.goals:
+            u = entry.uplift
+            interval = "-" if u.ci95 is None else f"{_points(u.ci95[0])} to {_points(u.ci95[1])}"
             goals.add_row(
-                entry["rule"],
-                str(contacted.get("count", 0)),
-                rate(contacted),
-                str(holdout.get("count", 0)),
-                rate(holdout),
-                uplift,
+                entry.rule,
+                _rate(u.contacted),
+                _rate(u.holdout),
+                "-" if u.difference is None else _points(u.difference),
+                interval,
+                "-" if u.p_value is None else f"{u.p_value:.3g}",
             )
         console.print(goals)
+        for entry in report.goals:
+            if entry.warning:
+                console.print(f"warning: {entry.rule}: {entry.warning}", markup=False)
 
 
 def print_summary(console: Console, result: TickReport) -> None:

@@ -340,4 +340,5 @@ def decision_row(decision: policy.Decision, rule: Rule, now: datetime) -> dict[s
         "updated_at": now,
         "attempts": 0,
         "steps": [list(step) for step in decision.steps],
+        "arm": policy.assigned_arm(decision),
     }

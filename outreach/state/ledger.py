@@ -69,6 +69,7 @@ class Contact(SQLModel, table=True):
     last_error: str | None = None
     provider_status: str | None = None  # the provider's latest word: delivered, bounced, …
     goal_met_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    arm: str | None = None  # outreach.vocabulary.Arm once policy drew it for the holdout or not
     steps: list[Any] = Field(default_factory=list, sa_column=Column(JSONDocument, nullable=False))
 
 
@@ -292,7 +293,9 @@ def record_decisions(connection: Connection, rows: Sequence[dict[str, Any]]) -> 
     excluded = statement.excluded
     statement = statement.on_conflict_do_update(
         index_elements=["dedupe_key"],
-        set_={name: excluded[name] for name in _DECISION_UPDATABLE},
+        # A match once assigned to an arm stays in it (intention to treat), held back again or not.
+        set_={name: excluded[name] for name in _DECISION_UPDATABLE}
+        | {"arm": sa.func.coalesce(contacts.c.arm, excluded["arm"])},
         # `IN (…)` expands per execution, which executemany cannot do: spell it out.
         where=sa.or_(*(contacts.c.state == state for state in sorted(HELD_STATES))),
     ).returning(contacts.c.id)
@@ -797,15 +800,18 @@ def release_ticks(connection: Connection, slots: Sequence[tuple[str, datetime]],
 
 # -- goals ------------------------------------------------------------------------------------------------
 
-GOAL_STATES = (State.SENT, State.HOLDOUT)
-
 
 def goal_candidates(connection: Connection, rule: str, since: datetime) -> list[tuple[str, str]]:
-    """(contact id, entity id) of RULE's contacts and held-out matches since SINCE whose goal is not yet met."""
+    """(contact id, entity id) of RULE's matches assigned to an arm since SINCE whose goal is not yet met.
+
+    Every assigned match is measured, whatever became of it (sent, cancelled because the
+    customer converted first, expired, failed…): leaving any of them out would bias the
+    comparison with the holdout, which loses nobody.
+    """
     query = sa.select(contacts.c.id, contacts.c.entity_id).where(
         contacts.c.rule == rule,
         contacts.c.decided_at >= since,
-        contacts.c.state.in_(GOAL_STATES),
+        contacts.c.arm.is_not(None),
         contacts.c.goal_met_at.is_(None),
     )
     return [(str(cid), str(eid)) for cid, eid in connection.execute(query)]
@@ -820,15 +826,63 @@ def mark_goal_met(connection: Connection, contact_ids: Sequence[str], now: datet
         )
 
 
-def goal_counts(connection: Connection, since: datetime) -> list[tuple[str, str, int, int]]:
-    """(rule, state, contacts, goals met) for contacted and held-out matches decided since SINCE."""
+@dataclass(frozen=True)
+class ArmCount:
+    """How many of a rule's matches one arm holds, and how many of them met the goal."""
+
+    rule: str
+    arm: str
+    count: int
+    goal_met: int
+
+
+def goal_counts(connection: Connection, since: datetime) -> list[ArmCount]:
+    """Per rule and arm, the matches assigned since SINCE and how many met the goal."""
     query = (
-        sa.select(contacts.c.rule, contacts.c.state, sa.func.count(), sa.func.count(contacts.c.goal_met_at))
-        .where(contacts.c.decided_at >= since, contacts.c.state.in_(GOAL_STATES))
-        .group_by(contacts.c.rule, contacts.c.state)
-        .order_by(contacts.c.rule, contacts.c.state)
+        sa.select(contacts.c.rule, contacts.c.arm, sa.func.count(), sa.func.count(contacts.c.goal_met_at))
+        .where(contacts.c.decided_at >= since, contacts.c.arm.is_not(None))
+        .group_by(contacts.c.rule, contacts.c.arm)
+        .order_by(contacts.c.rule, contacts.c.arm)
     )
-    return [(r, s, int(n), int(m)) for r, s, n, m in connection.execute(query)]
+    return [ArmCount(r, a, int(n), int(m)) for r, a, n, m in connection.execute(query)]
+
+
+@dataclass(frozen=True)
+class Funnel:
+    """One rule's matches since an instant, step by step: how many got how far."""
+
+    rule: str
+    matched: int  # every match recorded, held back, held out or contacted
+    decided: int  # assigned to the message
+    held_out: int
+    sent: int
+    delivered: int  # the provider said it arrived (provider_status)
+    goal_met: int  # among those assigned to the message
+
+
+def funnel_counts(connection: Connection, since: datetime, delivered: Sequence[str]) -> list[Funnel]:
+    """Per rule, the funnel of its matches decided since SINCE; DELIVERED are the provider
+    statuses that mean the message arrived."""
+
+    def count(condition: sa.ColumnElement[bool]) -> sa.ColumnElement[int]:
+        return sa.func.count(sa.case((condition, 1)))
+
+    assigned = contacts.c.arm == "message"
+    query = (
+        sa.select(
+            contacts.c.rule,
+            sa.func.count(),
+            count(assigned),
+            count(contacts.c.arm == "holdout"),
+            count(contacts.c.state == "sent"),
+            count(contacts.c.provider_status.in_(list(delivered))),
+            count(sa.and_(assigned, contacts.c.goal_met_at.is_not(None))),
+        )
+        .where(contacts.c.decided_at >= since)
+        .group_by(contacts.c.rule)
+        .order_by(contacts.c.rule)
+    )
+    return [Funnel(rule, *(int(n) for n in numbers)) for rule, *numbers in connection.execute(query)]
 
 
 # -- provider feedback (webhooks) ---------------------------------------------------------------
