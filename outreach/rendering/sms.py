@@ -80,6 +80,12 @@ def _is_gsm7(cluster: str) -> bool:
     return len(cluster) == 1 and cluster in GSM7_CHARACTERS
 
 
+def forces_ucs2(cluster: str, *, smart_encoding: bool = False) -> bool:
+    """Whether CLUSTER alone makes a message UCS-2 (after Smart Encoding's replacement when asked)."""
+    sent = smart_encode(cluster) if smart_encoding else cluster
+    return not all(ch in GSM7_CHARACTERS for ch in sent)
+
+
 def encoding_of(text: str) -> str:
     """GSM-7 if every character has a GSM-7 code, else UCS-2."""
     return GSM7 if all(ch in GSM7_CHARACTERS for ch in text) else UCS2

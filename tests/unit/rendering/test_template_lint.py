@@ -396,7 +396,7 @@ def test_lint_names_each_character_that_alone_makes_an_sms_ucs2_where_the_templa
     assert [(p.line, p.col, p.severity) for p in problems] == [(1, 25, "warning"), (1, 33, "warning")]
     assert problems[0].message == (
         "with sample data: ’ U+2019 RIGHT SINGLE QUOTATION MARK makes the SMS UCS-2: 70 characters a "
-        "segment instead of 160 (2 segments here, 1 in GSM-7); write \"'\" instead, or set "
+        'segment instead of 160 (2 segments here, 1 in GSM-7); write "\'" instead, or set '
         "twilio.smart_encoding = true"
     )
     assert "U+1F641 SLIGHTLY FROWNING FACE makes the SMS UCS-2" in problems[1].message
