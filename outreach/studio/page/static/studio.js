@@ -228,7 +228,8 @@ function fillEmail(card, preview) {
   $(".sender", card).textContent = sender;
   $(".sender-address", card).textContent = `<${preview.sender.email}>`;
   const customer = preview.customer;
-  $(".recipient", card).textContent = `to ${customer.name || customer.id} <${customer.email || "no email"}>`;
+  // <bdi>: an Arabic name must not reorder the address around it.
+  $(".recipient", card).replaceChildren("to ", el("bdi", { text: customer.name || customer.id }), ` <${customer.email || "no email"}>`);
   $(".subject", card).textContent = email.subject;
   $(".email-frame", card).srcdoc = email.html;
   $(".text-part pre", card).textContent = email.text;
@@ -297,7 +298,7 @@ function renderColumns() {
     column.dataset.locale = preview.locale;
     $(".locale-tag", column).textContent = `${localeName(preview.locale)} · ${preview.locale}`;
     const customer = preview.customer;
-    $(".as", column).textContent = `as ${customer.name || customer.id} · ${customer.timezone || "UTC"}`;
+    $(".as", column).replaceChildren("as ", el("bdi", { text: customer.name || customer.id }), ` · ${customer.timezone || "UTC"}`);
     fillEmail($(".email-card", column), preview);
     fillSms($(".sms-card", column), preview);
     columns.append(column);
@@ -548,6 +549,13 @@ async function start() {
     loadPreview();
   });
   $("#send-form").addEventListener("submit", sendTest);
+  // A pasted link, or back and forward: show the view the address names.
+  window.addEventListener("hashchange", async () => {
+    loadState();
+    if (state.at) $("#at").value = toLocalInput(new Date(state.at));
+    await loadCatalog();
+    await loadPreview();
+  });
   try {
     await loadCatalog();
   } catch (error) {
