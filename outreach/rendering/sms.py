@@ -67,6 +67,8 @@ class Segments:
 
 def clusters(text: str) -> list[str]:
     """TEXT cut into the characters a reader sees (extended grapheme clusters), CR LF as two."""
+    if "\r\n" not in text:
+        return list(_CLUSTER.findall(text))
     found: list[str] = []
     for cluster in _CLUSTER.findall(text):
         if cluster == "\r\n":
@@ -92,20 +94,18 @@ def encoding_of(text: str) -> str:
 
 
 def _utf16_units(cluster: str) -> int:
-    return sum(2 if ord(ch) > 0xFFFF else 1 for ch in cluster)
-
-
-def _cost(cluster: str, encoding: str) -> int:
-    if encoding == GSM7:
-        return 2 if cluster in GSM7_EXTENSION else 1
-    return _utf16_units(cluster)
+    return len(cluster.encode("utf-16-le")) // 2
 
 
 def _pieces(text: str, smart_encoding: bool) -> tuple[str, list[str], list[int]]:
     sent = smart_encode(text) if smart_encoding else text
+    if GSM7_CHARACTERS.issuperset(sent):
+        # Every GSM-7 character is a cluster of its own (CR LF is split anyway): no need to look.
+        return GSM7, list(sent), [2 if ch in GSM7_EXTENSION else 1 for ch in sent]
     parts = clusters(sent)
-    encoding = GSM7 if all(_is_gsm7(c) for c in parts) else UCS2
-    return encoding, parts, [_cost(c, encoding) for c in parts]
+    if max(sent) <= "\uffff":  # no surrogate pairs: a cluster costs its length
+        return UCS2, parts, list(map(len, parts))
+    return UCS2, parts, [len(c.encode("utf-16-le")) // 2 for c in parts]
 
 
 def _packed(costs: list[int], encoding: str) -> list[int]:
@@ -128,7 +128,7 @@ def count_segments(text: str, *, smart_encoding: bool = False) -> Segments:
     SMART_ENCODING: count what Twilio sends with Smart Encoding on.
     """
     encoding, parts, costs = _pieces(text, smart_encoding)
-    ucs2 = tuple(dict.fromkeys(c for c in parts if not _is_gsm7(c)))
+    ucs2 = tuple(dict.fromkeys([c for c in parts if len(c) > 1 or c not in GSM7_CHARACTERS]))
     return Segments(encoding, len(_packed(costs, encoding)), sum(costs), ucs2)
 
 
