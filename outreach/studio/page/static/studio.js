@@ -532,6 +532,12 @@ async function start() {
     const option = event.target.selectedOptions[0];
     chooseCustomer(event.target.value, option ? option.dataset.locale : "");
   });
+  document.addEventListener("click", (event) => {
+    if (!event.target.closest(".customer-picker")) $("#customer-results").hidden = true;
+  });
+  $("#customer-search").addEventListener("keydown", (event) => {
+    if (event.key === "Escape") $("#customer-results").hidden = true;
+  });
   $("#customer-search").addEventListener("input", () => {
     clearTimeout(searchTimer);
     searchTimer = setTimeout(searchCustomers, 250);
