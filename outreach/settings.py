@@ -83,6 +83,9 @@ class TwilioSettings(_Section):
     from_number: str = ""
     base_url: str = "https://api.twilio.com"
     timeout: float = Field(default=10.0, gt=0)
+    # Twilio's Smart Encoding (`SmartEncoded`): curly quotes, dashes, no-break spaces… are sent
+    # as their GSM-7 look-alikes, and segments are counted the same way.
+    smart_encoding: bool = False
 
 
 class EscalationSettings(_Section):
@@ -112,6 +115,27 @@ class FeedbackSettings(_Section):
     def _duration(cls, value: str) -> str:
         parse_duration(value)
         return value
+
+
+class StudioSettings(_Section):
+    """`outreach studio` and `outreach send-test`: where the page is served, who may get tests."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8090, ge=0, le=65535)
+    # The only addresses a test may go to: emails and phone numbers in E.164 (+447700900123).
+    test_recipients: tuple[str, ...] = ()
+
+    @field_validator("test_recipients")
+    @classmethod
+    def _addresses(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for address in value:
+            text = address.strip()
+            if not ("@" in text.strip("@") or (text.startswith("+") and text[1:].isdigit())):
+                raise ValueError(
+                    f"{address!r} is neither an email address nor a phone number in E.164 "
+                    "(e.g. marketing@example.com, +447700900123)"
+                )
+        return tuple(a.strip() for a in value)
 
 
 class DaemonSettings(_Section):
@@ -152,6 +176,7 @@ class Settings(BaseSettings):
     escalation: EscalationSettings = EscalationSettings()
     feedback: FeedbackSettings = FeedbackSettings()
     daemon: DaemonSettings = DaemonSettings()
+    studio: StudioSettings = StudioSettings()
     base_dir: Path = Path(".")
 
     _toml_file: ClassVar[Path | None] = None

@@ -101,6 +101,7 @@ def _live_channels(settings: Settings, environ: Mapping[str, str]) -> dict[str, 
             base_url=settings.twilio.base_url,
             timeout=settings.twilio.timeout,
             public_url=settings.server.public_url,
+            smart_encoded=settings.twilio.smart_encoding,
         )
     except ConfigError as exc:
         problems.append(str(exc))

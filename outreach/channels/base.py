@@ -45,6 +45,7 @@ class OutgoingMessage:
     html: str | None = None
     sms: str | None = None
     to_name: str | None = None
+    test: bool = False  # a test send (`send-test`, the studio): to an allow-listed address, no contact
 
     def __post_init__(self) -> None:
         # Checked at construction so a half-rendered message is a bug in the caller, never a

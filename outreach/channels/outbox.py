@@ -69,6 +69,8 @@ class OutboxChannel:
             value = getattr(message, field)
             if value is not None:
                 record[field] = value
+        if message.test:
+            record["test"] = True
         return record
 
     def _append(self, data: bytes) -> None:

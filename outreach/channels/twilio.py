@@ -103,7 +103,10 @@ class RoutingHttpClient(TwilioHttpClient):  # type: ignore[misc]  # the SDK ship
 
 
 class TwilioChannel:
-    """Sends SMS through a Messaging Service (or a from-number) with a status callback per message."""
+    """Sends SMS through a Messaging Service (or a from-number) with a status callback per message.
+
+    SMART_ENCODED asks Twilio for Smart Encoding on every message (`twilio.smart_encoding`).
+    """
 
     name = "twilio"
 
@@ -119,6 +122,7 @@ class TwilioChannel:
         public_url: str = "",
         pool_size: int = 32,
         clock: Clock = utcnow,
+        smart_encoded: bool = False,
     ) -> None:
         if not (messaging_service_sid or from_number):
             raise ConfigError(
@@ -128,6 +132,7 @@ class TwilioChannel:
         self._from_number = from_number
         self._public_url = public_url.rstrip("/")
         self._clock = clock
+        self._smart_encoded = smart_encoded
         self.http_client = RoutingHttpClient(base_url, timeout=timeout, pool_size=pool_size)
         # A non-empty environment keeps TWILIO_EDGE / TWILIO_REGION from rewriting the host:
         # twilio.base_url is the one place that chooses where requests go.
@@ -155,6 +160,10 @@ class TwilioChannel:
         callback = self.status_callback(message.outbox_id)
         if callback is not None:
             params["status_callback"] = callback
+        if self._smart_encoded:
+            # Sent as `SmartEncoded=true`: Twilio replaces curly quotes, dashes, no-break
+            # spaces… with GSM-7 look-alikes, as rendering counted (twilio.smart_encoding).
+            params["smart_encoded"] = True
         try:
             created = self._messages.create(**params)
         except Exception as exc:

@@ -420,6 +420,94 @@ def test_rules(ctx: click.Context, as_json: bool) -> None:
         sys.exit(1)
 
 
+@cli.command()
+@click.option("--host", help="Address to listen on (default: settings [studio] host, 127.0.0.1).")
+@click.option("--port", type=click.IntRange(0, 65535), help="Port (default: settings [studio] port, 8090).")
+@click.pass_context
+@handle_errors
+def studio(ctx: click.Context, host: str | None, port: int | None) -> None:
+    """Serve the marketers' page: every message as a customer will get it, its SMS segments,
+    its `check` problems, and test sends to allow-listed addresses.
+
+    On loopback (the default) only this machine can open it; on any other address it needs the
+    token printed in its URL (set your own with OUTREACH_STUDIO_TOKEN).
+    """
+    from outreach.studio import serve
+
+    settings = settings_of(ctx)
+    serve(
+        app_of(ctx),
+        host or settings.studio.host,
+        settings.studio.port if port is None else port,
+        echo=lambda line: out_console.print(line, markup=False, soft_wrap=True),
+    )
+
+
+@cli.command("send-test")
+@click.argument("rule")
+@click.option(
+    "--customer",
+    "customer_id",
+    required=True,
+    help="Render as this customer (database or bundled sample id).",
+)
+@click.option("--to", "to", required=True, help="An address of settings [studio] test_recipients.")
+@click.option(
+    "--channel",
+    type=click.Choice(["email", "sms"]),
+    help="email or sms (default: what the address is; the two must agree).",
+)
+@click.option("--locale", help="Render in this locale (default: the customer's).")
+@click.option(
+    "--record",
+    "record_id",
+    help="The order, checkout or survey to render with (default: one the rule matches).",
+)
+@click.option("--now", "now", type=INSTANT, help="Render at this instant (ISO 8601 with offset).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+@click.pass_context
+@handle_errors
+def send_test(
+    ctx: click.Context,
+    rule: str,
+    customer_id: str,
+    to: str,
+    channel: str | None,
+    locale: str | None,
+    record_id: str | None,
+    now: datetime | None,
+    as_json: bool,
+) -> None:
+    """Send RULE's message, rendered as a customer and marked [TEST], to an allow-listed address.
+
+    Sent through the configured channel and recorded as a test send: never counted against a
+    customer's caps, never deduplicated against real contacts.
+    """
+    from outreach.studio import Studio
+    from outreach.studio.sending import send_test as do_send_test
+
+    result = do_send_test(
+        Studio(app_of(ctx)),
+        rule,
+        customer_id=customer_id,
+        to=to,
+        channel=channel,
+        locale=locale,
+        at=now,
+        record_id=record_id,
+    )
+    if as_json:
+        emit_json(result.as_json())
+    else:
+        from outreach.cli.render import print_test_send
+
+        print_test_send(out_console, result)
+    if result.outcome != "sent":
+        if not as_json:
+            err_console.print(f"not sent: {result.error}", markup=False, soft_wrap=True)
+        sys.exit(1)
+
+
 def main() -> None:
     cli(prog_name="outreach")
 

@@ -3,7 +3,7 @@ only this module knows how they look."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.table import Table
@@ -14,6 +14,9 @@ from outreach.rules.testing import RuleTestRun
 from outreach.state import ledger
 from outreach.tick import TickReport
 from outreach.uplift import Group
+
+if TYPE_CHECKING:
+    from outreach.studio.sending import TestSendResult
 
 
 def print_preview(console: Console, result: PreviewResult) -> None:
@@ -216,4 +219,21 @@ def print_summary(console: Console, result: TickReport) -> None:
     if result.decided.tasks:
         console.print(
             f"{len(result.decided.tasks)} task(s) opened for a person (outreach tasks)", markup=False
+        )
+
+
+def print_test_send(console: Console, result: TestSendResult) -> None:
+    record = f", {result.record_id}" if result.record_id else ""
+    via = f"{result.provider} {result.provider_id}" if result.provider else "nothing"
+    console.print(
+        f"test {result.outcome}: {result.target} ({result.channel}, {result.locale}) as {result.customer_id}"
+        f"{record} to {result.to} via {via}",
+        markup=False,
+        soft_wrap=True,
+    )
+    if result.channel == "email":
+        console.print(f"Subject: {result.subject}", markup=False, soft_wrap=True)
+    else:
+        console.print(
+            f"{result.sms}\n[{result.segments} segment(s), {result.encoding}]", markup=False, soft_wrap=True
         )

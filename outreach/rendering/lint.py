@@ -46,7 +46,7 @@ from outreach.rendering.renderer import (
     compile_templates,
 )
 from outreach.rendering.samples import SAMPLE_NOW, sample_customer, sample_entity
-from outreach.rendering.sms import has_opt_out_line
+from outreach.rendering.sms import avoidable_ucs2, count_segments, describe, has_opt_out_line
 from outreach.settings import CompanySettings, Settings
 from outreach.state.models import Checkout, Customer, Order, SurveyResponse
 
@@ -540,7 +540,7 @@ class _Linter:
                 if not renderer.exists(rule.template, channel, locale):
                     continue
                 try:
-                    renderer.render_located(
+                    message = renderer.render_located(
                         template=rule.template,
                         channel=channel,
                         customer=sample_customer(locale),
@@ -564,6 +564,42 @@ class _Linter:
                     )
                 except KeyError:
                     continue  # a file that did not compile, already reported
+                else:
+                    sms_file = self.catalog.file_for(rule.template, KIND_SMS, message.locale)
+                    if message.sms is not None and sms_file is not None:
+                        problems.extend(self.ucs2_problems(sms_file, message.sms, rule.name))
+        return problems
+
+    def ucs2_problems(self, f: TemplateFile, sms: str, rule: str) -> list[Problem]:
+        """A warning for each character that alone makes the SMS UCS-2, placed where F writes it."""
+        smart = self.settings.twilio.smart_encoding
+        avoidable = avoidable_ucs2(sms, smart_encoding=smart)
+        if avoidable is None:
+            return []
+        now = count_segments(sms, smart_encoding=smart)
+        cost = (
+            f"70 characters a segment instead of 160 ({now.count} segment{'s' if now.count > 1 else ''} "
+            f"here, {avoidable.gsm7.count} in GSM-7)"
+        )
+        problems = []
+        for character in avoidable.characters:
+            line, col = _find(f, character)
+            if character in avoidable.replacements:
+                fix = f"write {avoidable.replacements[character]!r} instead, or set twilio.smart_encoding = true"
+            else:
+                fix = "leave it out: no GSM-7 character stands for it"
+            origin = "" if line is not None else " (it comes from the data or a filter)"
+            problems.append(
+                Problem(
+                    f.display,
+                    line,
+                    col,
+                    f"{_SAMPLE}{describe(character)} makes the SMS UCS-2{origin}: {cost}; {fix}",
+                    rule=rule,
+                    source_line=f.line(line),
+                    severity="warning",
+                )
+            )
         return problems
 
     def settings_checks(self) -> list[Problem]:
@@ -580,6 +616,15 @@ class _Linter:
                 severity="warning",
             )
         ]
+
+
+def _find(f: TemplateFile, character: str) -> tuple[int | None, int | None]:
+    """The 1-based line and column where F's source first writes CHARACTER."""
+    for number, text in enumerate(f.source.splitlines(), 1):
+        at = text.find(character)
+        if at >= 0:
+            return number, at + 1
+    return None, None
 
 
 def lint_templates(settings: Settings, rules: Sequence[RuleInfo]) -> list[Problem]:

@@ -43,7 +43,7 @@ from outreach.rendering.loader import (
     load_catalog,
     sorted_problems,
 )
-from outreach.rendering.sms import count_segments, with_opt_out
+from outreach.rendering.sms import count_segments, plain_spaces, with_opt_out
 from outreach.rendering.text import html_to_text
 from outreach.settings import Settings
 from outreach.state.models import Customer
@@ -81,6 +81,7 @@ class RenderedMessage:
     sms: str | None = None  # SMS body including the opt-out line
     segments: int | None = None  # SMS segments
     encoding: str | None = None  # "GSM-7" | "UCS-2" for SMS
+    ucs2_characters: tuple[str, ...] = ()  # SMS: the characters that made it UCS-2
 
     def to_dict(self) -> dict[str, Any]:
         """The message as JSON-ready data (for `preview --json` and the outbox)."""
@@ -338,8 +339,8 @@ class Renderer:
         body = "\n".join(line.rstrip() for line in body.strip().splitlines())
         if not body:
             raise self._failure(main.display, "the SMS is empty")
-        sms = with_opt_out(body, main.locale, self._settings.delivery.default_locale)
-        segments = count_segments(sms)
+        sms = plain_spaces(with_opt_out(body, main.locale, self._settings.delivery.default_locale))
+        segments = count_segments(sms, smart_encoding=self._settings.twilio.smart_encoding)
         limit = self._settings.delivery.sms_max_segments
         if segments.count > limit:
             raise RenderFailure(
@@ -353,7 +354,12 @@ class Renderer:
                 too_long=True,
             )
         return RenderedMessage(
-            channel="sms", locale=main.locale, sms=sms, segments=segments.count, encoding=segments.encoding
+            channel="sms",
+            locale=main.locale,
+            sms=sms,
+            segments=segments.count,
+            encoding=segments.encoding,
+            ucs2_characters=segments.ucs2_characters,
         )
 
     def _run(

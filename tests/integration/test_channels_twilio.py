@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import socket
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from outreach.channels import OutgoingMessage, Receipt
+from outreach.channels import OutgoingMessage, Receipt, make_channels
 from outreach.channels.twilio import TwilioChannel
 from outreach.errors import PermanentDeliveryError, TransientDeliveryError, UnknownOutcomeError
+from outreach.settings import Settings
 from outreach.testing.fakeproviders import TWILIO, FakeProviders
 
 SERVICE = "MG" + "5" * 32
@@ -81,6 +83,14 @@ def test_without_a_public_url_no_status_callback_is_requested(fake_providers: Fa
     channel(fake_providers, public_url="").send(sms())
     [request] = fake_providers.requests(TWILIO)
     assert "StatusCallback" not in request.form
+
+
+def test_with_smart_encoding_each_sms_asks_twilio_for_it(fake_providers: FakeProviders) -> None:
+    channel(fake_providers, smart_encoded=True).send(sms())
+    channel(fake_providers).send(sms())
+    first, second = fake_providers.requests(TWILIO)
+    assert first.form["SmartEncoded"] == "true"
+    assert "SmartEncoded" not in second.form
 
 
 def test_a_rate_limit_is_transient_and_honours_retry_after(fake_providers: FakeProviders) -> None:
@@ -203,3 +213,23 @@ def test_an_email_handed_to_twilio_is_refused_as_a_wiring_bug_before_any_request
     with pytest.raises(ValueError, match="the twilio channel sends sms, not email"):
         channel(fake_providers).send(email)
     assert fake_providers.requests() == []
+
+
+def test_twilio_smart_encoding_in_settings_reaches_every_request(
+    fake_providers: FakeProviders, tmp_path: Path
+) -> None:
+    settings = Settings.model_validate(
+        {
+            "base_dir": tmp_path,
+            "delivery": {"mode": "live"},
+            "twilio": {
+                "messaging_service_sid": SERVICE,
+                "base_url": fake_providers.url,
+                "smart_encoding": True,
+            },
+            "sendgrid": {"host": fake_providers.url},
+        }
+    )
+    make_channels(settings, environ=fake_providers.environ())["sms"].send(sms())
+    [request] = fake_providers.requests(TWILIO)
+    assert request.form["SmartEncoded"] == "true"

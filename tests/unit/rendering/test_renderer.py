@@ -8,7 +8,7 @@ import pytest
 
 from outreach.errors import ConfigError, RenderError, TemplateError
 from outreach.rendering import Limits, RenderedMessage, Renderer, RuleInfo
-from outreach.settings import CompanySettings, Settings
+from outreach.settings import CompanySettings, Settings, TwilioSettings
 from tests.unit.rendering.builders import (
     EMAIL_FOOTER,
     LATE,
@@ -281,3 +281,37 @@ def test_render_limits_are_configurable_per_renderer(templates: Build) -> None:
             rule=LATE,
             now=NOW,
         )
+
+
+def test_an_english_sms_with_a_time_stays_gsm7(templates: Build) -> None:
+    # Babel writes "9:30 AM" with a narrow no-break space (U+202F): the SMS gets a plain one.
+    files = {**LATE_FILES, "late_delivery/sms.en.txt": "Order {{ order.id }} arrives at {{ now|time }}.\n"}
+    message = render(templates(files), "sms")
+    assert message.sms == "Order A-1042 arrives at 9:30 AM.\nReply STOP to opt out."
+    assert (message.encoding, message.segments, message.ucs2_characters) == ("GSM-7", 1, ())
+
+
+def test_a_french_amount_in_an_sms_stays_gsm7(templates: Build) -> None:
+    files = {**LATE_FILES, "late_delivery/sms.fr.txt": "Remboursement : {{ order.total|money('EUR') }}.\n"}
+    message = render(templates(files), "sms", customer=customer(locale="fr", timezone="Europe/Paris"))
+    assert message.sms is not None and message.sms.startswith("Remboursement : 1 249,50 €.")
+    assert (message.encoding, message.segments) == ("GSM-7", 1)
+
+
+def test_an_sms_that_is_ucs2_anyway_keeps_its_no_break_spaces_and_names_what_forced_it(
+    templates: Build,
+) -> None:
+    files = {**LATE_FILES, "late_delivery/sms.en.txt": "It’s late: {{ now|time }}.\n"}
+    message = render(templates(files), "sms")
+    assert "\u202f" in (message.sms or "")
+    assert (message.encoding, message.ucs2_characters) == ("UCS-2", ("’", "\u202f"))
+
+
+def test_with_smart_encoding_the_count_follows_twilios_replacements(templates: Build) -> None:
+    files = {**LATE_FILES, "late_delivery/sms.en.txt": "It’s late – sorry… " + "x" * 100 + "\n"}
+    settings = templates(files)
+    plain = render(settings, "sms")
+    smart = render(settings.model_copy(update={"twilio": TwilioSettings(smart_encoding=True)}), "sms")
+    assert plain.sms == smart.sms  # Twilio replaces the characters; outreach sends them as written
+    assert (plain.encoding, plain.segments) == ("UCS-2", 3)
+    assert (smart.encoding, smart.segments, smart.ucs2_characters) == ("GSM-7", 1, ())

@@ -379,3 +379,43 @@ def test_sms_in_extra_locales_are_measured_too(templates: Build) -> None:
     )
     assert [(p.file, p.severity) for p in problems] == [("templates/late_delivery/sms.ar-EG.txt", "error")]
     assert "the SMS is 6 segments (UCS-2" in problems[0].message
+
+
+def test_lint_names_each_character_that_alone_makes_an_sms_ucs2_where_the_template_writes_it(
+    templates: Build,
+) -> None:
+    files = {
+        "late_delivery/sms.en.txt": (
+            "Order {{ order.id }}: it’s late 🙁\nWe are sorry, and we are on it: call us any day.\n"
+            "{{ company.support_phone }}\n"
+        )
+    }
+    problems = lint_templates(
+        templates(files, locales=("en",)), [RuleInfo("r", "order", ("sms",), "late_delivery")]
+    )
+    assert [(p.line, p.col, p.severity) for p in problems] == [(1, 25, "warning"), (1, 33, "warning")]
+    assert problems[0].message == (
+        "with sample data: ’ U+2019 RIGHT SINGLE QUOTATION MARK makes the SMS UCS-2: 70 characters a "
+        'segment instead of 160 (2 segments here, 1 in GSM-7); write "\'" instead, or set '
+        "twilio.smart_encoding = true"
+    )
+    assert "U+1F641 SLIGHTLY FROWNING FACE makes the SMS UCS-2" in problems[1].message
+    assert problems[1].message.endswith("leave it out: no GSM-7 character stands for it")
+
+
+def test_with_smart_encoding_only_what_twilio_cannot_replace_is_named(templates: Build) -> None:
+    files = {"late_delivery/sms.en.txt": "It’s late 🙁 {{ company.support_phone }}\n"}
+    settings = templates(files, locales=("en",))
+    smart = settings.model_copy(
+        update={"twilio": settings.twilio.model_copy(update={"smart_encoding": True})}
+    )
+    problems = lint_templates(smart, [RuleInfo("r", "order", ("sms",), "late_delivery")])
+    assert ["🙁" in p.message for p in problems] == [True]
+
+
+def test_arabic_is_ucs2_without_a_warning(templates: Build) -> None:
+    files = {"late_delivery/sms.ar.txt": "تأخر طلبك! {{ company.support_phone|ltr }}\n"}
+    problems = lint_templates(
+        templates(files, locales=("ar",)), [RuleInfo("r", "order", ("sms",), "late_delivery")]
+    )
+    assert problems == []
