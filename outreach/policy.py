@@ -103,6 +103,10 @@ class RulePolicy:
     expires: timedelta | None = None
     quiet_hours: str | None = None  # None: the settings' window; "off": none for this rule
     holdout: float = 0.0  # fraction of customers, 0..1
+    group: bool = False  # several matches of one customer become one message
+    group_wait: timedelta = timedelta(0)  # the first waits this long for others to join it
+    # (rule, period): a contact of that rule keeps this one quiet for the customer for the period.
+    inhibited_by: tuple[tuple[str, timedelta], ...] = ()
 
     def __post_init__(self) -> None:
         where = f'rule "{self.name}"'
@@ -196,6 +200,7 @@ class Candidate:
     rule: RulePolicy
     entity_id: str
     recipient: Recipient
+    step: int = 1  # a follow-up of the rule's journey when > 1 (its RulePolicy carries the step's channels)
 
 
 @dataclass(frozen=True)
@@ -233,13 +238,37 @@ class Decision:
     recheck_at: datetime | None = None
     displaced: tuple[Displaced, ...] = ()
     priority: int = 0
+    step: int = 1
+    group_key: str | None = None  # a grouped match: the dedupe key of the contact whose message it joins
 
 
-def dedupe_key(rule: str, about: str, entity_id: str, customer_id: str) -> str:
-    """The key of "one contact per rule and entity, ever" (per rule and customer for `about: customer`)."""
-    if about == "customer":
-        return f"{rule}:customer:{customer_id}"
-    return f"{rule}:{about}:{entity_id}"
+def dedupe_key(rule: str, about: str, entity_id: str, customer_id: str, step: int = 1) -> str:
+    """The key of "one contact per rule and entity, ever" (per rule and customer for `about:
+    customer`); a follow-up step of the journey has its own."""
+    base = f"{rule}:customer:{customer_id}" if about == "customer" else f"{rule}:{about}:{entity_id}"
+    return base if step == 1 else f"{base}:step{step}"
+
+
+def inhibition(
+    rule: RulePolicy, history: Sequence[PastContact], now: datetime
+) -> tuple[str, datetime] | None:
+    """Why RULE must stay quiet for the customer at NOW, and until when: a contact of a rule that
+    inhibits it is sent or on its way (from its decision until its send time plus the period)."""
+    found: list[tuple[datetime, str]] = []
+    for source, period in rule.inhibited_by:
+        for row in history:
+            if row.rule != source or row.state not in LIVE_STATES:
+                continue
+            until = row.at + period
+            if _aware_utc(row.decided_at, "decided_at") <= now < until:
+                word = "sent" if row.state == State.SENT else "due"
+                found.append(
+                    (until, f"inhibited by {source} ({word} {_utc_text(row.at)}) until {_utc_text(until)}")
+                )
+    if not found:
+        return None
+    until, reason = max(found)
+    return reason, until
 
 
 def in_holdout(rule: str, customer_id: str, fraction: float) -> bool:
@@ -301,7 +330,7 @@ def decide(
         if customer not in contacts:
             contacts[customer] = _Contacts.of(history.get(customer, ()), now)
         decision = _decide_one(candidate, contacts[customer], limits, now)
-        contacts[customer].record(decision)
+        contacts[customer].record(decision, now)
         decided[index] = decision
     return [decided[i] for i in range(len(candidates))]
 
@@ -386,7 +415,7 @@ def backoff_seconds(attempt: int, rng: random.Random, floor: float | None = None
 
 # -- the send-time gate -------------------------------------------------------------------------
 
-SEND, REROUTE, DEFER, HOLD, CANCEL, EXPIRE, SUPPRESS = (
+SEND, REROUTE, DEFER, HOLD, CANCEL, EXPIRE, SUPPRESS, INHIBIT = (
     "send",
     "reroute",
     "defer",
@@ -394,6 +423,7 @@ SEND, REROUTE, DEFER, HOLD, CANCEL, EXPIRE, SUPPRESS = (
     "cancel",
     "expire",
     "suppress",
+    "inhibit",
 )
 
 
@@ -419,7 +449,8 @@ class Verdict:
 
     `action` is "send" (on `channel`), "reroute" (send on another consented `channel`), "defer"
     (wait for the end of the customer's quiet hours: `until`), "hold" (pause or a silence: stays
-    due), or a final "cancel" / "expire", or "suppress" (no consented channel left: held back).
+    due), "inhibit" (another rule's contact quiets it until `until`: held back), or a final
+    "cancel" / "expire", or "suppress" (no consented channel left: held back).
     """
 
     action: str
@@ -439,6 +470,7 @@ def gate(
     controls: Controls,
     now: datetime,
     goal_met: bool = False,
+    inhibited: tuple[str, datetime] | None = None,
 ) -> Verdict:
     """The send-time check of one due contact against the state as it is at NOW.
 
@@ -460,6 +492,9 @@ def gate(
         return Verdict(CANCEL, "the condition no longer holds at send time")
     if goal_met:
         return Verdict(CANCEL, "the goal was met before this step was sent")
+    if inhibited is not None:
+        reason, until = inhibited
+        return Verdict(INHIBIT, f"at send time: {reason}", until=until)
     action, reason = SEND, ""
     if channel is None or channel_problem(channel, recipient) is not None:
         was = channel_problem(channel, recipient) if channel else "no channel"
@@ -502,6 +537,7 @@ class _Live:
     priority: int
     contact: PastContact | None  # the ledger row; None for a decision of this call
     waiting: bool  # still pending, its send time not reached: a higher priority may take its place
+    entity_key: str = ""  # the journey it belongs to (its step-1 dedupe key)
 
 
 @dataclass
@@ -510,6 +546,8 @@ class _Contacts:
 
     keys: dict[str, PastContact | Decision]
     live: list[_Live]
+    history: list[PastContact]  # as inhibitions read it, with this call's decisions added
+    open_groups: dict[str, str]  # rule → dedupe key of its contact still waiting, which others may join
 
     @classmethod
     def of(cls, rows: Sequence[PastContact], now: datetime) -> _Contacts:
@@ -522,24 +560,53 @@ class _Contacts:
                     row.priority,
                     row,
                     row.state == State.PENDING and bool(row.id) and row.at > now,
+                    _journey(row.dedupe_key),
                 )
                 for row in rows
                 if row.state in LIVE_STATES
             ],
+            history=list(rows),
+            open_groups={row.rule: row.dedupe_key for row in rows if row.state == State.PENDING},
         )
 
-    def record(self, decision: Decision) -> None:
+    def record(self, decision: Decision, now: datetime) -> None:
         if decision.state == DUPLICATE:
             return
         self.keys[decision.dedupe_key] = decision
         if decision.state == State.PENDING and decision.send_at is not None:
-            self.live.append(_Live(decision.send_at, decision.rule, decision.priority, None, False))
+            self.live.append(
+                _Live(
+                    decision.send_at,
+                    decision.rule,
+                    decision.priority,
+                    None,
+                    False,
+                    _journey(decision.dedupe_key),
+                )
+            )
+            self.history.append(
+                PastContact(
+                    decision.rule,
+                    decision.dedupe_key,
+                    decision.channel,
+                    decision.state,
+                    now,
+                    decision.send_at,
+                )
+            )
+            self.open_groups[decision.rule] = decision.dedupe_key
+
+
+def _journey(key: str) -> str:
+    """The step-1 key of a contact's journey (a follow-up's key is its journey's plus `:stepN`)."""
+    head, _, tail = key.rpartition(":step")
+    return head if head and tail.isdigit() else key
 
 
 def _decide_one(candidate: Candidate, seen: _Contacts, limits: Limits, now: datetime) -> Decision:
     rule, who = candidate.rule, candidate.recipient
     tz = who.zone
-    key = dedupe_key(rule.name, rule.about, candidate.entity_id, who.id)
+    key = dedupe_key(rule.name, rule.about, candidate.entity_id, who.id, candidate.step)
     earlier = seen.keys.get(key)
     retry = earlier if isinstance(earlier, PastContact) and earlier.state in HELD_STATES else None
     expires_at = None
@@ -558,6 +625,7 @@ def _decide_one(candidate: Candidate, seen: _Contacts, limits: Limits, now: date
         channel: str | None = None,
         send_at: datetime | None = None,
         recheck_at: datetime | None = None,
+        group_key: str | None = None,
     ) -> Decision:
         if recheck_at is not None and expires_at is not None:
             recheck_at = min(recheck_at, expires_at)  # then it is decided again, and expires
@@ -578,6 +646,8 @@ def _decide_one(candidate: Candidate, seen: _Contacts, limits: Limits, now: date
             recheck_at=recheck_at,
             displaced=tuple(displaced) if state == State.PENDING else (),
             priority=rule.priority,
+            step=candidate.step,
+            group_key=group_key,
         )
 
     if retry is not None:
@@ -592,22 +662,44 @@ def _decide_one(candidate: Candidate, seen: _Contacts, limits: Limits, now: date
     else:
         steps.append(("dedupe", f"first decision for {key}"))
 
+    if rule.group:
+        lead = seen.open_groups.get(rule.name)
+        if lead is not None and lead != key:
+            reason = (
+                f"joins the message still waiting for this customer ({lead}): one message for several matches"
+            )
+            steps.append(("group", reason))
+            return end(State.GROUPED, reason, group_key=lead)
+        steps.append(
+            ("group", f"first of a group: waits {format_duration(rule.group_wait)} for others to join")
+        )
+
     channel, channel_reason = choose_channel(rule, who)
     steps.append(("channel", channel_reason))
     if channel is None:
         return end(State.SUPPRESSED, channel_reason)
 
-    blocker = _cooldown_blocker(rule, seen, now)
+    blocker = _cooldown_blocker(rule, seen, now, _journey(key))
     if blocker is not None:
         reason, free_at = blocker
         steps.append(("cooldown", reason))
         return end(State.SKIPPED, reason, channel, recheck_at=free_at)
     steps.append(("cooldown", _cooldown_clear(rule)))
 
+    quieted = inhibition(rule, seen.history, now)
+    if quieted is not None:
+        reason, until = quieted
+        steps.append(("inhibition", reason))
+        return end(State.SKIPPED, reason, channel, recheck_at=until)
+    if rule.inhibited_by:
+        steps.append(
+            ("inhibition", "no inhibiting contact: " + ", ".join(name for name, _ in rule.inhibited_by))
+        )
+
     # Caps count the local day the contact will be sent, so the send instant (delay, then out of
     # quiet hours) is worked out before the cap is checked, though the cap is the earlier step.
     quiet = quiet_hours_for(rule, limits)
-    planned = now + (rule.delay or timedelta(0))
+    planned = now + max(rule.delay or timedelta(0), rule.group_wait if rule.group else timedelta(0))
     send_at = quiet.next_allowed(planned, tz) if quiet is not None else planned
     counted = list(seen.live)
     full = _cap_reached(send_at, counted, limits, tz)
@@ -635,18 +727,21 @@ def _decide_one(candidate: Candidate, seen: _Contacts, limits: Limits, now: date
         full = _cap_reached(send_at, counted, limits, tz)
     steps.append(("cap", _within_caps(send_at, counted, limits, tz)))
 
-    if rule.holdout > 0 and in_holdout(rule.name, who.id, rule.holdout):
+    if candidate.step == 1 and rule.holdout > 0 and in_holdout(rule.name, who.id, rule.holdout):
         reason = f"held out ({_percent(rule.holdout)} control group): recorded, never sent"
         steps.append(("holdout", reason))
         displaced.clear()  # a held-out match sends nothing: it takes no one's place
         victims.clear()
         return end(State.HOLDOUT, reason, channel)
-    steps.append(
-        (
-            "holdout",
-            f"not held out ({_percent(rule.holdout)} control group)" if rule.holdout else "no holdout",
+    if candidate.step > 1:
+        steps.append(("holdout", f"step {candidate.step} of the journey: decided once, at step 1"))
+    else:
+        steps.append(
+            (
+                "holdout",
+                f"not held out ({_percent(rule.holdout)} control group)" if rule.holdout else "no holdout",
+            )
         )
-    )
 
     quiet_note = None
     if quiet is None:
@@ -658,6 +753,8 @@ def _decide_one(candidate: Candidate, seen: _Contacts, limits: Limits, now: date
         steps.append(("quiet hours", f"outside quiet hours {quiet} in {who.timezone}"))
 
     delay_note = f"delay {format_duration(rule.delay)}" if rule.delay else None
+    if rule.group and rule.group_wait and (rule.delay or timedelta(0)) < rule.group_wait:
+        delay_note = f"waits {format_duration(rule.group_wait)} for other matches to join"
     steps.append(("delay", f"{delay_note}: due {_utc_text(planned)}" if delay_note else "no delay"))
     if expires_at is not None and send_at >= expires_at:
         reason = (
@@ -684,11 +781,18 @@ def _duplicate_reason(rule: RulePolicy, earlier: PastContact | Decision) -> str:
     )
 
 
-def _cooldown_blocker(rule: RulePolicy, seen: _Contacts, now: datetime) -> tuple[str, datetime] | None:
-    """Why the rule's cooldown holds this contact back, and when it ends; None if it does not."""
+def _cooldown_blocker(
+    rule: RulePolicy, seen: _Contacts, now: datetime, journey: str
+) -> tuple[str, datetime] | None:
+    """Why the rule's cooldown holds this contact back, and when it ends; None if it does not.
+    The steps of one journey do not hold each other back: their spacing is their `after`."""
     if not rule.cooldown:
         return None
-    recent = [live.at for live in seen.live if live.rule == rule.name and live.at > now - rule.cooldown]
+    recent = [
+        live.at
+        for live in seen.live
+        if live.rule == rule.name and live.at > now - rule.cooldown and live.entity_key != journey
+    ]
     if not recent:
         return None
     last = max(recent)

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import structlog
 from sqlalchemy.engine import Connection, Engine
@@ -22,7 +22,7 @@ from sqlalchemy.engine import Connection, Engine
 from outreach import policy
 from outreach.delivery.tasks import task_detail, task_summary
 from outreach.errors import describe
-from outreach.rules.evaluate import Match, find_matches
+from outreach.rules.evaluate import find_matches, matches_query
 from outreach.rules.loader import Rule
 from outreach.settings import Settings
 from outreach.state import ledger, records
@@ -40,7 +40,20 @@ def limits_of(settings: Settings) -> policy.Limits:
     return policy.Limits(quiet_hours=d.quiet_hours, max_per_day=d.max_per_day, max_per_week=d.max_per_week)
 
 
-def rule_policy(rule: Rule) -> policy.RulePolicy:
+def rule_policy(rule: Rule, step: int = 1) -> policy.RulePolicy:
+    """What RULE says about delivery; for a follow-up STEP, its channels and no delay or holdout
+    (its timing is its `after`, its arm the journey's)."""
+    if step > 1:
+        return policy.RulePolicy(
+            name=rule.name,
+            about=rule.about,
+            channels=rule.channels_of(step),
+            priority=rule.priority,
+            cooldown=rule.cooldown,
+            expires=rule.expires,
+            quiet_hours=rule.quiet_hours,
+            inhibited_by=rule.inhibited_by,
+        )
     return policy.RulePolicy(
         name=rule.name,
         about=rule.about,
@@ -51,6 +64,9 @@ def rule_policy(rule: Rule) -> policy.RulePolicy:
         expires=rule.expires,
         quiet_hours=rule.quiet_hours,
         holdout=rule.holdout,
+        group=rule.group is not None,
+        group_wait=rule.group_wait,
+        inhibited_by=rule.inhibited_by,
     )
 
 
@@ -104,15 +120,98 @@ class _Tally:
         return TickResult(self.decisions, self.recorded, self.tasks, self.displaced)
 
 
-def find_all_matches(
-    connection: Connection, rules: Sequence[Rule], now: datetime, *, customer_id: str | None = None
-) -> list[tuple[Rule, Match]]:
-    """Every match of RULES at NOW (optionally of one customer): one query per rule."""
-    return [
-        (rule, match)
-        for rule in rules
-        for match in find_matches(connection, rule, now, customer_id=customer_id)
+class Found(NamedTuple):
+    """A candidate for a contact: a rule's match (step 1) or the next step of its journey."""
+
+    rule: Rule
+    customer_id: str
+    entity_id: str
+    step: int = 1
+
+
+@dataclass
+class Candidates:
+    """What one evaluation found: candidates to decide, journeys that end (a follow-up whose
+    condition cleared or goal was met), and rules whose query failed (rule → error)."""
+
+    found: list[Found] = field(default_factory=list)
+    ended: list[tuple[Rule, policy.Decision]] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+
+
+def find_candidates(
+    connection: Connection, rule: Rule, now: datetime, *, customer_id: str | None = None
+) -> Candidates:
+    """RULE's matches at NOW (optionally of one customer), and the follow-up steps of its
+    journeys that have come due — each only while `when` still holds and the goal is not met."""
+    found = Candidates(
+        [
+            Found(rule, m.customer_id, m.entity_id)
+            for m in find_matches(connection, rule, now, customer_id=customer_id)
+        ]
+    )
+    if not rule.steps:
+        return found
+    due = [
+        f
+        for f in ledger.followups_due(connection, rule.name, [(s.number, s.after) for s in rule.steps], now)
+        if customer_id is None or f.customer_id == customer_id
     ]
+    if not due:
+        return found
+    ids = sorted({f.entity_id for f in due})
+    holding = _entities_where(connection, rule, rule.condition, now, ids)
+    met = _entities_where(connection, rule, rule.goal_condition, now, ids) if rule.goal_condition else set()
+    for f in due:
+        if f.entity_id in holding and f.entity_id not in met:
+            found.found.append(Found(rule, f.customer_id, f.entity_id, f.step))
+            continue
+        why = "the goal was met" if f.entity_id in met else "the condition no longer holds"
+        found.ended.append((rule, _journey_end(rule, f, f"{why}: the journey ends before step {f.step}")))
+    return found
+
+
+def _entities_where(
+    connection: Connection, rule: Rule, condition: Any, now: datetime, ids: list[str]
+) -> set[str]:
+    """Of IDS, the records of RULE's kind for which CONDITION holds at NOW."""
+    holding: set[str] = set()
+    for start in range(0, len(ids), 500):
+        query = matches_query(
+            rule.about, condition, connection.dialect.name, now, entity_ids=ids[start : start + 500]
+        )
+        holding.update(str(entity) for entity, _customer in connection.execute(query))
+    return holding
+
+
+def _journey_end(rule: Rule, due: ledger.FollowUp, reason: str) -> policy.Decision:
+    key = policy.dedupe_key(rule.name, rule.about, due.entity_id, due.customer_id, due.step)
+    return policy.Decision(
+        rule=rule.name,
+        entity_id=due.entity_id,
+        customer_id=due.customer_id,
+        dedupe_key=key,
+        state=State.CANCELLED,
+        channel=None,
+        reason=reason,
+        send_at=None,
+        expires_at=None,
+        steps=(("journey", reason),),
+        priority=rule.priority,
+        step=due.step,
+    )
+
+
+def find_all(
+    connection: Connection, rules: Sequence[Rule], now: datetime, *, customer_id: str | None = None
+) -> Candidates:
+    """Every candidate of RULES at NOW (optionally of one customer)."""
+    every = Candidates()
+    for rule in rules:
+        one = find_candidates(connection, rule, now, customer_id=customer_id)
+        every.found.extend(one.found)
+        every.ended.extend(one.ended)
+    return every
 
 
 def plan(
@@ -128,8 +227,8 @@ def plan(
     The same decisions `evaluate` would record, since it too decides all of a customer's
     candidates together.
     """
-    matches = find_all_matches(connection, rules, now, customer_id=customer_id)
-    return _decide(connection, matches, now, limits)
+    found = find_all(connection, rules, now, customer_id=customer_id)
+    return [*_decide(connection, found.found, now, limits), *(d for _rule, d in found.ended)]
 
 
 def evaluate(
@@ -147,46 +246,54 @@ def evaluate(
     whether or not a message can be sent (a cap or missing consent never hides a detractor from
     a person); with ANNOUNCE_TASKS their webhook is due at once.
     """
-    matches: list[tuple[Rule, Match]] = []
-    failed: dict[str, str] = {}
+    every = Candidates()
     for rule in rules:
         # One rule's query failing (a bad edit, a database error) must not stop the others.
         try:
             with engine.connect() as connection:
-                matches.extend((rule, match) for match in find_matches(connection, rule, now))
+                one = find_candidates(connection, rule, now)
         except Exception as exc:  # noqa: BLE001 - reported per rule, by name, in /healthz and the log
             log.error("rule_failed", rule=rule.name, error=describe(exc))
-            failed[rule.name] = describe(exc)
-    result = decide_matches(engine, matches, now, limits, announce_tasks=announce_tasks)
-    return TickResult(result.decisions, result.recorded, result.tasks, result.displaced, failed)
+            every.failed[rule.name] = describe(exc)
+            continue
+        every.found.extend(one.found)
+        every.ended.extend(one.ended)
+    return decide_candidates(engine, every, now, limits, announce_tasks=announce_tasks)
 
 
-def decide_matches(
+def decide_candidates(
     engine: Engine,
-    matches: Sequence[tuple[Rule, Match]],
+    candidates: Candidates,
     now: datetime,
     limits: policy.Limits,
     *,
     announce_tasks: bool = False,
 ) -> TickResult:
-    """Decide and record MATCHES found at NOW (see `evaluate`)."""
+    """Decide and record CANDIDATES found at NOW (see `evaluate`)."""
     tally = _Tally()
-    for chunk in _by_customer_chunks(matches):
+    if candidates.ended:
+        with engine.begin() as connection:
+            tally.recorded += ledger.record_decisions(
+                connection, [decision_row(d, rule, now) for rule, d in candidates.ended]
+            )
+        tally.decisions.extend(d for _rule, d in candidates.ended)
+    for chunk in _by_customer_chunks(candidates.found):
         with engine.begin() as connection:
             ledger.lock_decisions(connection)
             _decide_and_record(connection, chunk, now, limits, announce_tasks, tally)
-    return tally.result()
+    result = tally.result()
+    return TickResult(result.decisions, result.recorded, result.tasks, result.displaced, candidates.failed)
 
 
-def _by_customer_chunks(matches: Sequence[tuple[Rule, Match]]) -> Iterator[list[tuple[Rule, Match]]]:
-    """MATCHES in chunks of at most CHUNK_CUSTOMERS customers, a customer's matches never split."""
-    by_customer: dict[str, list[tuple[Rule, Match]]] = {}
-    for rule, match in matches:
-        by_customer.setdefault(match.customer_id, []).append((rule, match))
-    chunk: list[tuple[Rule, Match]] = []
+def _by_customer_chunks(found: Sequence[Found]) -> Iterator[list[Found]]:
+    """FOUND in chunks of at most CHUNK_CUSTOMERS customers, a customer's candidates never split."""
+    by_customer: dict[str, list[Found]] = {}
+    for candidate in found:
+        by_customer.setdefault(candidate.customer_id, []).append(candidate)
+    chunk: list[Found] = []
     customers = 0
-    for found in by_customer.values():
-        chunk.extend(found)
+    for mine in by_customer.values():
+        chunk.extend(mine)
         customers += 1
         if customers >= CHUNK_CUSTOMERS:
             yield chunk
@@ -217,28 +324,30 @@ def _read(connection: Connection, customer_ids: set[str]) -> _Inputs:
 
 def _decide(
     connection: Connection,
-    matches: Sequence[tuple[Rule, Match]],
+    found: Sequence[Found],
     now: datetime,
     limits: policy.Limits,
     inputs: _Inputs | None = None,
 ) -> list[policy.Decision]:
-    if not matches:
+    if not found:
         return []
     if inputs is None:
-        inputs = _read(connection, {match.customer_id for _rule, match in matches})
-    policies: dict[str, policy.RulePolicy] = {}
+        inputs = _read(connection, {f.customer_id for f in found})
+    policies: dict[tuple[str, int], policy.RulePolicy] = {}
     candidates = []
-    for rule, match in matches:
-        person = inputs.people.get(match.customer_id)
+    for f in found:
+        person = inputs.people.get(f.customer_id)
         if person is None:  # deleted between the match and now
             continue
-        if rule.name not in policies:
-            policies[rule.name] = rule_policy(rule)
+        key = (f.rule.name, f.step)
+        if key not in policies:
+            policies[key] = rule_policy(f.rule, f.step)
         candidates.append(
             policy.Candidate(
-                policies[rule.name],
-                match.entity_id,
-                recipient(person, inputs.suppressed.get(match.customer_id, set())),
+                policies[key],
+                f.entity_id,
+                recipient(person, inputs.suppressed.get(f.customer_id, set())),
+                f.step,
             )
         )
     # Held-back rows are passed too: policy decides them again, keeping their expiry.
@@ -247,19 +356,20 @@ def _decide(
 
 def _decide_and_record(
     connection: Connection,
-    matches: Sequence[tuple[Rule, Match]],
+    found: Sequence[Found],
     now: datetime,
     limits: policy.Limits,
     announce_tasks: bool,
     tally: _Tally,
 ) -> None:
-    """Decide MATCHES under the lock, displace what higher priorities took the place of, record."""
-    customers = {match.customer_id for _rule, match in matches}
+    """Decide FOUND under the lock, displace what higher priorities took the place of, hold the
+    messages grouped matches join, record."""
+    customers = {f.customer_id for f in found}
     inputs = _read(connection, customers)
-    decisions = _decide(connection, matches, now, limits, inputs)
-    # A displaced contact a dispatcher claimed since it was read cannot give its place: decide
-    # that customer again, with the history as it is now (at most a few rounds: claims only
-    # happen to contacts that have come due).
+    decisions = _decide(connection, found, now, limits, inputs)
+    # A displaced contact a dispatcher claimed since it was read cannot give its place, and a
+    # message it claimed cannot take more matches: decide that customer again, with the history
+    # as it is now (at most a few rounds: claims only happen to contacts that have come due).
     done: set[str] = set()
     for _round in range(5):
         lost: set[str] = set()
@@ -271,15 +381,19 @@ def _decide_and_record(
                     done.add(out.contact_id)
                 else:
                     lost.add(d.customer_id)
+        new_keys = {d.dedupe_key for d in decisions if d.state == State.PENDING}
+        joining = {d.group_key for d in decisions if d.group_key is not None and d.group_key not in new_keys}
+        held = ledger.hold_leads(connection, sorted(joining), now)
+        lost |= {d.customer_id for d in decisions if d.group_key in joining - held}
         if not lost:
             break
-        log.info("displacement_lost", customers=len(lost))
+        log.info("decided_again", customers=len(lost))
         again = _read(connection, lost)
-        redo = [(rule, match) for rule, match in matches if match.customer_id in lost]
-        replaced = {(d.rule, d.entity_id): d for d in _decide(connection, redo, now, limits, again)}
-        decisions = [replaced.get((d.rule, d.entity_id), d) for d in decisions]
+        redo = [f for f in found if f.customer_id in lost]
+        replaced = {(d.rule, d.entity_id, d.step): d for d in _decide(connection, redo, now, limits, again)}
+        decisions = [replaced.get((d.rule, d.entity_id, d.step), d) for d in decisions]
     tally.displaced += len(done)
-    by_name = {rule.name: rule for rule, _match in matches}
+    by_name = {f.rule.name: f.rule for f in found}
     rows = [decision_row(d, by_name[d.rule], now) for d in decisions if d.state != policy.DUPLICATE]
     tally.recorded += ledger.record_decisions(connection, rows)
     tally.decisions.extend(decisions)
@@ -341,4 +455,6 @@ def decision_row(decision: policy.Decision, rule: Rule, now: datetime) -> dict[s
         "attempts": 0,
         "steps": [list(step) for step in decision.steps],
         "arm": policy.assigned_arm(decision),
+        "step": decision.step,
+        "group_key": decision.group_key,
     }

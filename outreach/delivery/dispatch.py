@@ -21,7 +21,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from outreach import policy
 from outreach.channels import SUPPRESSING_CODES, WITHDRAWS_SMS_CONSENT_CODES, Channel, OutgoingMessage
-from outreach.delivery.decide import recipient, rule_policy
+from outreach.delivery.decide import past_contact, recipient, rule_policy
 from outreach.errors import (
     PermanentDeliveryError,
     RenderError,
@@ -88,6 +88,10 @@ class _Batch:
     entities: dict[str, dict[str, records.Record]]
     suppressed: dict[str, set[str]]
     controls: policy.Controls
+    history: dict[str, list[policy.PastContact]]  # the customers' contacts, for inhibitions
+    members: dict[str, list[ledger.Member]]  # lead dedupe key → the matches waiting in its message
+    # Filled by the gate: member id → whether its record still holds (goes in the message).
+    included: dict[str, bool] = field(default_factory=dict)
 
 
 class Dispatcher:
@@ -160,6 +164,7 @@ class Dispatcher:
                 batch = self._read(connection, claimed, now) if claimed else None
             if not claimed or batch is None:
                 return stats
+            self._batch = batch
             self._dispatch_batch(claimed, batch, clock, stats)
             if len(claimed) < self.batch:
                 return stats
@@ -167,16 +172,24 @@ class Dispatcher:
 
     def _read(self, connection: Connection, claimed: Sequence[ledger.Claimed], now: datetime) -> _Batch:
         customer_ids = [c.customer_id for c in claimed]
+        rules = {rule.name: rule for rule in self._rule_set() or ()}
+        grouped = [c.dedupe_key for c in claimed if c.rule in rules and rules[c.rule].group]
+        members = ledger.group_members(connection, grouped) if grouped else {}
+        wanted: dict[str, set[str]] = {}
+        for c in claimed:
+            if c.about != "customer":
+                wanted.setdefault(c.about, set()).add(c.entity_id)
+                for member in members.get(c.dedupe_key, ()):
+                    wanted[c.about].add(member.entity_id)
+        inhibited = any(rules[c.rule].inhibited_by for c in claimed if c.rule in rules)
+        history = ledger.contacts_of(connection, customer_ids) if inhibited else {}
         return _Batch(
             people=records.rows_by_id(connection, "customer", customer_ids),
-            entities={
-                about: records.rows_by_id(
-                    connection, about, [c.entity_id for c in claimed if c.about == about]
-                )
-                for about in {c.about for c in claimed if c.about != "customer"}
-            },
+            entities={about: records.rows_by_id(connection, about, ids) for about, ids in wanted.items()},
             suppressed=ledger.suppressed_channels(connection, customer_ids),
             controls=controls_at(connection, now),
+            history={cid: [past_contact(row) for row in rows] for cid, rows in history.items()},
+            members=members,
         )
 
     def _dispatch_batch(
@@ -242,6 +255,7 @@ class Dispatcher:
         """Record outcomes; a permanent refusal of an address also suppresses it, at once for
         every contact of that customer still waiting on it."""
         ledger.finish(connection, self.worker, outcomes, now)
+        self._settle_members(connection, outcomes, now)
         touched: set[str] = set()
         for outcome in outcomes:
             if outcome.state != State.FAILED or not outcome.code:
@@ -257,6 +271,34 @@ class Dispatcher:
                 touched.add(outcome.contact.customer_id)
         if touched:
             reroute_waiting(connection, self._rule_set(), touched, now)
+
+    _batch: _Batch | None = None
+
+    def _settle_members(
+        self, connection: Connection, outcomes: Sequence[ledger.Outcome], now: datetime
+    ) -> None:
+        """What became of the matches grouped into each finished message: sent with it (or dropped
+        when their record no longer held), or the same end as the message."""
+        batch = self._batch
+        if batch is None or not batch.members:
+            return
+        settled: list[tuple[str, str, str]] = []
+        for outcome in outcomes:
+            lead = outcome.contact.dedupe_key
+            for member in batch.members.get(lead, ()):
+                if outcome.state == State.PENDING:
+                    continue  # deferred, held or retried: they wait with it
+                if outcome.state == State.SENT:
+                    if batch.included.get(member.id, False):
+                        settled.append((member.id, State.GROUPED, f"sent in one message with {lead}"))
+                    else:
+                        reason = "the condition no longer held at send time: left out of the message"
+                        settled.append((member.id, State.CANCELLED, reason))
+                else:
+                    settled.append(
+                        (member.id, outcome.state, f"as the message it joined ({lead}): {outcome.reason}")
+                    )
+        ledger.settle_members(connection, settled, now)
 
     def _rule_set(self) -> RuleSet | None:
         try:
@@ -301,20 +343,42 @@ class Dispatcher:
             if customer is not None and entity is not None
             else None
         )
-        holds = (
-            rule is not None
-            and who is not None
-            and condition_holds(rule.condition, {"customer": customer, rule.about: entity}, now)
-        )
+        matches: list[records.Record] = []
+        goal_met = False
+        if rule is not None and who is not None and customer is not None:
+            members = batch.members.get(contact.dedupe_key, [])
+            # The message goes out for every record of the group that still holds, its lead's first.
+            for entity_id, member_id in [(contact.entity_id, None), *((m.entity_id, m.id) for m in members)]:
+                record = (
+                    customer
+                    if rule.about == "customer"
+                    else batch.entities.get(rule.about, {}).get(entity_id)
+                )
+                ok = record is not None and condition_holds(
+                    rule.condition, {"customer": customer, rule.about: record}, now
+                )
+                if member_id is not None:
+                    batch.included[member_id] = ok
+                if ok and record is not None:
+                    matches.append(record)
+            if contact.step > 1 and rule.goal_condition is not None and entity is not None:
+                goal_met = condition_holds(
+                    rule.goal_condition, {"customer": customer, rule.about: entity}, now
+                )
+        step_policy = rule_policy(rule, contact.step) if rule is not None else None
         verdict = policy.gate(
-            rule=rule_policy(rule) if rule is not None else None,
+            rule=step_policy,
             channel=contact.channel,
             expires_at=contact.expires_at,
             recipient=who,
-            condition_holds=holds,
+            condition_holds=bool(matches),
             limits=self.limits,
             controls=batch.controls,
             now=now,
+            goal_met=goal_met,
+            inhibited=policy.inhibition(step_policy, batch.history.get(contact.customer_id, []), now)
+            if step_policy is not None and step_policy.inhibited_by
+            else None,
         )
         if verdict.action == policy.CANCEL:
             return ledger.Outcome(contact, State.CANCELLED, verdict.reason)
@@ -322,6 +386,8 @@ class Dispatcher:
             return ledger.Outcome(contact, State.EXPIRED, verdict.reason)
         if verdict.action == policy.SUPPRESS:
             return ledger.Outcome(contact, State.SUPPRESSED, verdict.reason)
+        if verdict.action == policy.INHIBIT:
+            return ledger.Outcome(contact, State.SKIPPED, verdict.reason, recheck_at=verdict.until)
         if verdict.action == policy.DEFER:
             return ledger.Outcome(
                 contact, State.PENDING, verdict.reason, send_at=verdict.until, gate=policy.DEFER
@@ -332,15 +398,21 @@ class Dispatcher:
         channel = verdict.channel
         if channel not in self.channels:
             return ledger.Outcome(contact, State.CANCELLED, f"no {channel} channel is configured")
+        template = rule.template_of(contact.step)
+        first = matches[0]
         try:
             rendered = self.renderer().render(
-                template=rule.template,
+                template=template,
                 channel=channel,
                 customer=customer,
                 about=rule.about,
-                entity=None if rule.about == "customer" else entity,
-                rule=RuleInfo(rule.name, rule.about, rule.channels, rule.template, rule.description),
+                entity=None if rule.about == "customer" else first,
+                rule=RuleInfo(
+                    rule.name, rule.about, rule.channels_of(contact.step), template, rule.description
+                ),
                 now=now,
+                step=(contact.step, rule.journey_length),
+                matches=matches,
             )
         except RenderError as exc:
             return ledger.Outcome(

@@ -124,11 +124,21 @@ def variable_shapes(about: str | None) -> dict[str, Shape]:
         "now": Shape("time", "now"),
         "lang": Shape("text", "lang"),
         "dir": Shape("text", "dir"),
+        "step": Shape(
+            "record", "step", {"number": Shape("number", "step.number"), "of": Shape("number", "step.of")}
+        ),
+        # The records a grouped message is about: one for a rule that does not group.
+        "matches": Shape("list", "matches", {"item": ANY}),
     }
     assert set(shapes) == set(COMMON_VARIABLES)
     for entity, model in ENTITY_MODELS.items():
         if about is None or about == entity:
             shapes[entity] = model_shape(model, entity)
+    item = (
+        shapes.get(about) if about in ENTITY_MODELS else shapes["customer"] if about == "customer" else None
+    )
+    if item is not None:
+        shapes["matches"] = Shape("list", "matches", {"item": Shape(item.kind, "matches[]", item.fields)})
     return shapes
 
 
@@ -215,7 +225,8 @@ class _Walk:
             elif isinstance(node, nodes.AssignBlock):
                 bind(node.target, Shape("text"))
             elif isinstance(node, nodes.For):
-                bind(node.target, ANY)
+                over = self.quiet_shape(node.iter)
+                bind(node.target, over.fields.get("item", ANY) if over.kind == "list" else ANY)
             elif isinstance(node, nodes.Macro):
                 self.locals[node.name] = ANY
                 for arg in node.args:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import types
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -55,7 +55,7 @@ ENTITY_VARIABLES: dict[str, str | None] = {
     "survey": "survey",
     "customer": None,
 }
-COMMON_VARIABLES = ("customer", "rule", "company", "unsubscribe_url", "now", "lang", "dir")
+COMMON_VARIABLES = ("customer", "rule", "company", "unsubscribe_url", "now", "lang", "dir", "step", "matches")
 
 
 @dataclass(frozen=True)
@@ -252,8 +252,13 @@ class Renderer:
         entity: object | None,
         rule: RuleInfo,
         now: datetime,
+        step: tuple[int, int] = (1, 1),
+        matches: Sequence[object] | None = None,
     ) -> RenderedMessage:
-        """The message TEMPLATE makes on CHANNEL for CUSTOMER; RenderError says what failed where."""
+        """The message TEMPLATE makes on CHANNEL for CUSTOMER; RenderError says what failed where.
+
+        STEP is (number, of) of the rule's journey; MATCHES the records a grouped message is
+        about (default: the one ENTITY)."""
         try:
             return self.render_located(
                 template=template,
@@ -263,6 +268,8 @@ class Renderer:
                 entity=entity,
                 rule=rule,
                 now=now,
+                step=step,
+                matches=matches,
             )
         except RenderFailure as failure:
             who = getattr(customer, "id", None) or (
@@ -282,6 +289,8 @@ class Renderer:
         entity: object | None,
         rule: RuleInfo,
         now: datetime,
+        step: tuple[int, int] = (1, 1),
+        matches: Sequence[object] | None = None,
     ) -> RenderedMessage:
         """Like `render`, raising RenderFailure with the failing file and line."""
         if channel not in ("email", "sms"):
@@ -301,6 +310,11 @@ class Renderer:
         variables = self._variables(
             customer_view, about, entity, rule, now, main.locale, formatting, template
         )
+        number, of = step
+        variables["step"] = Record("step", {"number": number, "of": of}, free_form=False)
+        name = ENTITY_VARIABLES.get(about)
+        given = list(matches) if matches is not None else [entity if name is not None else customer]
+        variables["matches"] = [self._record(item, name or "customer", template) for item in given]
         scope = RenderScope(Budget(self._limits), formatting)
         if channel == "sms":
             return self._render_sms(main, variables, scope)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -44,8 +44,36 @@ FIELDS = (
     "goal_window",
     "escalate",
     "enabled",
+    "steps",
+    "group",
+    "group_wait",
+    "inhibits",
 )
+STEP_FIELDS = ("after", "template", "channels")
+INHIBIT_FIELDS = ("rule", "for")
+GROUPS = ("customer",)
 DEFAULT_GOAL_WINDOW = timedelta(days=7)
+
+
+@dataclass(frozen=True)
+class Step:
+    """A follow-up of a rule's journey: sent `after` the previous step was sent (step 1 is the rule)."""
+
+    number: int  # 2, 3, …
+    after: timedelta
+    template: str
+    channels: tuple[str, ...]
+    line: int = 0
+
+
+@dataclass(frozen=True)
+class Inhibit:
+    """Once the rule contacts a customer, RULE stays quiet for that customer for `period`."""
+
+    rule: str
+    period: timedelta
+    line: int = 0
+    col: int = 0
 
 
 @dataclass(frozen=True)
@@ -71,8 +99,29 @@ class Rule:
     goal_window: timedelta | None = None
     escalate: bool = False
     enabled: bool = True
+    steps: tuple[Step, ...] = ()
+    group: str | None = None  # "customer": several matches of one customer become one message
+    group_wait: timedelta = timedelta(0)
+    inhibits: tuple[Inhibit, ...] = ()
+    # Filled in once every file is read: (rule, period) of the rules that inhibit this one.
+    inhibited_by: tuple[tuple[str, timedelta], ...] = ()
     file: str = ""
     line: int = 0
+
+    @property
+    def journey_length(self) -> int:
+        """How many messages the journey has: the rule's own and its follow-up steps."""
+        return 1 + len(self.steps)
+
+    def step(self, number: int) -> Step:
+        """Follow-up step NUMBER (2, 3, …)."""
+        return self.steps[number - 2]
+
+    def template_of(self, step: int) -> str:
+        return self.template if step == 1 else self.step(step).template
+
+    def channels_of(self, step: int) -> tuple[str, ...]:
+        return self.channels if step == 1 else self.step(step).channels
 
 
 @dataclass(frozen=True)
@@ -249,6 +298,23 @@ class _FileChecker:
         goal_window = duration("goal_window")
         if goal_window is not None and "goal" not in fields:
             fail("goal_window", "'goal_window' needs a 'goal' expression to measure")
+        steps = self.steps(fields, fail, rule_name, channels)
+        group = scalar("group", (str,), "customer")
+        if group is not None and group not in GROUPS:
+            fail(
+                "group",
+                f"unknown group '{group}'{did_you_mean(group, list(GROUPS))}: the only group is customer",
+            )
+            group = None
+        group_wait = duration("group_wait")
+        if group_wait is not None and group is None:
+            fail("group_wait", "'group_wait' needs 'group: customer'")
+        if group is not None and "steps" in fields:
+            fail(
+                "group",
+                "a rule with follow-up 'steps' cannot also 'group' its matches: split it into two rules",
+            )
+        inhibits = self.inhibits(fields, fail, rule_name)
         escalate = scalar("escalate", (bool,), "true or false")
         enabled = scalar("enabled", (bool,), "true or false")
         description = scalar("description", (str,), "text")
@@ -282,9 +348,133 @@ class _FileChecker:
             goal_window=(goal_window or DEFAULT_GOAL_WINDOW) if "goal" in fields else None,
             escalate=bool(escalate),
             enabled=True if enabled is None else enabled,
+            steps=steps,
+            group=group,
+            group_wait=group_wait or timedelta(0),
+            inhibits=inhibits,
             file=str(self.path),
             line=node.start_mark.line + 1,
         )
+
+    def steps(
+        self,
+        fields: dict[str, tuple[Node, Node]],
+        fail: Callable[..., None],
+        rule: str | None,
+        channels: tuple[str, ...],
+    ) -> tuple[Step, ...]:
+        """`steps:` — a list of follow-ups, each {after, template, channels?}."""
+        if "steps" not in fields:
+            return ()
+        node = fields["steps"][1]
+        if not isinstance(node, SequenceNode) or not node.value:
+            fail("steps", "'steps' must be a list of follow-ups, e.g. - after: 1d, template: reminder")
+            return ()
+        found: list[Step] = []
+        for number, item in enumerate(node.value, start=2):
+            if not isinstance(item, MappingNode):
+                self.problem(item, "each step is a mapping: after, template and optionally channels", rule)
+                continue
+            given = {str(k.value): (k, v) for k, v in item.value}
+            for key, (key_node, _value) in given.items():
+                if key not in STEP_FIELDS:
+                    self.problem(
+                        key_node, f"unknown step field '{key}'{did_you_mean(key, list(STEP_FIELDS))}", rule
+                    )
+            for required in ("after", "template"):
+                if required not in given:
+                    self.problem(item, f"step {number}: missing required field '{required}'", rule)
+            after = self._duration_node(given.get("after", (None, None))[1], f"step {number}: 'after'", rule)
+            template = self._template_node(given.get("template", (None, None))[1], rule)
+            step_channels = channels
+            if "channels" in given:
+                step_channels = self._channels_node(given["channels"][1], rule) or channels
+            if after is not None and after <= timedelta(0):
+                self.problem(given["after"][1], f"step {number}: 'after' must be longer than 0s", rule)
+                after = None
+            if after is not None and template is not None:
+                found.append(Step(number, after, template, step_channels, item.start_mark.line + 1))
+        return tuple(found)
+
+    def inhibits(
+        self, fields: dict[str, tuple[Node, Node]], fail: Callable[..., None], rule: str | None
+    ) -> tuple[Inhibit, ...]:
+        """`inhibits:` — a list of {rule, for}: rules this one quiets for a customer it contacted."""
+        if "inhibits" not in fields:
+            return ()
+        node = fields["inhibits"][1]
+        if not isinstance(node, SequenceNode) or not node.value:
+            fail("inhibits", "'inhibits' must be a list, e.g. - rule: stalled-checkout, for: 2d")
+            return ()
+        found: list[Inhibit] = []
+        for item in node.value:
+            if not isinstance(item, MappingNode):
+                self.problem(item, "each entry of 'inhibits' is a mapping: rule and for", rule)
+                continue
+            given = {str(k.value): (k, v) for k, v in item.value}
+            for key, (key_node, _value) in given.items():
+                if key not in INHIBIT_FIELDS:
+                    self.problem(
+                        key_node,
+                        f"unknown field '{key}'{did_you_mean(key, list(INHIBIT_FIELDS))} in 'inhibits'",
+                        rule,
+                    )
+            for required in INHIBIT_FIELDS:
+                if required not in given:
+                    self.problem(item, f"'inhibits' entry: missing required field '{required}'", rule)
+            target_node = given.get("rule", (None, None))[1]
+            target = self.value(target_node) if target_node is not None else None
+            if target_node is not None and not isinstance(target, str):
+                self.problem(target_node, "'rule' must be the name of a rule", rule)
+                target = None
+            period = self._duration_node(given.get("for", (None, None))[1], "'for'", rule)
+            if isinstance(target, str) and period is not None and target_node is not None:
+                found.append(
+                    Inhibit(
+                        target, period, target_node.start_mark.line + 1, target_node.start_mark.column + 1
+                    )
+                )
+        return tuple(found)
+
+    def _duration_node(self, node: Node | None, what: str, rule: str | None) -> timedelta | None:
+        if node is None:
+            return None
+        value = self.value(node)
+        if not isinstance(value, (str, int)) or isinstance(value, bool):
+            self.problem(node, f"{what} must be a duration such as 15m, 2h or 1d", rule)
+            return None
+        try:
+            return parse_duration(str(value))
+        except ValueError as exc:
+            self.problem(node, f"{what}: {exc}", rule)
+            return None
+
+    def _template_node(self, node: Node | None, rule: str | None) -> str | None:
+        if node is None:
+            return None
+        value = self.value(node)
+        if not isinstance(value, str):
+            self.problem(node, "'template' must be the name of a folder under templates/", rule)
+            return None
+        if self.template_exists is not None and not self.template_exists(value):
+            self.problem(node, f"unknown template '{value}': no folder templates/{value}/", rule)
+            return None
+        return value
+
+    def _channels_node(self, node: Node, rule: str | None) -> tuple[str, ...]:
+        raw = self.value(node)
+        raw = [raw] if isinstance(raw, str) else raw
+        if not isinstance(raw, list) or not raw:
+            self.problem(node, "'channels' must be a non-empty list, e.g. [email, sms]", rule)
+            return ()
+        bad = [item for item in raw if item not in CHANNELS]
+        for item in bad:
+            self.problem(
+                node,
+                f"unknown channel '{item}'{did_you_mean(str(item), list(CHANNELS))}: expected email or sms",
+                rule,
+            )
+        return () if bad else tuple(str(item) for item in raw)
 
     def holdout(self, fields: dict[str, tuple[Node, Node]], fail: Callable[..., None]) -> float:
         if "holdout" not in fields:
@@ -397,7 +587,67 @@ def check_rules(
                 )
             )
         seen[rule.name] = rule
+    problems.extend(_inhibition_problems(rules))
+    rules = [
+        replace(
+            rule,
+            inhibited_by=tuple(
+                (other.name, i.period) for other in rules for i in other.inhibits if i.rule == rule.name
+            ),
+        )
+        for rule in rules
+    ]
     return RuleSet(tuple(rules)), problems
+
+
+def _inhibition_problems(rules: list[Rule]) -> list[Problem]:
+    """Inhibitions naming unknown rules, and cycles (a inhibits b inhibits a)."""
+    names = {rule.name for rule in rules}
+    problems: list[Problem] = []
+    graph: dict[str, list[str]] = {}
+    for rule in rules:
+        for inhibit in rule.inhibits:
+            if inhibit.rule not in names:
+                problems.append(
+                    Problem(
+                        rule.file,
+                        inhibit.line,
+                        inhibit.col,
+                        f"inhibits unknown rule '{inhibit.rule}'{did_you_mean(inhibit.rule, sorted(names))}",
+                        rule.name,
+                    )
+                )
+            elif inhibit.rule == rule.name:
+                problems.append(
+                    Problem(
+                        rule.file,
+                        inhibit.line,
+                        inhibit.col,
+                        "a rule cannot inhibit itself (use cooldown)",
+                        rule.name,
+                    )
+                )
+            else:
+                graph.setdefault(rule.name, []).append(inhibit.rule)
+    by_name = {rule.name: rule for rule in rules}
+    reported: set[frozenset[str]] = set()
+    for start in sorted(graph):
+        cycle = _cycle_from(start, graph, [])
+        if cycle and frozenset(cycle) not in reported:
+            reported.add(frozenset(cycle))
+            first = by_name[cycle[0]]
+            where = next(i for i in first.inhibits if i.rule == cycle[1])
+            problems.append(
+                Problem(
+                    first.file,
+                    where.line,
+                    where.col,
+                    f"inhibitions form a cycle ({' inhibits '.join(cycle)}): each would silence the other; "
+                    "keep the inhibition in one direction",
+                    first.name,
+                )
+            )
+    return problems
 
 
 def load_rules(
@@ -411,3 +661,16 @@ def load_rules(
     if problems:
         raise RulesError(problems=problems)
     return rules
+
+
+def _cycle_from(name: str, graph: dict[str, list[str]], path: list[str]) -> list[str] | None:
+    """The first cycle reachable from NAME in GRAPH (a list of rules ending where it began), if any."""
+    if name in path:
+        return [*path[path.index(name) :], name]
+    path.append(name)
+    for target in graph.get(name, []):
+        cycle = _cycle_from(target, graph, path)
+        if cycle:
+            return cycle
+    path.pop()
+    return None

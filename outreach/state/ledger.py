@@ -43,6 +43,7 @@ class Contact(SQLModel, table=True):
         Index("ix_contacts_rule_decided", "rule", "decided_at"),
         Index("ix_contacts_recheck", "state", "recheck_at"),
         Index("ix_contacts_rule_entity", "rule", "entity_id"),
+        Index("ix_contacts_group_key", "group_key"),
     )
 
     id: str = Field(primary_key=True)
@@ -71,6 +72,10 @@ class Contact(SQLModel, table=True):
     goal_met_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     arm: str | None = None  # outreach.vocabulary.Arm once policy drew it for the holdout or not
     steps: list[Any] = Field(default_factory=list, sa_column=Column(JSONDocument, nullable=False))
+    step: int = Field(
+        default=1, sa_column=Column(Integer, nullable=False, server_default="1")
+    )  # of the journey
+    group_key: str | None = None  # a grouped match: the dedupe key of the contact whose message it joined
 
 
 class Suppression(SQLModel, table=True):
@@ -279,6 +284,7 @@ _DECISION_UPDATABLE = (
     "recheck_at",
     "updated_at",
     "steps",
+    "group_key",
 )
 
 
@@ -303,6 +309,96 @@ def record_decisions(connection: Connection, rows: Sequence[dict[str, Any]]) -> 
     for start in range(0, len(rows), 500):
         written += len(connection.execute(statement, list(rows[start : start + 500])).all())
     return written
+
+
+def hold_leads(connection: Connection, keys: Sequence[str], now: datetime) -> set[str]:
+    """Of the contacts with these dedupe KEYS, those still waiting (pending) — locked until this
+    transaction ends, so no dispatcher claims one before the matches joining it are recorded."""
+    if not keys:
+        return set()
+    statement = (
+        sa.update(contacts)
+        .where(contacts.c.dedupe_key.in_(list(keys)), contacts.c.state == State.PENDING)
+        .values(updated_at=now)
+        .returning(contacts.c.dedupe_key)
+    )
+    return {str(row[0]) for row in connection.execute(statement)}
+
+
+class FollowUp(NamedTuple):
+    """A journey whose next step has come due: the previous step was sent long enough ago."""
+
+    entity_id: str
+    customer_id: str
+    step: int  # the step now due
+    previous_sent_at: datetime
+
+
+def followups_due(
+    connection: Connection, rule: str, steps: Sequence[tuple[int, timedelta]], now: datetime
+) -> list[FollowUp]:
+    """RULE's journeys whose step N (of STEPS: (N, after)) is due at NOW: step N-1 was sent at
+    least `after` ago and step N has not been decided yet."""
+    later = contacts.alias("later")
+    found: list[FollowUp] = []
+    for number, after in steps:
+        query = sa.select(contacts.c.entity_id, contacts.c.customer_id, contacts.c.sent_at).where(
+            contacts.c.rule == rule,
+            contacts.c.step == number - 1,
+            contacts.c.state == State.SENT,
+            contacts.c.sent_at <= now - after,
+            ~sa.exists().where(
+                later.c.rule == rule, later.c.entity_id == contacts.c.entity_id, later.c.step == number
+            ),
+        )
+        found.extend(FollowUp(str(e), str(c), number, sent_at) for e, c, sent_at in connection.execute(query))
+    return found
+
+
+class Member(NamedTuple):
+    """A match that joined another contact's message (a group)."""
+
+    id: str
+    group_key: str
+    entity_id: str
+    decided_at: datetime
+
+
+def group_members(connection: Connection, lead_keys: Iterable[str]) -> dict[str, list[Member]]:
+    """The matches waiting in the messages of these contacts (by the lead's dedupe key), oldest first."""
+    wanted = sorted(set(lead_keys))
+    found: dict[str, list[Member]] = {key: [] for key in wanted}
+    for start in range(0, len(wanted), 500):
+        query = (
+            sa.select(contacts.c.id, contacts.c.group_key, contacts.c.entity_id, contacts.c.decided_at)
+            .where(contacts.c.group_key.in_(wanted[start : start + 500]), contacts.c.state == State.GROUPED)
+            .order_by(contacts.c.decided_at, contacts.c.entity_id)
+        )
+        for row in connection.execute(query):
+            found[str(row[1])].append(Member._make(row))
+    return found
+
+
+def settle_members(connection: Connection, outcomes: Sequence[tuple[str, str, str]], now: datetime) -> None:
+    """(member id, state, reason): what became of matches that were to go in another's message."""
+    if outcomes:
+        connection.execute(
+            sa.update(contacts)
+            .where(contacts.c.id == sa.bindparam("b_id"), contacts.c.state == State.GROUPED)
+            .values(
+                state=sa.bindparam("b_state"),
+                reason=sa.bindparam("b_reason"),
+                recheck_at=sa.case(
+                    (
+                        sa.bindparam("b_state").in_(sorted(HELD_STATES)),
+                        sa.bindparam("b_now", type_=UTCDateTime()),
+                    ),
+                    else_=None,
+                ),
+                updated_at=sa.bindparam("b_now", type_=UTCDateTime()),
+            ),
+            [{"b_id": i, "b_state": s, "b_reason": r, "b_now": now} for i, s, r in outcomes],
+        )
 
 
 def displace(
@@ -335,6 +431,7 @@ class Claimed:
     channel: str | None
     attempts: int
     expires_at: datetime | None
+    step: int
 
 
 @dataclass(frozen=True)
@@ -355,6 +452,7 @@ class Outcome:
     code: str | None = None
     channel: str | None = None
     gate: str | None = None  # the send-time gate's action when it stopped the contact (defer, hold, …)
+    recheck_at: datetime | None = None  # held back by the gate: decided again from then
 
 
 _CLAIMED_COLUMNS = [contacts.c[name] for name in Claimed.__dataclass_fields__]
@@ -488,7 +586,7 @@ def finish(connection: Connection, worker: str, outcomes: Sequence[Outcome], now
                     "b_provider_id": o.provider_id,
                     "b_sent_at": o.sent_at,
                     "b_send_at": o.send_at,
-                    "b_recheck_at": now if o.state == State.SUPPRESSED else None,
+                    "b_recheck_at": o.recheck_at or (now if o.state == State.SUPPRESSED else None),
                     "b_now": now,
                 }
                 for o in outcomes
