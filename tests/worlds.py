@@ -63,6 +63,10 @@ rules:
 TEMPLATES = {
     "notice/email.en.html": '---\nsubject: "News for {{ customer.name }}"\n---\n<p>Hello {{ customer.name }}, about {{ rule.name }}.</p>\n',
     "notice/sms.en.txt": "Hello {{ customer.name }}, about {{ rule.name }}.\n",
+    # Says which step of a journey it is and which records a grouped message is about.
+    "journey/email.en.html": '---\nsubject: "Step {{ step.number }} of {{ step.of }}"\n---\n'
+    "<p>{% for m in matches %}{{ m.id }} {% endfor %}</p>\n",
+    "journey/sms.en.txt": "Step {{ step.number }} of {{ step.of }}: {% for m in matches %}{{ m.id }} {% endfor %}\n",
 }
 
 
@@ -226,9 +230,14 @@ class World:
 
 
 def build_world(
-    root: Path, database_url: str, channels: dict[str, Channel] | None = None, **delivery: Any
+    root: Path,
+    database_url: str,
+    channels: dict[str, Channel] | None = None,
+    *,
+    rules: str = RULES,
+    **delivery: Any,
 ) -> World:
-    write_world(root)
+    write_world(root, rules)
     settings = make_settings(root, database_url, **delivery)
     app = App(settings)
     return World(root, settings, app, channels if channels is not None else make_channels(settings))
