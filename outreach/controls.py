@@ -154,6 +154,7 @@ class Report:
     contacts: tuple[ContactCount, ...]
     funnel: tuple[FunnelRow, ...]
     goals: tuple[GoalComparison, ...]
+    steps: tuple[ledger.StepCount, ...] = ()  # per step of the rules with follow-ups
 
     @property
     def paused(self) -> bool:
@@ -172,6 +173,10 @@ class Report:
             "contacts": [c.as_json() for c in self.contacts],
             "funnel": [f.as_json() for f in self.funnel],
             "goals": [g.as_json() for g in self.goals],
+            "steps": [
+                {"rule": s.rule, "step": s.step, "sent": s.sent, "goal_met_after": s.goal_met_after}
+                for s in self.steps
+            ],
         }
 
 
@@ -193,6 +198,7 @@ def report_since(app: App, since: timedelta | str, now: datetime) -> Report:
         rows = ledger.contact_counts(connection, start)
         arms = {(c.rule, c.arm): c for c in ledger.goal_counts(connection, start)}
         funnel = ledger.funnel_counts(connection, start, sorted(DELIVERED_STATUSES))
+        steps = ledger.step_counts(connection, start, [rule.name for rule in rules if rule.steps])
         controls = ledger.active_controls(connection, now)
     with_goal = [rule.name for rule in rules if rule.goal_condition is not None]
 
@@ -227,4 +233,5 @@ def report_since(app: App, since: timedelta | str, now: datetime) -> Report:
             GoalComparison(name, compare(group(name, Arm.MESSAGE), group(name, Arm.HOLDOUT)))
             for name in with_goal
         ),
+        steps=tuple(steps),
     )

@@ -192,6 +192,13 @@ def print_report(console: Console, report: Report) -> None:
         for entry in report.goals:
             if entry.warning:
                 console.print(f"warning: {entry.rule}: {entry.warning}", markup=False)
+    if report.steps:
+        steps = Table(title="journeys: each step sent, and the goals met after it (before the next step)")
+        for column in ("rule", "step", "sent", "goal met after"):
+            steps.add_column(column, justify="left" if column == "rule" else "right")
+        for s in report.steps:
+            steps.add_row(s.rule, str(s.step), str(s.sent), str(s.goal_met_after))
+        console.print(steps)
 
 
 def print_summary(console: Console, result: TickReport) -> None:

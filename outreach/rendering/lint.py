@@ -559,6 +559,8 @@ class _Linter:
                         entity=sample_entity(rule.about, locale),
                         rule=rule,
                         now=SAMPLE_NOW,
+                        step=rule.step,
+                        matches=sample_matches(rule.about, locale, rule.group_size),
                     )
                 except RenderFailure as failure:
                     found = failure.problem
@@ -638,6 +640,20 @@ def _find(f: TemplateFile, character: str) -> tuple[int | None, int | None]:
     return None, None
 
 
+def sample_matches(about: str, locale: str, size: int) -> list[Any] | None:
+    """SIZE sample records for a grouped message (None: the one sample entity)."""
+    if size <= 1:
+        return None
+    first = sample_entity(about, locale)
+    if first is None:
+        return None
+    records = [first]
+    for n in range(2, size + 1):
+        copy = first.model_copy(update={"id": f"{first.id}-{n}"}) if hasattr(first, "model_copy") else first
+        records.append(copy)
+    return records
+
+
 def lint_templates(settings: Settings, rules: Sequence[RuleInfo]) -> list[Problem]:
     """Every problem of the templates folder for these RULES, errors and warnings, sorted by place."""
     compiled = compile_templates(settings)
@@ -653,7 +669,8 @@ def lint_templates(settings: Settings, rules: Sequence[RuleInfo]) -> list[Proble
         if f.kind != KIND_SHARED:
             problems.extend(linter.message_checks(f))
     problems.extend(linter.settings_checks())
-    return sorted_problems(_without_echoes(problems, set(compiled.problems)))
+    # A template two steps (or rules) send is checked for each: report each problem once.
+    return sorted_problems(list(dict.fromkeys(_without_echoes(problems, set(compiled.problems)))))
 
 
 def _without_echoes(problems: list[Problem], compiled: set[Problem]) -> list[Problem]:

@@ -67,6 +67,10 @@ class RuleInfo:
     channels: tuple[str, ...]
     template: str
     description: str = ""
+    # For lint: the journey step this template renders (number, of) and how many records a
+    # grouped message is checked with.
+    step: tuple[int, int] = (1, 1)
+    group_size: int = 1
 
 
 @dataclass(frozen=True)

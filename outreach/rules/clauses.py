@@ -177,7 +177,7 @@ def _write(expr: e.Expr) -> tuple[str, int]:
         return "not " + _wrap(_write(expr.operand), _NOT), _NOT
     if isinstance(expr, (e.And, e.Or)):
         word, strength = ("and", _AND) if isinstance(expr, e.And) else ("or", _OR)
-        left, right = _wrap(_write(expr.left), strength), _wrap(_write(expr.right), strength)
+        left, right = _wrap(_write(expr.left), strength), _wrap(_write(expr.right), strength + 1)
         return f"{left} {word} {right}", strength
     raise TypeError(f"cannot write {expr!r}")
 

@@ -59,7 +59,17 @@ from outreach.state import ingest
 from outreach.state.models import BY_ABOUT, TABLE_NAMES
 from outreach.vocabulary import CHANNELS, About
 
-DECISIONS = ("send", "deferred", "skipped", "suppressed", "holdout", "expired", "none")
+DECISIONS = (
+    "send",
+    "deferred",
+    "skipped",
+    "suppressed",
+    "holdout",
+    "expired",
+    "grouped",
+    "cancelled",
+    "none",
+)
 FILE_KEYS = ("tests",)
 TEST_KEYS = (
     "name",
@@ -76,7 +86,7 @@ TEST_KEYS = (
     "survey",
 )
 STEP_KEYS = ("at", "records", "expect")
-EXPECT_KEYS = ("rule", "entity", "match", "decision", "channel", "send_at", "reason", "sent", "text")
+EXPECT_KEYS = ("rule", "entity", "step", "match", "decision", "channel", "send_at", "reason", "sent", "text")
 SETTINGS_KEYS = ("quiet_hours", "max_per_day", "max_per_week", "default_locale")
 # The short form's one record per kind, and the table each goes to.
 SHORT_RECORDS = {
@@ -114,6 +124,7 @@ class Expectation:
     reason: str | None = None
     sent: bool | None = None
     text: tuple[str, ...] = ()
+    step: int = 1  # which message of the rule's journey (a follow-up: 2, 3, …)
 
 
 @dataclass(frozen=True)
@@ -551,6 +562,18 @@ class _Reader:
                     bad = True
         if "decision" in fields:
             choice("decision", DECISIONS, "decision")
+        journey_step = 1
+        if "step" in fields:
+            value = self.value(fields["step"][1])
+            if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+                journey_step = value
+            else:
+                self.problem(
+                    fields["step"][1],
+                    "step must be a whole number: 1 for the rule's message, 2 for its first follow-up",
+                    test,
+                )
+                bad = True
         if "channel" in fields:
             choice("channel", CHANNELS, "channel")
         if "send_at" in fields:
@@ -587,7 +610,14 @@ class _Reader:
         found = self.entity(fields.get("entity", (None, None))[1], node, rule, known, test)
         if found is None or bad:
             return None
-        return Expectation(node.start_mark.line + 1, rule, *found, **checks)
+        if journey_step > self.rules.get(rule).journey_length:
+            self.problem(
+                fields["step"][1],
+                f"rule {rule} has {self.rules.get(rule).journey_length} step(s), not {journey_step}",
+                test,
+            )
+            return None
+        return Expectation(node.start_mark.line + 1, rule, *found, **checks, step=journey_step)
 
     def entity(
         self, node: Node | None, at: Node, rule: str, known: dict[str, dict[str, str]], test: str
@@ -719,7 +749,7 @@ class _Scratch:
                 report = run_tick(app, ticking, step.at, dispatcher=dispatcher)
                 lines = _outbox_lines(outbox)
                 sent, seen = lines[seen:], len(lines)
-                decisions = {(d.rule, d.entity_id): d for d in report.decided.decisions}
+                decisions = {(d.rule, d.entity_id, d.step): d for d in report.decided.decisions}
                 failures += [
                     failure
                     for expectation in step.expect
@@ -746,12 +776,12 @@ def _outbox_lines(path: Path) -> list[dict[str, Any]]:
 def _check(
     expectation: Expectation,
     at: datetime,
-    decisions: Mapping[tuple[str, str], Decision],
+    decisions: Mapping[tuple[str, str, int], Decision],
     sent: Sequence[Mapping[str, Any]],
 ) -> Failure | None:
     from outreach.preview import decision_word
 
-    decision = decisions.get((expectation.rule, expectation.entity))
+    decision = decisions.get((expectation.rule, expectation.entity, expectation.step))
     # A match decided before is a "duplicate" decision: nothing new is decided at this instant.
     new = decision if decision is not None and decision.state != "duplicate" else None
     messages = [

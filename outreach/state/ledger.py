@@ -976,11 +976,55 @@ def funnel_counts(connection: Connection, since: datetime, delivered: Sequence[s
             count(contacts.c.provider_status.in_(list(delivered))),
             count(sa.and_(assigned, contacts.c.goal_met_at.is_not(None))),
         )
-        .where(contacts.c.decided_at >= since)
+        .where(contacts.c.decided_at >= since, contacts.c.step == 1)
         .group_by(contacts.c.rule)
         .order_by(contacts.c.rule)
     )
     return [Funnel(rule, *(int(n) for n in numbers)) for rule, *numbers in connection.execute(query)]
+
+
+class StepCount(NamedTuple):
+    """One step of a rule's journeys: how many were sent, and after how many of them the goal was
+    met before the next step went out."""
+
+    rule: str
+    step: int
+    sent: int
+    goal_met_after: int
+
+
+def step_counts(connection: Connection, since: datetime, rules: Sequence[str]) -> list[StepCount]:
+    """Per rule of RULES and per step, the messages sent since SINCE and the goals met after each
+    (the goal is measured on the journey's first contact)."""
+    if not rules:
+        return []
+    first, following = contacts.alias("first"), contacts.alias("following")
+    step = contacts
+    converted = sa.and_(
+        first.c.goal_met_at >= step.c.sent_at,
+        sa.or_(following.c.sent_at.is_(None), first.c.goal_met_at < following.c.sent_at),
+    )
+    query = (
+        sa.select(step.c.rule, step.c.step, sa.func.count(), sa.func.count(sa.case((converted, 1))))
+        .select_from(step)
+        .join(
+            first,
+            sa.and_(first.c.rule == step.c.rule, first.c.entity_id == step.c.entity_id, first.c.step == 1),
+        )
+        .outerjoin(
+            following,
+            sa.and_(
+                following.c.rule == step.c.rule,
+                following.c.entity_id == step.c.entity_id,
+                following.c.step == step.c.step + 1,
+                following.c.state == State.SENT,
+            ),
+        )
+        .where(step.c.state == State.SENT, step.c.decided_at >= since, step.c.rule.in_(list(rules)))
+        .group_by(step.c.rule, step.c.step)
+        .order_by(step.c.rule, step.c.step)
+    )
+    return [StepCount(r, int(s), int(n), int(m)) for r, s, n, m in connection.execute(query)]
 
 
 # -- provider feedback (webhooks) ---------------------------------------------------------------

@@ -31,7 +31,13 @@ def test_the_page_lists_every_rule_and_every_template(page: Page, studio: Runnin
         ["late-delivery", "stalled-checkout", "detractor-follow-up"]
     )
     expect(page.locator("#templates .name")).to_have_text(
-        ["detractor_apology", "late_delivery", "pickup_ready", "stalled_checkout"]
+        [
+            "detractor_apology",
+            "late_delivery",
+            "pickup_ready",
+            "stalled_checkout",
+            "stalled_checkout_reminder",
+        ]
     )
     expect(page.locator(".column[data-locale=en] .subject")).to_contain_text("is running late")
 

@@ -187,3 +187,21 @@ def test_an_inhibited_rule_stays_quiet_for_the_customer_for_the_period_and_resum
     world.tick(NOON + timedelta(days=2, minutes=31))
     resumed = {m["customer_id"] for m in sent(world, "stalled-checkout")}
     assert resumed, "once the inhibition ends, the rule speaks again"
+
+
+def test_report_counts_each_step_sent_and_the_goals_met_after_it(world: World) -> None:
+    from outreach.controls import report_since
+
+    checkouts(world, 20)
+    world.tick(NOON)
+    first = sorted({str(m["customer_id"]) for m in sent(world, "stalled-checkout")})
+    early, late = first[0], first[1]
+    update(world.engine, Checkout, f"k{early[1:]}", completed_at=NOON + timedelta(hours=3))
+    world.tick(NOON + timedelta(hours=4))  # goals are measured at each tick
+    world.tick(NOON + timedelta(days=1, minutes=1))
+    update(world.engine, Checkout, f"k{late[1:]}", completed_at=NOON + timedelta(days=1, hours=2))
+    world.tick(NOON + timedelta(days=1, hours=3))
+    report = report_since(world.app, "7d", NOON + timedelta(days=1, hours=4))
+    steps = {(s.step, s.sent, s.goal_met_after) for s in report.steps if s.rule == "stalled-checkout"}
+    assert steps == {(1, len(first), 1), (2, len(first) - 1, 1)}
+    assert report.as_json()["steps"][0]["rule"] == "stalled-checkout"

@@ -57,6 +57,7 @@ def test_the_catalog_lists_every_rule_and_every_template(studio: Studio) -> None
         "late_delivery",
         "pickup_ready",
         "stalled_checkout",
+        "stalled_checkout_reminder",
     ]
     pickup = catalog["templates"][2]
     assert (pickup["used_by"], pickup["about"], pickup["channels"]) == ([], "customer", ["sms"])
