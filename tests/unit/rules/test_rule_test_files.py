@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from outreach.rule_tests import Expectation, read_tests
 from outreach.rules.loader import check_rules
-from outreach.rules.testing import Expectation, read_tests
 
 REPO = Path(__file__).resolve().parents[3]
 RULES, _ = check_rules(REPO / "rules")
