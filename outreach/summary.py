@@ -111,7 +111,7 @@ def _decided_word(decision: policy.Decision, now: datetime, controls: policy.Con
         return "send", decision.reason
     if decision.state == State.SKIPPED and decision.steps:
         return f"skipped: {decision.steps[-1][0]}", decision.reason
-    return decision.state, decision.reason
+    return str(decision.state), decision.reason
 
 
 def _sent_word(state: str, reason: str, held: str | None) -> str:
@@ -122,7 +122,7 @@ def _sent_word(state: str, reason: str, held: str | None) -> str:
         if held is not None and reason == held:
             return "held"
         return "deferred" if reason.startswith("quiet hours") else "to retry"
-    return state
+    return str(state)
 
 
 def summary_of(app: App, report: TickReport) -> RunSummary:
