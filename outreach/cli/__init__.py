@@ -366,6 +366,7 @@ def demo(ctx: click.Context, now: datetime | None, as_json: bool) -> None:
         out_console.print(
             f"demo at {at.isoformat()} on var/demo.db (bundled sample customers, outbox channel)",
             markup=False,
+            soft_wrap=True,
         )
     summary, outbox = run_demo(settings_of(ctx), at)
     if as_json:
@@ -375,7 +376,7 @@ def demo(ctx: click.Context, now: datetime | None, as_json: bool) -> None:
 
     # The sample is small: every contact is listed, with why it was or was not sent.
     print_summary(out_console, summary, rows=True)
-    out_console.print(f"\nmessages written to {outbox}", markup=False)
+    out_console.print(f"\nmessages written to {outbox}", markup=False, soft_wrap=True)
 
 
 @cli.command()

@@ -209,10 +209,14 @@ def _outcome_order(outcome: str) -> tuple[int, str]:
 def print_holds(console: Console, paused: str | None, silences: Sequence[SilenceInfo]) -> None:
     """The pause and the silences in force, one line each."""
     if paused is not None:
-        console.print(f"PAUSED ({paused}): nothing is sent until `outreach resume`", markup=False)
+        console.print(
+            f"PAUSED ({paused}): nothing is sent until `outreach resume`", markup=False, soft_wrap=True
+        )
     for silence in silences:
         until = silence.until.isoformat() if silence.until else "further notice"
-        console.print(f"silenced: {silence.rule} until {until} ({silence.reason})", markup=False)
+        console.print(
+            f"silenced: {silence.rule} until {until} ({silence.reason})", markup=False, soft_wrap=True
+        )
 
 
 def print_summary(console: Console, summary: RunSummary, *, rows: bool = False) -> None:
@@ -220,6 +224,7 @@ def print_summary(console: Console, summary: RunSummary, *, rows: bool = False) 
     console.print(
         f"tick at {summary.now.isoformat()}: {summary.matches} match(es), {summary.sent} sent",
         markup=False,
+        soft_wrap=True,
     )
     print_holds(console, summary.pause_reason, summary.silences)
     outcomes = sorted({c.outcome for c in summary.counts}, key=_outcome_order)
