@@ -32,7 +32,7 @@ def test_the_readme_python_api_example_runs_a_tick_at_its_instant_and_sends(
     monkeypatch.delenv("OUTREACH_SETTINGS", raising=False)
     printed = io.StringIO()
     with contextlib.redirect_stdout(printed):
-        exec(compile(readme_example(), "README.md (Python API)", "exec"), {"__name__": "readme"})  # noqa: S102
+        exec(compile(readme_example(), "README.md (Python API)", "exec"), {"__name__": "readme"})
     lines = printed.getvalue().splitlines()
     assert "'customer_id': 'c-42'" in lines[0] and "'decision': 'send'" in lines[0]
     assert lines[1].startswith("late-delivery c-42 sent ")
