@@ -27,16 +27,53 @@ def resume(app: App) -> bool:
         return ledger.clear_control(connection, ledger.PAUSE)
 
 
-def silence(app: App, rule: str, duration: str, reason: str, now: datetime) -> datetime:
+def silence(app: App, rule: str, duration: timedelta | str, reason: str, now: datetime) -> datetime:
     """Hold RULE's contacts until now + DURATION; InputError for an unknown rule or duration."""
     app.load_rules().get(rule)
-    try:
-        until = now + parse_duration(duration)
-    except ValueError as exc:
-        raise InputError(f"--for: {exc}") from None
+    if isinstance(duration, str):
+        try:
+            duration = parse_duration(duration)
+        except ValueError as exc:
+            raise InputError(f"--for: {exc}") from None
+    until = now + duration
     with app.engine.begin() as connection:
         ledger.set_control(connection, ledger.silence_key(rule), until, reason, now)
     return until
+
+
+def silences(app: App, now: datetime) -> tuple[SilenceInfo, ...]:
+    """The silences in force at NOW, by rule name."""
+    with app.engine.connect() as connection:
+        return _silences(ledger.active_controls(connection, now))
+
+
+def pause_reason(app: App, now: datetime) -> str | None:
+    """Why sending is paused at NOW; None when it is not."""
+    with app.engine.connect() as connection:
+        pause = ledger.active_controls(connection, now).get(ledger.PAUSE)
+    return None if pause is None else (pause.reason or "paused")
+
+
+def unsilence(app: App, rule: str, now: datetime) -> bool:
+    """Lift RULE's silence; False if it had none. InputError when RULE is neither a silenced rule
+    nor a rule of the rules files (a silence outlives its rule, so it can be lifted after)."""
+    with app.engine.begin() as connection:
+        silenced = [s.rule for s in _silences(ledger.active_controls(connection, now))]
+        if ledger.clear_control(connection, ledger.silence_key(rule)):
+            return True
+    rules, _problems = app.check_rules()
+    if rule not in rules.names():
+        known = silenced + rules.names()
+        raise InputError(f"no rule or silence named {rule!r}{did_you_mean(rule, known)}")
+    return False
+
+
+def _silences(controls: dict[str, ledger.Control]) -> tuple[SilenceInfo, ...]:
+    return tuple(
+        SilenceInfo(key.removeprefix(ledger.SILENCE), c.until, c.reason, c.created_at)
+        for key, c in sorted(controls.items())
+        if key.startswith(ledger.SILENCE)
+    )
 
 
 def apply_consent_changes(app: App, now: datetime) -> int:
@@ -138,9 +175,20 @@ class FunnelRow:
 
 @dataclass(frozen=True)
 class SilenceInfo:
+    """A rule's silence in force: why, since when and until when (None: until lifted)."""
+
     rule: str
     until: datetime | None
     reason: str
+    since: datetime | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "rule": self.rule,
+            "reason": self.reason,
+            "since": None if self.since is None else self.since.isoformat(),
+            "until": None if self.until is None else self.until.isoformat(),
+        }
 
 
 @dataclass(frozen=True)
@@ -211,11 +259,7 @@ def report_since(app: App, since: timedelta | str, now: datetime) -> Report:
         since=start,
         now=now,
         pause_reason=None if pause is None else (pause.reason or "paused"),
-        silences=tuple(
-            SilenceInfo(key.split(":", 1)[1], c.until, c.reason)
-            for key, c in sorted(controls.items())
-            if key.startswith("silence:")
-        ),
+        silences=_silences(controls),
         contacts=tuple(ContactCount(r, s, c, n) for r, s, c, n in rows),
         funnel=tuple(
             FunnelRow(

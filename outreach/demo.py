@@ -12,12 +12,14 @@ from pathlib import Path
 from outreach.app import App
 from outreach.sample import load_sample
 from outreach.settings import Settings
-from outreach.tick import TickReport, run_once
+from outreach.summary import RunSummary, summary_of
+from outreach.tick import run_once
 
 DEMO_DB = "var/demo.db"
 
 
-def run_demo(settings: Settings, now: datetime) -> tuple[TickReport, Path]:
+def run_demo(settings: Settings, now: datetime) -> tuple[RunSummary, Path]:
+    """One tick at NOW over the bundled sample customers; what it did, and the outbox file."""
     database = settings.path(DEMO_DB)
     outbox = settings.path(settings.paths.outbox)
     for stale in (database, Path(f"{database}-wal"), Path(f"{database}-shm"), outbox):
@@ -31,6 +33,6 @@ def run_demo(settings: Settings, now: datetime) -> tuple[TickReport, Path]:
     app = App(demo_settings)
     try:
         load_sample(app.engine, now)
-        return run_once(app, now), outbox
+        return summary_of(app, run_once(app, now)), outbox
     finally:
         app.close()

@@ -20,7 +20,7 @@ from outreach.errors import TransientDeliveryError
 try:
     import fcntl
 except ImportError:  # pragma: no cover - Windows has no flock; O_APPEND alone must do there.
-    fcntl = None  # type: ignore[assignment]
+    fcntl = None  # type: ignore[assignment]  # the module, or None where it does not exist
 
 
 def outbox_receipt_id(outbox_id: str) -> str:

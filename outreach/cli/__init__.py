@@ -12,11 +12,13 @@ import os
 import sys
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import click
+from click.shell_completion import CompletionItem
 from rich.console import Console
 
+from outreach import __version__
 from outreach.clock import parse_instant, utcnow
 from outreach.errors import OutreachError
 from outreach.settings import Settings, load_settings
@@ -41,22 +43,17 @@ def handle_errors(func: F) -> F:
             err_console.print(str(exc), markup=False, soft_wrap=True)
             sys.exit(1)
 
-    return wrapper  # type: ignore[return-value]
+    return cast(F, wrapper)
 
 
-class InstantType(click.ParamType):
-    name = "TIME"
-
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> datetime:
-        if isinstance(value, datetime):
-            return value
-        try:
-            return parse_instant(value)
-        except ValueError as exc:
-            self.fail(str(exc), param, ctx)
-
-
-INSTANT = InstantType()
+def _instant(ctx: click.Context, param: click.Parameter, value: str | datetime | None) -> datetime | None:
+    """An instant option (ISO 8601 with an offset); a bad one is a usage error (exit 2)."""
+    if value is None or isinstance(value, datetime):
+        return value
+    try:
+        return parse_instant(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
 
 
 def _duration(ctx: click.Context, param: click.Parameter, value: str | timedelta) -> timedelta:
@@ -71,11 +68,29 @@ def _duration(ctx: click.Context, param: click.Parameter, value: str | timedelta
         raise click.BadParameter(str(exc)) from None
 
 
+def _rule_names(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[CompletionItem]:
+    """Shell completion of a RULE argument: the names in the rules files, quietly nothing when
+    the settings or the rules cannot be read (a completion must never print an error)."""
+    try:
+        from outreach.app import App
+
+        settings = load_settings(ctx.find_root().params.get("settings_path"))
+        rules, _problems = App(settings).check_rules()
+        return [
+            CompletionItem(rule.name, help=rule.description or None)
+            for rule in rules
+            if rule.name.startswith(incomplete)
+        ]
+    except Exception:  # noqa: BLE001 - whatever is wrong shows in `outreach check`, not in a completion
+        return []
+
+
 def settings_of(ctx: click.Context) -> Settings:
     obj = ctx.ensure_object(dict)
     if "settings" not in obj:
         obj["settings"] = load_settings(obj.get("settings_path"))
-    return obj["settings"]
+    settings: Settings = obj["settings"]
+    return settings
 
 
 def emit_json(document: Any) -> None:
@@ -83,6 +98,7 @@ def emit_json(document: Any) -> None:
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "--version", "-V", prog_name="outreach", message="%(prog)s %(version)s")
 @click.option(
     "--settings",
     "settings_path",
@@ -125,32 +141,36 @@ def app_of(ctx: click.Context) -> App:
     if "app" not in obj:
         obj["app"] = App(settings_of(ctx))
         ctx.call_on_close(obj["app"].close)
-    return obj["app"]  # type: ignore[no-any-return]
+    app: App = obj["app"]
+    return app
 
 
 @cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
 @click.pass_context
 @handle_errors
-def check(ctx: click.Context) -> None:
+def check(ctx: click.Context, as_json: bool) -> None:
     """Validate every rules file and template; list every problem with its place."""
-    from outreach.checks import check_all
+    from outreach.checks import check as check_everything
 
-    rules, problems = check_all(app_of(ctx))
-    errors = [p for p in problems if p.severity == "error"]
-    for problem in problems:
-        err_console.print(problem.format(), markup=False, soft_wrap=True)
-    if errors:
-        err_console.print(f"{len(errors)} error(s), {len(problems) - len(errors)} warning(s)", markup=False)
+    result = check_everything(app_of(ctx))
+    if as_json:
+        emit_json(result.as_json())
+    else:
+        from outreach.cli.render import print_check
+
+        print_check(out_console, err_console, result)
+    if not result.ok:
         sys.exit(1)
-    click.echo(f"ok: {len(rules)} rule(s) in {app_of(ctx).rules_dir}, {len(problems)} warning(s)")
 
 
 @cli.command()
-@click.argument("rule")
+@click.argument("rule", shell_complete=_rule_names)
 @click.option(
     "--now",
     "now",
-    type=INSTANT,
+    callback=_instant,
+    metavar="TIME",
     help="Evaluate at this instant (ISO 8601 with offset); default: the current time.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
@@ -211,9 +231,12 @@ def _file_progress() -> Iterator[Callable[[str], Callable[[int, int], None]] | N
     show_default=True,
     help="List at most this many problems per file (0: all); bad lines are always counted.",
 )
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
 @click.pass_context
 @handle_errors
-def ingest(ctx: click.Context, files: tuple[str, ...], table: str | None, max_errors: int) -> None:
+def ingest(
+    ctx: click.Context, files: tuple[str, ...], table: str | None, max_errors: int, as_json: bool
+) -> None:
     """Load customer state from JSONL or CSV FILES, upserting by id.
 
     Customers files are loaded first. Each file is loaded whole or not at all: a file with any
@@ -225,15 +248,39 @@ def ingest(ctx: click.Context, files: tuple[str, ...], table: str | None, max_er
         reports = ingest_files(
             app_of(ctx).engine, files, table=table, max_problems=max_errors, progress=progress
         )
-    for report in reports:
-        if not report.rejected:
-            click.echo(report.summary())
+    if not as_json:
+        for report in reports:
+            if not report.rejected:
+                click.echo(report.summary())
+    changed = 0
     if any(report.table == "customers" and not report.rejected for report in reports):
         from outreach.controls import apply_consent_changes
 
         changed = apply_consent_changes(app_of(ctx), utcnow())
-        if changed:
+        if changed and not as_json:
             click.echo(f"{changed} waiting contact(s) moved to another channel or held back: consent changed")
+    if as_json:
+        from outreach.checks import problem_json
+
+        emit_json(
+            {
+                "files": [
+                    {
+                        "path": r.path,
+                        "table": r.table,
+                        "loaded": not r.rejected,
+                        "records": r.records,
+                        "bad_lines": r.bad_lines,
+                        "problems": [problem_json(p) for p in r.problems],
+                    }
+                    for r in reports
+                ],
+                "consent_changed": changed,
+            }
+        )
+        if any(r.rejected for r in reports):
+            sys.exit(1)
+        return
     error = rejection(reports)
     if error is not None:
         raise error
@@ -241,7 +288,9 @@ def ingest(ctx: click.Context, files: tuple[str, ...], table: str | None, max_er
 
 @cli.command()
 @click.argument("customer_id")
-@click.option("--now", "now", type=INSTANT, help="Explain at this instant (ISO 8601 with offset).")
+@click.option(
+    "--now", "now", callback=_instant, metavar="TIME", help="Explain at this instant (ISO 8601 with offset)."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
 @click.pass_context
 @handle_errors
@@ -260,19 +309,37 @@ def explain(ctx: click.Context, customer_id: str, now: datetime | None, as_json:
 
 @cli.command()
 @click.option("--once", is_flag=True, help="Do one tick (evaluate every rule, send what is due) and exit.")
-@click.option("--now", "now", type=INSTANT, hidden=True, help="With --once: the tick's instant.")
+@click.option(
+    "--now", "now", callback=_instant, metavar="TIME", help="With --once: the tick's instant (default: now)."
+)
+@click.option("--rows", is_flag=True, help="With --once: list every contact with its outcome and reason.")
+@click.option("--json", "as_json", is_flag=True, help="With --once: print one JSON document.")
 @click.pass_context
 @handle_errors
-def run(ctx: click.Context, once: bool, now: datetime | None) -> None:
-    """Evaluate rules on their cadence and send due contacts (the daemon)."""
-    from outreach.cli.render import print_summary
-    from outreach.daemon import serve
-    from outreach.tick import run_once
+def run(ctx: click.Context, once: bool, now: datetime | None, rows: bool, as_json: bool) -> None:
+    """Evaluate rules on their cadence and send due contacts (the daemon); --once: one tick.
 
+    `run --once` prints the contacts of the tick counted by rule and outcome (sent, deferred,
+    held, skipped: cap, suppressed, holdout, …); --rows lists each one with its reason.
+    """
+    if not once:
+        for flag, given in (("--now", now is not None), ("--rows", rows), ("--json", as_json)):
+            if given:
+                raise click.UsageError(f"{flag} goes with --once")
     app = app_of(ctx)
     if once:
-        print_summary(out_console, run_once(app, now))
+        from outreach.summary import summary_of
+        from outreach.tick import run_once
+
+        summary = summary_of(app, run_once(app, now))
+        if as_json:
+            emit_json(summary.as_json())
+        else:
+            from outreach.cli.render import print_summary
+
+            print_summary(out_console, summary, rows=rows)
         return
+    from outreach.daemon import serve
     from outreach.logs import configure
 
     configure(os.environ.get("OUTREACH_LOG_LEVEL", "info"))
@@ -283,23 +350,33 @@ def run(ctx: click.Context, once: bool, now: datetime | None) -> None:
 @click.option(
     "--now",
     "now",
-    type=INSTANT,
+    callback=_instant,
+    metavar="TIME",
     help="The demo's instant (default: 12:00 UTC today, daytime for most sample customers).",
 )
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
 @click.pass_context
 @handle_errors
-def demo(ctx: click.Context, now: datetime | None) -> None:
+def demo(ctx: click.Context, now: datetime | None, as_json: bool) -> None:
     """Load the bundled sample customers into a fresh var/demo.db and run one tick through the outbox."""
-    from outreach.cli.render import print_summary
     from outreach.demo import run_demo
 
     at = now or utcnow().replace(hour=12, minute=0, second=0, microsecond=0)
-    out_console.print(
-        f"demo at {at.isoformat()} on var/demo.db (bundled sample customers, outbox channel)", markup=False
-    )
-    result, outbox = run_demo(settings_of(ctx), at)
-    print_summary(out_console, result)
-    out_console.print(f"\nmessages written to {outbox}", markup=False)
+    if not as_json:
+        out_console.print(
+            f"demo at {at.isoformat()} on var/demo.db (bundled sample customers, outbox channel)",
+            markup=False,
+            soft_wrap=True,
+        )
+    summary, outbox = run_demo(settings_of(ctx), at)
+    if as_json:
+        emit_json({**summary.as_json(), "outbox": str(outbox)})
+        return
+    from outreach.cli.render import print_summary
+
+    # The sample is small: every contact is listed, with why it was or was not sent.
+    print_summary(out_console, summary, rows=True)
+    out_console.print(f"\nmessages written to {outbox}", markup=False, soft_wrap=True)
 
 
 @cli.command()
@@ -325,17 +402,64 @@ def resume(ctx: click.Context) -> None:
 
 
 @cli.command()
-@click.argument("rule")
-@click.option("--for", "duration", required=True, help="How long, e.g. 6h or 2d.")
+@click.argument("rule", shell_complete=_rule_names)
+@click.option(
+    "--for",
+    "duration",
+    required=True,
+    callback=_duration,
+    metavar="DURATION",
+    help="How long, e.g. 6h or 2d.",
+)
 @click.option("--reason", required=True, help="Why, e.g. a carrier outage or a campaign freeze.")
 @click.pass_context
 @handle_errors
-def silence(ctx: click.Context, rule: str, duration: str, reason: str) -> None:
-    """Hold RULE's messages for a while, with a recorded reason."""
+def silence(ctx: click.Context, rule: str, duration: timedelta, reason: str) -> None:
+    """Hold RULE's messages for a while, with a recorded reason (`outreach unsilence RULE` lifts it)."""
     from outreach.controls import silence as do_silence
 
     until = do_silence(app_of(ctx), rule, duration, reason, utcnow())
     click.echo(f"{rule} silenced until {until.isoformat()}: {reason}")
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+@click.pass_context
+@handle_errors
+def silences(ctx: click.Context, as_json: bool) -> None:
+    """List the silences in force (rule, until, reason) and the pause, if any."""
+    from outreach.controls import pause_reason
+    from outreach.controls import silences as silences_at
+
+    app, now = app_of(ctx), utcnow()
+    found, paused = silences_at(app, now), pause_reason(app, now)
+    if as_json:
+        emit_json(
+            {
+                "now": now.isoformat(),
+                "paused": paused is not None,
+                "pause_reason": paused,
+                "silences": [s.as_json() for s in found],
+            }
+        )
+        return
+    from outreach.cli.render import print_silences
+
+    print_silences(out_console, paused, found)
+
+
+@cli.command()
+@click.argument("rule", shell_complete=_rule_names)
+@click.pass_context
+@handle_errors
+def unsilence(ctx: click.Context, rule: str) -> None:
+    """Lift RULE's silence now: its waiting messages go out at the next dispatch."""
+    from outreach.controls import unsilence as do_unsilence
+
+    if do_unsilence(app_of(ctx), rule, utcnow()):
+        click.echo(f"{rule}: silence lifted")
+    else:
+        click.echo(f"{rule} was not silenced")
 
 
 @cli.group(invoke_without_command=True)
@@ -408,7 +532,7 @@ def test_rules(ctx: click.Context, as_json: bool) -> None:
     sends at each: decision, channel, send time, reason, and text in the message (README).
     """
     from outreach.cli.render import print_rule_tests
-    from outreach.rules.testing import run_rule_tests
+    from outreach.rule_tests import run_rule_tests
 
     app = app_of(ctx)
     run = run_rule_tests(app, app.load_rules())
@@ -444,7 +568,7 @@ def studio(ctx: click.Context, host: str | None, port: int | None) -> None:
 
 
 @cli.command("send-test")
-@click.argument("rule")
+@click.argument("rule", shell_complete=_rule_names)
 @click.option(
     "--customer",
     "customer_id",
@@ -463,7 +587,9 @@ def studio(ctx: click.Context, host: str | None, port: int | None) -> None:
     "record_id",
     help="The order, checkout or survey to render with (default: one the rule matches).",
 )
-@click.option("--now", "now", type=INSTANT, help="Render at this instant (ISO 8601 with offset).")
+@click.option(
+    "--now", "now", callback=_instant, metavar="TIME", help="Render at this instant (ISO 8601 with offset)."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
 @click.pass_context
 @handle_errors
@@ -512,4 +638,4 @@ def main() -> None:
     cli(prog_name="outreach")
 
 
-__all__ = ["INSTANT", "cli", "main", "utcnow"]
+__all__ = ["cli", "main"]

@@ -3,16 +3,18 @@ only this module knows how they look."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.table import Table
 
-from outreach.controls import Report
-from outreach.preview import CustomerExplanation, PreviewResult, TickDecision, decision_word
-from outreach.rules.testing import RuleTestRun
+from outreach.checks import CheckResult
+from outreach.controls import Report, SilenceInfo
+from outreach.preview import CustomerExplanation, PreviewResult, TickDecision
+from outreach.rule_tests import RuleTestRun
 from outreach.state import ledger
-from outreach.tick import TickReport
+from outreach.summary import ContactOutcome, RunSummary
 from outreach.uplift import Group
 
 if TYPE_CHECKING:
@@ -201,32 +203,117 @@ def print_report(console: Console, report: Report) -> None:
         console.print(steps)
 
 
-def print_summary(console: Console, result: TickReport) -> None:
-    assert result.dispatch is not None, "a summary is printed for a tick that dispatched"
-    table = Table(title=f"{len(result.decided.decisions)} match(es), {result.dispatch.sent} sent")
-    for column in ("rule", "customer", "record", "channel", "outcome", "reason"):
-        table.add_column(column)
-    for decision in sorted(result.decided.decisions, key=lambda d: (d.rule, d.customer_id, d.entity_id)):
-        # A contact sent (or cancelled, failed…) in this tick shows its final state.
-        state, reason = result.dispatch.outcomes.get(
-            decision.dedupe_key, (decision_word(decision, result.now), decision.reason)
+# The order of outcome columns in the run summary: what left, what waits, what was held back.
+_OUTCOMES = ("sent", "send", "deferred", "held", "to retry", "holdout", "suppressed")
+
+
+def _outcome_order(outcome: str) -> tuple[int, str]:
+    if outcome in _OUTCOMES:
+        return (_OUTCOMES.index(outcome), outcome)
+    return (len(_OUTCOMES) + (0 if outcome.startswith("skipped") else 1), outcome)
+
+
+def print_holds(console: Console, paused: str | None, silences: Sequence[SilenceInfo]) -> None:
+    """The pause and the silences in force, one line each."""
+    if paused is not None:
+        console.print(
+            f"PAUSED ({paused}): nothing is sent until `outreach resume`", markup=False, soft_wrap=True
         )
-        if state == "sent":
-            reason = f"{decision.reason}; {reason}"
+    for silence in silences:
+        until = silence.until.isoformat() if silence.until else "further notice"
+        console.print(
+            f"silenced: {silence.rule} until {until} ({silence.reason})", markup=False, soft_wrap=True
+        )
+
+
+def print_summary(console: Console, summary: RunSummary, *, rows: bool = False) -> None:
+    """A tick for people: outcome counts per rule; with ROWS, every contact and its reason."""
+    console.print(
+        f"tick at {summary.now.isoformat()}: {summary.matches} match(es), {summary.sent} sent",
+        markup=False,
+        soft_wrap=True,
+    )
+    print_holds(console, summary.pause_reason, summary.silences)
+    outcomes = sorted({c.outcome for c in summary.counts}, key=_outcome_order)
+    if outcomes:
+        table = Table(title="contacts by rule and outcome")
+        table.add_column("rule")
+        for outcome in outcomes:
+            table.add_column(outcome, justify="right")
+        by_rule: dict[str, dict[str, int]] = {}
+        for count in summary.counts:
+            by_rule.setdefault(count.rule, {})[count.outcome] = count.count
+        for rule, counted in sorted(by_rule.items()):
+            table.add_row(rule, *(str(counted.get(o, "")) for o in outcomes))
+        console.print(table)
+    if rows and summary.contacts:
+        _print_contacts(console, summary.contacts)
+        console.print()
+    if summary.decided_before:
+        console.print(f"{summary.decided_before} match(es) decided at an earlier tick", markup=False)
+    if summary.dispatch is not None:
+        d = summary.dispatch
+        shown = ", ".join(f"{n} {word}" for word, n in d.items() if n or word == "sent")
+        console.print(
+            f"dispatch: {shown}" + (" — PAUSED, nothing sent" if summary.pause_reason else ""), markup=False
+        )
+    for rule, error in sorted(summary.failed_rules.items()):
+        console.print(f"rule {rule} failed: {error}", markup=False, soft_wrap=True)
+    if summary.tasks:
+        console.print(f"{summary.tasks} task(s) opened for a person (outreach tasks)", markup=False)
+    if summary.contacts and not rows:
+        console.print("every contact with its reason: --rows (or --json)", markup=False)
+
+
+def _print_contacts(console: Console, contacts: Sequence[ContactOutcome]) -> None:
+    """A line per contact under its rule, columns aligned, the reason left to wrap: a table would
+    squeeze the reason into a sliver on an 80-column terminal."""
+    widths = [
+        max(len(value) for value in column) for column in zip(*(_cells(c) for c in contacts), strict=True)
+    ]
+    rule = None
+    for contact in contacts:
+        if contact.rule != rule:
+            rule = contact.rule
+            console.print(f"\n{rule}", markup=False)
+        cells = "  ".join(value.ljust(width) for value, width in zip(_cells(contact), widths, strict=True))
+        console.print(f"  {cells}  {contact.reason}", markup=False, soft_wrap=True)
+
+
+def _cells(contact: ContactOutcome) -> tuple[str, str, str, str]:
+    return (contact.customer_id, contact.entity_id, contact.channel or "-", contact.outcome)
+
+
+def print_silences(console: Console, paused: str | None, silences: Sequence[SilenceInfo]) -> None:
+    if paused is not None:
+        console.print(f"PAUSED ({paused}): nothing is sent until `outreach resume`", markup=False)
+    if not silences:
+        console.print("no rule is silenced", markup=False)
+        return
+    table = Table(title=f"{len(silences)} silence(s)")
+    for column in ("rule", "until", "reason", "since"):
+        table.add_column(column)
+    for silence in silences:
         table.add_row(
-            decision.rule, decision.customer_id, decision.entity_id, decision.channel or "-", state, reason
+            silence.rule,
+            silence.until.isoformat(timespec="minutes") if silence.until else "further notice",
+            silence.reason,
+            silence.since.isoformat(timespec="minutes") if silence.since else "-",
         )
     console.print(table)
-    d = result.dispatch
-    console.print(
-        f"dispatch: {d.sent} sent, {d.cancelled} cancelled, {d.failed} failed, {d.retried} to retry, "
-        f"{d.unknown} unknown, {d.expired} expired" + (" — PAUSED, nothing sent" if d.paused else ""),
-        markup=False,
-    )
-    if result.decided.tasks:
+
+
+def print_check(console: Console, errors: Console, result: CheckResult) -> None:
+    for problem in result.problems:
+        errors.print(problem.format(), markup=False, soft_wrap=True)
+    if result.ok:
         console.print(
-            f"{len(result.decided.tasks)} task(s) opened for a person (outreach tasks)", markup=False
+            f"ok: {len(result.rules)} rule(s) in {result.rules_dir}, {result.warnings} warning(s)",
+            markup=False,
+            soft_wrap=True,
         )
+    else:
+        errors.print(f"{result.errors} error(s), {result.warnings} warning(s)", markup=False)
 
 
 def print_test_send(console: Console, result: TestSendResult) -> None:

@@ -35,7 +35,9 @@ from outreach import events, feedback
 from outreach.clock import utcnow
 from outreach.daemon.metrics import CONTENT_TYPE_LATEST, Metrics
 from outreach.delivery.dispatch import reroute_waiting
+from outreach.durations import parse_duration
 from outreach.rules.loader import RuleSet
+from outreach.settings import Settings
 
 log = structlog.get_logger("outreach.server")
 
@@ -66,6 +68,27 @@ class Inbound:
         """Re-route or hold back what is waiting for customers whose consent or suppressions changed."""
         ids = set(customer_ids)
         return reroute_waiting(connection, self.rules(), ids, self.clock()) if ids else 0
+
+
+def inbound_from_settings(
+    engine: Engine,
+    settings: Settings,
+    *,
+    rules: Callable[[], RuleSet | None],
+    clock: Callable[[], datetime] = utcnow,
+    secrets: feedback.Secrets | None = None,
+) -> Inbound:
+    """The POST endpoints' Inbound as the settings describe it; SECRETS default to the environment's."""
+    server, heard = settings.server, settings.feedback
+    return Inbound(
+        engine,
+        secrets if secrets is not None else feedback.Secrets.from_environ(),
+        public_url=server.public_url,
+        clock=clock,
+        rules=rules,
+        keywords=feedback.Keywords.of(heard.opt_out_keywords, heard.opt_in_keywords),
+        sendgrid_max_age=parse_duration(heard.sendgrid_event_max_age),
+    )
 
 
 MAX_BODY_BYTES = 16 * 1024 * 1024

@@ -512,7 +512,8 @@ def _scoped(func: Callable[..., str]) -> Callable[..., str]:
     def template_filter(value: Any, *args: Any) -> str:
         scope = active_scope()
         scope.budget.tick()
-        return scope.budget.bounded(func(value, scope.formatting, *args))
+        text: str = scope.budget.bounded(func(value, scope.formatting, *args))
+        return text
 
     return template_filter
 
@@ -595,7 +596,7 @@ class SafeEnvironment(ImmutableSandboxedEnvironment):
 
     intercepted_binops = frozenset({"*", "**", "+", "%"})
     code_generator_class = _GuardedCodeGenerator
-    concat = staticmethod(_bounded_concat)  # type: ignore[assignment]
+    concat = staticmethod(_bounded_concat)
 
     def __init__(self, loader: BaseLoader | None = None, limits: Limits = Limits()) -> None:
         super().__init__(

@@ -215,7 +215,7 @@ def parse(text: str) -> Node:
         )
     try:
         tree = _parser().parse(text)
-        return _Build().transform(tree)  # type: ignore[return-value]
+        return _Build().transform(tree)
     except UnexpectedCharacters as exc:
         offset = exc.pos_in_stream or 0
         char = text[offset] if offset < len(text) else ""

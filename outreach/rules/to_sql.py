@@ -69,7 +69,7 @@ class SqlCompiler:
             left, right = self.compile(expr.left), self.compile(expr.right)
             if expr.left.type is Type.STRING and expr.op in ("<", "<=", ">", ">=") and not self.sqlite:
                 left = left.collate("C")
-            return left.operate(_OPERATORS[expr.op], right)  # type: ignore[no-any-return]
+            return left.operate(_OPERATORS[expr.op], right)
         if isinstance(expr, e.In):
             needle = self.compile(expr.needle)
             values = [self.constant(v, expr.needle.type) for v in expr.values]
@@ -149,7 +149,7 @@ class SqlCompiler:
         if not keys:
             return sa.cast(column, postgresql.JSONB())
         path = sa.literal(list(keys), postgresql.ARRAY(sa.Text()))
-        return column.op("#>", return_type=postgresql.JSONB())(path)  # type: ignore[no-any-return]
+        return column.op("#>", return_type=postgresql.JSONB())(path)  # type: ignore[no-any-return]  # Operators.op returns an untyped callable
 
     def is_null(self, operand: e.Expr, negated: bool) -> ColumnElement[Any]:
         if isinstance(operand, e.JsonField) and operand.type is Type.JSON:

@@ -28,6 +28,17 @@ def _tune_sqlite(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+def _require_psycopg() -> None:
+    """ConfigError saying how to install the PostgreSQL driver (an extra) when it is missing."""
+    try:
+        import psycopg  # noqa: F401
+    except ImportError:
+        raise ConfigError(
+            "a postgresql:// database needs the PostgreSQL driver, psycopg 3: "
+            "pip install 'outreach[postgres]'"
+        ) from None
+
+
 def make_engine(url: str, *, migrate_sqlite: bool = True) -> Engine:
     """An engine for URL; a SQLite file (and its folder) is created and migrated on first use."""
     try:
@@ -35,6 +46,8 @@ def make_engine(url: str, *, migrate_sqlite: bool = True) -> Engine:
         parsed = make_url(url)
     except Exception as exc:  # noqa: BLE001 - sqlalchemy raises ArgumentError with a terse message
         raise ConfigError(f"database url {url!r} is not valid: {exc}") from None
+    if parsed.get_backend_name() == "postgresql":
+        _require_psycopg()
     kwargs: dict[str, Any] = {}
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
@@ -63,3 +76,13 @@ def require_current_schema(engine: Engine) -> None:
             f"database schema is at {current or 'nothing'}, this outreach needs {head}: "
             "run `outreach db upgrade`"
         )
+
+
+def reachable(engine: Engine) -> bool:
+    """Whether the database answers a trivial query now."""
+    try:
+        with engine.connect() as connection:
+            connection.exec_driver_sql("SELECT 1")
+    except Exception:  # noqa: BLE001 - any failure means unreachable; the caller says so
+        return False
+    return True

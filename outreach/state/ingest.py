@@ -259,11 +259,40 @@ def _canonical_e164(text: str) -> phonenumbers.PhoneNumber | None:
     return None
 
 
+# What a written phone number may hold besides digits (any script's): spaces, a leading plus
+# (or a full-width one) and the separators of national formats, `+1 (415) 555-0100`.
+_PHONE_TEXT = re.compile(r"[\d\s+\uff0b\-.()]*")
+_EXTENSION = re.compile(r"(?:;\s*ext=|,|\s*(?:ext\.?|extension|x|#))\s*\d+\s*$", re.IGNORECASE)
+
+
+def _phone_text_problem(value: str, text: str) -> str | None:
+    """Why TEXT is not only a phone number, or None. phonenumbers would read letters as keypad
+    digits (`+1 800 FLOWERS` → +18003569377, `(mobile)` → 662453) and drop an extension: guessing
+    either stores a number nobody gave."""
+    if _PHONE_TEXT.fullmatch(text):
+        return None
+    if _EXTENSION.search(text):
+        return (
+            f"{value!r} has an extension, which no SMS can reach: give the number alone "
+            "(an extension belongs in attributes)"
+        )
+    if any(char.isalpha() for char in text):
+        return (
+            f"{value!r} has letters in it: write the number in digits only, e.g. +447911123456 "
+            "(letters are not read as keypad digits; a note such as '(mobile)' belongs in attributes)"
+        )
+    return f"{value!r} has text besides the number: write the number alone, e.g. +447911123456"
+
+
 def parse_phone(value: Any) -> str:
     """A valid phone number in international format, normalised to E.164 (`+447911123456`)."""
     if not isinstance(value, str):
         raise ValueError(f"must be a phone number like +447911123456, got {_kind(value)}")
-    normalised = _phone(value.strip())
+    text = value.strip()
+    problem = None if _E164.fullmatch(text) else _phone_text_problem(value, text)
+    if problem is not None:
+        raise ValueError(problem)
+    normalised = _phone(text)
     if normalised is None:
         raise ValueError(
             f"{value!r} is not a phone number in international format: "

@@ -110,7 +110,7 @@ class SurveyResponse(SQLModel, table=True):
 
 def table_of(model: type[SQLModel]) -> sa.Table:
     """The Core table of a table model (SQLModel sets `__table__` at class creation, untyped)."""
-    return cast(sa.Table, model.__table__)  # type: ignore[attr-defined]
+    return cast(sa.Table, model.__table__)  # type: ignore[attr-defined]  # set by SQLModel's metaclass
 
 
 @dataclass(frozen=True)

@@ -55,4 +55,5 @@ class UTCDateTime(TypeDecorator[datetime]):
             return None
         if dialect.name == "sqlite":
             return from_micros(int(value))
-        return value.astimezone(UTC)
+        instant: datetime = value  # psycopg reads timestamptz as an aware datetime
+        return instant.astimezone(UTC)

@@ -4,6 +4,8 @@ Revision ID: 0001
 Revises:
 """
 
+from typing import Any
+
 import sqlalchemy as sa
 from alembic import op
 
@@ -15,7 +17,7 @@ branch_labels = None
 depends_on = None
 
 
-def _json() -> sa.Column:
+def _json() -> sa.Column[Any]:
     return sa.Column("attributes", JSONDocument, nullable=False)
 
 
