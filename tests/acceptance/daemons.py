@@ -35,17 +35,22 @@ class Workspace:
     """A folder with rules, templates and a database that `outreach run` processes share."""
 
     def __init__(
-        self, root: Path, database_url: str, environ: Mapping[str, str] = {}, rules: str = RULE
+        self,
+        root: Path,
+        database_url: str,
+        environ: Mapping[str, str] = {},
+        rules: str = RULE,
+        templates: Mapping[str, str] = {},
     ) -> None:
         self.root = root
         self.database_url = database_url
         (root / "rules").mkdir(parents=True)
         (root / "rules" / "rules.yaml").write_text(rules)
-        for template in ("welcome", "notice"):
+        for template in ("welcome", "notice", *templates):
             for locale in ("en", "ar"):
                 folder = root / "templates" / template
                 folder.mkdir(parents=True, exist_ok=True)
-                (folder / f"email.{locale}.html").write_text(TEMPLATE)
+                (folder / f"email.{locale}.html").write_text(templates.get(template, TEMPLATE))
         (root / "settings.toml").write_text("")
         self.environ = {
             **os.environ,

@@ -1,0 +1,132 @@
+"""Journeys in real `outreach run` processes killed with SIGKILL at random instants: a follow-up
+step and a grouped message are each sent once, after restarts between the steps and inside a
+group's wait, and none is lost."""
+
+from __future__ import annotations
+
+import random
+import time
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from outreach.testing.fakeproviders import FakeProviders
+from outreach.vocabulary import FINAL_STATES
+from tests.acceptance.daemons import Workspace
+
+pytestmark = pytest.mark.slow
+
+RULES = """rules:
+  - name: welcome
+    about: customer
+    when: customer.email_opt_in
+    channels: [email]
+    template: welcome
+    every: 1s
+    quiet_hours: "off"
+    steps:
+      - after: 2s
+        template: welcome
+
+  - name: parcels
+    about: order
+    when: order.delivered_at is null and order.promised_at < now() - 1d
+    channels: [email]
+    template: parcels
+    every: 1s
+    quiet_hours: "off"
+    group: customer
+    group_wait: 2s
+"""
+PARCELS = (
+    '---\nsubject: "Late: {% for m in matches %}{{ m.id }} {% endfor %}"\n---\n<p>{{ step.number }}</p>\n'
+)
+
+
+def sent_subjects(fake: FakeProviders) -> list[tuple[str, str]]:
+    """(outbox id, subject) of every email the fake provider accepted."""
+    found = []
+    for request in fake.requests("sendgrid"):
+        if request.outcome != "accepted":
+            continue
+        for personalization in request.json.get("personalizations", []):
+            found.append((personalization["custom_args"]["outbox_id"], str(request.json.get("subject", ""))))
+    return found
+
+
+def test_steps_and_groups_survive_sigkill_at_random_instants_without_duplicates_or_losses(
+    tmp_path: Path, database_url: str, fake_providers: FakeProviders
+) -> None:
+    workspace = Workspace(
+        tmp_path,
+        database_url,
+        {
+            **fake_providers.environ(),
+            "OUTREACH_DELIVERY__CONCURRENCY": "2",
+            "OUTREACH_DAEMON__LEASE_SECONDS": "1",
+        },
+        RULES,
+        {"parcels": PARCELS},
+    )
+    fake_providers.delay_fraction("sendgrid", 1.0, 0.01)
+    ids = workspace.add_customers(12)
+    promised = (datetime.now(UTC) - timedelta(days=2)).isoformat()
+    orders: list[dict[str, Any]] = [
+        {"id": f"{cid}-o{n}", "customer_id": cid, "status": "shipped", "promised_at": promised}
+        for cid in ids
+        for n in (1, 2)
+    ]
+    workspace.add_records("orders", orders)
+    rng = random.Random(11)
+
+    def done() -> bool:
+        contacts = workspace.contacts()
+        welcome = [c for c in contacts if c["rule"] == "welcome"]
+        return (
+            len(welcome) == 2 * len(ids)
+            and all(c["state"] in FINAL_STATES for c in contacts)
+            and len([c for c in contacts if c["rule"] == "parcels"]) == len(orders)
+        )
+
+    kills = 0
+    for attempt in range(5):
+        daemon = workspace.start(f"run{attempt}")
+        daemon.event("started")
+        time.sleep(rng.uniform(0.5, 2.5))  # inside a group's wait, or between two steps
+        if done():
+            assert daemon.terminate() == 0
+            break
+        daemon.kill()
+        kills += 1
+        time.sleep(1.2)  # past the lease
+    else:
+        daemon = workspace.start("last")
+        daemon.wait_for(done, timeout=60, what="every journey finished")
+        assert daemon.terminate() == 0
+    assert kills >= 2
+
+    contacts = workspace.contacts()
+    sent = sent_subjects(fake_providers)
+    assert max(Counter(outbox_id for outbox_id, _ in sent).values()) == 1, (
+        "a message reached the provider twice"
+    )
+    welcome = Counter((c["customer_id"], c["step"]) for c in contacts if c["rule"] == "welcome")
+    assert welcome == Counter({(cid, step): 1 for cid in ids for step in (1, 2)}), (
+        "a step was lost or doubled"
+    )
+    for c in contacts:
+        if c["rule"] == "welcome" and c["step"] == 2:
+            assert c["state"] in ("sent", "unknown")
+    parcels = [c for c in contacts if c["rule"] == "parcels"]
+    leads = [c for c in parcels if c["state"] in ("sent", "unknown")]
+    assert len(leads) == len(ids), "one message per customer for their two late orders"
+    assert {c["state"] for c in parcels} <= {"sent", "unknown", "grouped"}
+    subjects = dict(sent)
+    for lead in leads:
+        if lead["state"] == "sent":
+            cid = lead["customer_id"]
+            assert f"{cid}-o1" in subjects[lead["id"]] and f"{cid}-o2" in subjects[lead["id"]]
+    workspace.close()
