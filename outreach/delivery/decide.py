@@ -140,22 +140,55 @@ class Candidates:
 
 
 def find_candidates(
-    connection: Connection, rule: Rule, now: datetime, *, customer_id: str | None = None
+    connection: Connection,
+    rule: Rule,
+    now: datetime,
+    *,
+    customer_id: str | None = None,
+    entity_ids: Sequence[str] | None = None,
 ) -> Candidates:
-    """RULE's matches at NOW (optionally of one customer), and the follow-up steps of its
-    journeys that have come due — each only while `when` still holds and the goal is not met."""
+    """What RULE has to decide at NOW (optionally for one customer, or among ENTITY_IDS):
+
+    - its matches the ledger knows nothing of: the rule's query carries an anti-join against the
+      ledger, so a match decided before never leaves the database;
+    - its held-back contacts whose new decision has come due (`ledger.held_due`), if they still
+      match — those that no longer do end, cancelled;
+    - the follow-up steps of its journeys that have come due, while `when` still holds and the
+      goal is not met.
+    """
     found = Candidates(
         [
             Found(rule, m.customer_id, m.entity_id)
-            for m in find_matches(connection, rule, now, customer_id=customer_id)
+            for m in find_matches(
+                connection,
+                rule,
+                now,
+                customer_id=customer_id,
+                entity_ids=entity_ids,
+                restrict=ledger.undecided(rule.name),
+            )
         ]
     )
+    held = ledger.held_due(connection, rule.name, rule.channels, now, customer_id=customer_id)
+    if entity_ids is not None:
+        wanted = set(entity_ids)
+        held = [h for h in held if h.entity_id in wanted]
+    if held:
+        holding = _entities_where(connection, rule, rule.condition, now, sorted({h.entity_id for h in held}))
+        for h in held:
+            if h.entity_id in holding:
+                found.found.append(Found(rule, h.customer_id, h.entity_id, h.step))
+            else:
+                reason = "the condition no longer holds: held back until now, it ends here"
+                ending = ledger.FollowUp(h.entity_id, h.customer_id, h.step, now)
+                found.ended.append((rule, _journey_end(rule, ending, reason)))
     if not rule.steps:
         return found
     due = [
         f
         for f in ledger.followups_due(connection, rule.name, [(s.number, s.after) for s in rule.steps], now)
-        if customer_id is None or f.customer_id == customer_id
+        if (customer_id is None or f.customer_id == customer_id)
+        and (entity_ids is None or f.entity_id in entity_ids)
     ]
     if not due:
         return found
@@ -185,6 +218,7 @@ def _entities_where(
 
 
 def _journey_end(rule: Rule, due: ledger.FollowUp, reason: str) -> policy.Decision:
+    """A CANCELLED decision for a contact the rule will not make (the dedupe key is the step's)."""
     key = policy.dedupe_key(rule.name, rule.about, due.entity_id, due.customer_id, due.step)
     return policy.Decision(
         rule=rule.name,
@@ -224,11 +258,46 @@ def plan(
 ) -> list[policy.Decision]:
     """What would be decided for every match of RULES at NOW; reads the ledger, writes nothing.
 
-    The same decisions `evaluate` would record, since it too decides all of a customer's
-    candidates together.
+    The new decisions are exactly those `evaluate` would record (the same candidates, all of a
+    customer's decided together); every other match — decided before, or held back with nothing
+    changed since — comes back as a "duplicate" saying what the ledger holds for it.
     """
     found = find_all(connection, rules, now, customer_id=customer_id)
-    return [*_decide(connection, found.found, now, limits), *(d for _rule, d in found.ended)]
+    decided = [*_decide(connection, found.found, now, limits), *(d for _rule, d in found.ended)]
+    new = {(d.rule, d.entity_id) for d in decided}
+    for rule in rules:
+        known = [
+            m
+            for m in find_matches(connection, rule, now, customer_id=customer_id)
+            if (rule.name, m.entity_id) not in new
+        ]
+        rows = ledger.first_steps(connection, rule.name, [m.entity_id for m in known])
+        for m in known:
+            row = rows.get(m.entity_id)
+            if row is None:
+                continue
+            reason = f"decided {row.decided_at:%Y-%m-%d %H:%M} UTC: {row.state} ({row.reason})"
+            if row.state in (State.SKIPPED, State.SUPPRESSED):
+                again = (
+                    f"at {row.recheck_at:%Y-%m-%d %H:%M} UTC" if row.recheck_at else "when consent changes"
+                )
+                reason = f"held back: {row.reason}; decided again {again}"
+            decided.append(
+                policy.Decision(
+                    rule=rule.name,
+                    entity_id=m.entity_id,
+                    customer_id=m.customer_id,
+                    dedupe_key=row.dedupe_key,
+                    state=policy.DUPLICATE,
+                    channel=row.channel,
+                    reason=reason,
+                    send_at=None,
+                    expires_at=None,
+                    steps=(("dedupe", reason),),
+                    priority=rule.priority,
+                )
+            )
+    return decided
 
 
 def evaluate(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from functools import lru_cache
 from typing import Any, NamedTuple
@@ -10,7 +10,7 @@ from typing import Any, NamedTuple
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
-from sqlalchemy.sql import Select
+from sqlalchemy.sql import ColumnElement, Select
 
 from outreach.memory import collector_paused
 from outreach.rules.expressions import Expr, paths_of
@@ -34,8 +34,12 @@ def matches_query(
     now: datetime,
     customer_id: str | None = None,
     entity_ids: Sequence[str] | None = None,
+    restrict: Callable[[ColumnElement[Any]], ColumnElement[bool]] | None = None,
 ) -> Select[Any]:
-    """SELECT entity id, customer id of every entity of kind ABOUT for which CONDITION holds at NOW."""
+    """SELECT entity id, customer id of every entity of kind ABOUT for which CONDITION holds at NOW.
+
+    RESTRICT, given the entity's id column, adds a condition of the caller's (the ledger's
+    "not decided yet" anti-join, say)."""
     entity = entity_table(about)
     customers = entity_table("customer")
     where = compile_sql(condition, dialect, now)
@@ -53,15 +57,25 @@ def matches_query(
         query = query.where(owner == customer_id)
     if entity_ids is not None:
         query = query.where(entity.c.id.in_(list(entity_ids)))
+    if restrict is not None:
+        query = query.where(restrict(entity.c.id))
     return query
 
 
 def find_matches(
-    bind: Connection | Session, rule: Any, now: datetime, *, customer_id: str | None = None
+    bind: Connection | Session,
+    rule: Any,
+    now: datetime,
+    *,
+    customer_id: str | None = None,
+    entity_ids: Sequence[str] | None = None,
+    restrict: Callable[[ColumnElement[Any]], ColumnElement[bool]] | None = None,
 ) -> list[Match]:
-    """Every match of RULE at NOW (optionally for one customer), in one query."""
+    """Every match of RULE at NOW (optionally for one customer, or among ENTITY_IDS), in one query."""
     connection = bind.connection() if isinstance(bind, Session) else bind
-    query = matches_query(rule.about, rule.condition, connection.dialect.name, now, customer_id)
+    query = matches_query(
+        rule.about, rule.condition, connection.dialect.name, now, customer_id, entity_ids, restrict
+    )
     # A large audience is 10^5 rows: fetch them in one driver call and build each Match with
     # tuple.__new__ (C) rather than the NamedTuple's Python-level __new__.
     name, new = rule.name, tuple.__new__

@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
@@ -309,6 +309,120 @@ def record_decisions(connection: Connection, rows: Sequence[dict[str, Any]]) -> 
     for start in range(0, len(rows), 500):
         written += len(connection.execute(statement, list(rows[start : start + 500])).all())
     return written
+
+
+def undecided(rule: str) -> Callable[[sa.ColumnElement[Any]], sa.ColumnElement[bool]]:
+    """The condition "RULE has decided nothing yet about this record" on a record's id column:
+    an anti-join a rule's query carries so that what the ledger holds never leaves the database
+    (held-back matches come back through `held_due`, when something may have changed)."""
+
+    def condition(entity_id: sa.ColumnElement[Any]) -> sa.ColumnElement[bool]:
+        return ~sa.exists().where(
+            contacts.c.rule == rule, contacts.c.entity_id == entity_id, contacts.c.step == 1
+        )
+
+    return condition
+
+
+class Known(NamedTuple):
+    """What the ledger holds for the first contact of a rule about a record."""
+
+    dedupe_key: str
+    state: str
+    reason: str
+    channel: str | None
+    decided_at: datetime
+    recheck_at: datetime | None
+
+
+def first_steps(connection: Connection, rule: str, entity_ids: Sequence[str]) -> dict[str, Known]:
+    """RULE's first contact about each of ENTITY_IDS, by entity id (for previews)."""
+    found: dict[str, Known] = {}
+    wanted = sorted(set(entity_ids))
+    columns = [contacts.c[name] for name in Known._fields]
+    for start in range(0, len(wanted), 500):
+        query = sa.select(contacts.c.entity_id, *columns).where(
+            contacts.c.rule == rule,
+            contacts.c.step == 1,
+            contacts.c.entity_id.in_(wanted[start : start + 500]),
+        )
+        for entity_id, *values in connection.execute(query):
+            found[str(entity_id)] = Known._make(values)
+    return found
+
+
+class Held(NamedTuple):
+    """A held-back contact whose new decision has come due."""
+
+    entity_id: str
+    customer_id: str
+    step: int
+
+
+def held_due(
+    connection: Connection,
+    rule: str,
+    channels: Sequence[str],
+    now: datetime,
+    *,
+    customer_id: str | None = None,
+) -> list[Held]:
+    """RULE's held-back contacts due for a new decision at NOW: their recheck time has come (a new
+    local day or week for a cap, the end of a cooldown or an inhibition, an expiry), or, held for
+    want of a channel, one of CHANNELS can reach the customer now (consent or an address given,
+    a suppression lifted)."""
+    customers = table_of(Customer)
+    reachable = []
+    for channel in channels:
+        address, consent = (
+            (customers.c.email, customers.c.email_opt_in)
+            if channel == "email"
+            else (customers.c.phone, customers.c.sms_opt_in)
+        )
+        reachable.append(
+            sa.and_(
+                address.is_not(None),
+                consent,
+                ~sa.exists().where(
+                    suppressions.c.customer_id == contacts.c.customer_id, suppressions.c.channel == channel
+                ),
+            )
+        )
+    query = (
+        sa.select(contacts.c.entity_id, contacts.c.customer_id, contacts.c.step)
+        .join(customers, customers.c.id == contacts.c.customer_id)
+        .where(
+            contacts.c.rule == rule,
+            contacts.c.state.in_(sorted(HELD_STATES)),
+            sa.or_(
+                contacts.c.recheck_at.is_(None) & (contacts.c.state == State.SKIPPED),
+                contacts.c.recheck_at <= now,
+                contacts.c.expires_at <= now,
+                sa.and_(contacts.c.state == State.SUPPRESSED, sa.or_(*reachable))
+                if reachable
+                else sa.false(),
+            ),
+        )
+    )
+    if customer_id is not None:
+        query = query.where(contacts.c.customer_id == customer_id)
+    return [Held._make(row) for row in connection.execute(query)]
+
+
+def recheck_customers(connection: Connection, customer_ids: Iterable[str], now: datetime) -> None:
+    """Something that frees a customer's caps happened (a contact ended unsent): their held-back
+    contacts are due for a new decision."""
+    wanted = sorted(set(customer_ids))
+    for start in range(0, len(wanted), 500):
+        connection.execute(
+            sa.update(contacts)
+            .where(
+                contacts.c.customer_id.in_(wanted[start : start + 500]),
+                contacts.c.state == State.SKIPPED,
+                sa.or_(contacts.c.recheck_at.is_(None), contacts.c.recheck_at > now),
+            )
+            .values(recheck_at=now)
+        )
 
 
 def hold_leads(connection: Connection, keys: Sequence[str], now: datetime) -> set[str]:
