@@ -33,7 +33,7 @@ class App:
 
     @cached_property
     def engine(self) -> Engine:
-        engine = make_engine(self.settings.database_url)
+        engine = make_engine(self.settings.database_url, busy_timeout=self.settings.database.busy_timeout)
         require_current_schema(engine)
         return engine
 

@@ -31,7 +31,11 @@ out_console = Console(highlight=False)
 
 
 def handle_errors(func: F) -> F:
-    """Turn outreach's errors into a message on stderr and exit code 1."""
+    """Turn outreach's errors into a message on stderr and exit code 1.
+
+    A database that is locked past the busy timeout, or unreachable, is one of them: the
+    driver's error is translated (without its SQL or parameters) rather than shown as a traceback.
+    """
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -40,8 +44,25 @@ def handle_errors(func: F) -> F:
         except OutreachError as exc:
             err_console.print(str(exc), markup=False, soft_wrap=True)
             sys.exit(1)
+        except Exception as exc:
+            translated = _database_error(exc)
+            if translated is None:
+                raise
+            err_console.print(str(translated), markup=False, soft_wrap=True)
+            sys.exit(1)
 
     return wrapper  # type: ignore[return-value]
+
+
+def _database_error(exc: Exception) -> OutreachError | None:
+    if "sqlalchemy" not in sys.modules:  # nothing touched a database
+        return None
+    from outreach.state.db import unavailable
+
+    ctx = click.get_current_context(silent=True)
+    obj = ctx.obj if ctx is not None and isinstance(ctx.obj, dict) else {}
+    settings = obj.get("settings")
+    return unavailable(exc, settings.database_url if isinstance(settings, Settings) else None)
 
 
 class InstantType(click.ParamType):
@@ -101,7 +122,10 @@ def db_upgrade(ctx: click.Context) -> None:
     from outreach.state.db import make_engine
     from outreach.state.migrate import current_revision, upgrade
 
-    engine = make_engine(settings_of(ctx).database_url, migrate_sqlite=False)
+    settings = settings_of(ctx)
+    engine = make_engine(
+        settings.database_url, migrate_sqlite=False, busy_timeout=settings.database.busy_timeout
+    )
     upgrade(engine)
     click.echo(f"database at revision {current_revision(engine)}")
 
@@ -123,14 +147,15 @@ def check(ctx: click.Context) -> None:
     """Validate every rules file and template; list every problem with its place."""
     from outreach.checks import check_all
 
-    rules, problems = check_all(app_of(ctx))
-    errors = [p for p in problems if p.severity == "error"]
-    for problem in problems:
+    checked = check_all(app_of(ctx))
+    for problem in checked.problems:
         err_console.print(problem.format(), markup=False, soft_wrap=True)
-    if errors:
-        err_console.print(f"{len(errors)} error(s), {len(problems) - len(errors)} warning(s)", markup=False)
+    if not checked.ok:
+        err_console.print(f"{len(checked.errors)} error(s), {len(checked.warnings)} warning(s)", markup=False)
         sys.exit(1)
-    click.echo(f"ok: {len(rules)} rule(s) in {app_of(ctx).rules_dir}, {len(problems)} warning(s)")
+    click.echo(
+        f"ok: {len(checked.rules)} rule(s) in {app_of(ctx).rules_dir}, {len(checked.warnings)} warning(s)"
+    )
 
 
 @cli.command()

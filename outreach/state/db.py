@@ -1,14 +1,38 @@
-"""Engines and sessions: SQLite tuned for one writer and many readers, PostgreSQL via psycopg 3."""
+"""Engines and sessions: SQLite tuned for one writer and many readers, PostgreSQL via psycopg 3.
+
+Database URLs are only ever shown without their password (`redact_url`), and SQL parameters
+never appear in an error's text (`hide_parameters`): they hold customers' emails and phones.
+"""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import create_engine, event
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Engine, make_url
 
-from outreach.errors import ConfigError, DatabaseNotReady
+from outreach.errors import ConfigError, DatabaseNotReady, DatabaseUnavailable
+
+# How long a SQLite connection waits for another process's write lock before giving up.
+DEFAULT_BUSY_TIMEOUT = 10.0
+
+# `user:password@` in a URL, and `password=…` in its query, whatever else is malformed in it.
+_USERINFO_PASSWORD = re.compile(r"(?<=://)([^/@\s:]*):[^@\s]*@")
+_QUERY_PASSWORD = re.compile(r"(?i)((?:^|[?&;])(?:password|passwd|pass|sslpassword|secret)=)[^&;#\s]*")
+HIDDEN = "***"
+
+
+def redact_url(url: str) -> str:
+    """URL as it may be shown: the password (in the user part or the query) replaced by ***."""
+    text = _USERINFO_PASSWORD.sub(lambda m: f"{m.group(1)}:{HIDDEN}@", str(url))
+    return _QUERY_PASSWORD.sub(lambda m: m.group(1) + HIDDEN, text)
+
+
+def _without(secret: str | None, text: str) -> str:
+    return text.replace(secret, HIDDEN) if secret else text
 
 
 def normalise_url(url: str) -> str:
@@ -19,23 +43,47 @@ def normalise_url(url: str) -> str:
     return parsed.render_as_string(hide_password=False)
 
 
-def _tune_sqlite(dbapi_connection: Any, _record: Any) -> None:
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA busy_timeout=10000")
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.close()
-
-
-def make_engine(url: str, *, migrate_sqlite: bool = True) -> Engine:
-    """An engine for URL; a SQLite file (and its folder) is created and migrated on first use."""
+def check_url(url: str) -> str:
+    """URL if SQLAlchemy can read it; ConfigError (without the password) saying why not otherwise."""
     try:
-        url = normalise_url(url)
-        parsed = make_url(url)
-    except Exception as exc:  # noqa: BLE001 - sqlalchemy raises ArgumentError with a terse message
-        raise ConfigError(f"database url {url!r} is not valid: {exc}") from None
-    kwargs: dict[str, Any] = {}
+        parsed = make_url(normalise_url(url))
+    except Exception as exc:  # noqa: BLE001 - sqlalchemy raises ArgumentError/ValueError with terse messages
+        password = _USERINFO_PASSWORD.search(url)
+        secret = password.group(0).split(":", 1)[1][:-1] if password else None
+        reason = _without(secret, str(exc)) or type(exc).__name__
+        raise ConfigError(
+            f"database url {redact_url(url)} is not valid: {reason} "
+            "(e.g. sqlite:///var/outreach.db or postgresql://user@host/dbname)"
+        ) from None
+    if parsed.get_backend_name() not in ("sqlite", "postgresql"):
+        raise ConfigError(
+            f"database url {redact_url(url)}: outreach runs on SQLite or PostgreSQL, not {parsed.get_backend_name()}"
+        )
+    return url
+
+
+def _sqlite_tuning(busy_timeout: float) -> Any:
+    milliseconds = max(0, int(busy_timeout * 1000))
+
+    def tune(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        cursor.execute(f"PRAGMA busy_timeout={milliseconds}")
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    return tune
+
+
+def make_engine(
+    url: str, *, migrate_sqlite: bool = True, busy_timeout: float = DEFAULT_BUSY_TIMEOUT
+) -> Engine:
+    """An engine for URL; a SQLite file (and its folder) is created and migrated on first use."""
+    check_url(url)
+    url = normalise_url(url)
+    parsed = make_url(url)
+    kwargs: dict[str, Any] = {"hide_parameters": True}
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
@@ -44,12 +92,34 @@ def make_engine(url: str, *, migrate_sqlite: bool = True) -> Engine:
         kwargs["pool_pre_ping"] = True
     engine = create_engine(url, **kwargs)
     if engine.dialect.name == "sqlite":
-        event.listen(engine, "connect", _tune_sqlite)
+        event.listen(engine, "connect", _sqlite_tuning(busy_timeout))
         if migrate_sqlite:
             from outreach.state.migrate import upgrade
 
             upgrade(engine)
     return engine
+
+
+def unavailable(exc: BaseException, url: str | None = None) -> DatabaseUnavailable | None:
+    """The error a person should read for EXC, a driver's failure to use the database; None if EXC is not one.
+
+    Only the driver's own first line is kept: the statement and its parameters (emails, phones)
+    never are, and the URL is shown without its password.
+    """
+    if not isinstance(exc, sa_exc.OperationalError):
+        return None
+    reason = str(exc.orig).strip().splitlines()[0] if exc.orig is not None else type(exc).__name__
+    where = f" {redact_url(url)}" if url else ""
+    if "database is locked" in reason or "database table is locked" in reason:
+        return DatabaseUnavailable(
+            f"the database{where} is locked by another process and stayed locked past the busy "
+            f"timeout: try again once the other command is done (database.busy_timeout sets the wait)"
+        )
+    if "unable to open database file" in reason:
+        return DatabaseUnavailable(
+            f"cannot open the database file{where}: check the path and its permissions"
+        )
+    return DatabaseUnavailable(f"cannot use the database{where}: {reason}")
 
 
 def require_current_schema(engine: Engine) -> None:
