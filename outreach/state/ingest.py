@@ -773,7 +773,10 @@ def _raw_lines(stream: IO[bytes]) -> Iterator[bytes]:
 def _peek(stream: Any, size: int) -> bytes:
     """The first SIZE bytes STREAM will give, without consuming them ("" if it cannot tell)."""
     peek = getattr(stream, "peek", None)
-    return bytes(peek(size)[:size]) if callable(peek) else b""
+    try:
+        return bytes(peek(size)[:size]) if callable(peek) else b""
+    except _UNREADABLE:  # reading on reports it, at its line
+        return b""
 
 
 def read_jsonl(stream: IO[bytes], source: str) -> Iterator[Numbered]:
