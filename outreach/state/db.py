@@ -122,6 +122,21 @@ def unavailable(exc: BaseException, url: str | None = None) -> DatabaseUnavailab
     return DatabaseUnavailable(f"cannot use the database{where}: {reason}")
 
 
+def is_transient(exc: BaseException) -> bool:
+    """Whether EXC says the database is busy or out of reach for now (a retry may succeed)."""
+    if not isinstance(exc, sa_exc.OperationalError):
+        return False
+    if exc.connection_invalidated:
+        return True
+    text = str(exc.orig)
+    if "database is locked" in text or "database table is locked" in text:
+        return True
+    # PostgreSQL: connection exceptions, operator intervention (shutdown), insufficient
+    # resources, serialization failures and deadlocks.
+    sqlstate = str(getattr(exc.orig, "sqlstate", "") or "")
+    return sqlstate.startswith(("08", "57P", "53", "40"))
+
+
 def require_current_schema(engine: Engine) -> None:
     """Raise DatabaseNotReady unless the schema is at the newest migration."""
     from outreach.state.migrate import SCHEMA_HEAD as head
