@@ -20,7 +20,7 @@ from outreach.errors import ConfigError, DatabaseNotReady, DatabaseUnavailable
 DEFAULT_BUSY_TIMEOUT = 10.0
 
 # `user:password@` in a URL, and `password=…` in its query, whatever else is malformed in it.
-_USERINFO_PASSWORD = re.compile(r"(?<=://)([^/@\s:]*):[^@\s]*@")
+_USERINFO_PASSWORD = re.compile(r"(?<=://)([^/@\s:]*):[^/\s]*@")
 _QUERY_PASSWORD = re.compile(r"(?i)((?:^|[?&;])(?:password|passwd|pass|sslpassword|secret)=)[^&;#\s]*")
 HIDDEN = "***"
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import csv
+import functools
 import gzip
 import io
 import json
@@ -83,17 +84,26 @@ def _kind(value: Any) -> str:
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
+# Whether both databases store a text, written out where it runs per field: a NUL is never
+# printable, and printable text (names in any script) holds no surrogate, so the regular
+# expression runs only on text with line breaks, tabs or worse.
+#
+#     "\x00" in text or not (text.isascii() or text.isprintable()) and _SURROGATE.search(text)
+
+
 def storable(text: str) -> str:
     """TEXT, if both databases can store it; ValueError saying which character they cannot."""
-    if "\x00" in text:
-        raise ValueError("contains a NUL character (\\u0000), which the databases cannot store")
-    if not text.isascii():
-        bad = _SURROGATE.search(text)
-        if bad is not None:
-            raise ValueError(
-                f"contains a lone surrogate (\\u{ord(bad.group()):04x}), half of a UTF-16 pair: not valid Unicode text"
-            )
+    if "\x00" in text or (not (text.isascii() or text.isprintable()) and _SURROGATE.search(text)):
+        raise ValueError(_unstorable(text))
     return text
+
+
+def _unstorable(text: str) -> str:
+    if "\x00" in text:
+        return "contains a NUL character (\\u0000), which the databases cannot store"
+    bad = _SURROGATE.search(text)
+    code = ord(bad.group()) if bad is not None else 0
+    return f"contains a lone surrogate (\\u{code:04x}), half of a UTF-16 pair: not valid Unicode text"
 
 
 def _shown(value: Any, width: int = 40) -> str:
@@ -109,11 +119,14 @@ MAX_ID_LENGTH = 255
 def parse_id(value: Any) -> str:
     """Ids are strings; whole numbers are accepted and kept as their decimal text."""
     if isinstance(value, str):
-        if not value.strip():
-            raise ValueError("must not be empty")
+        # The checks are written out (not calls): two ids a record, millions of records.
         if len(value) > MAX_ID_LENGTH:
             raise ValueError(f"is {len(value):,} characters long; an id is at most {MAX_ID_LENGTH}")
-        return storable(value)
+        if "\x00" in value or (not (value.isascii() or value.isprintable()) and _SURROGATE.search(value)):
+            raise ValueError(_unstorable(value))
+        if not value.strip():
+            raise ValueError("must not be empty")
+        return value
     if isinstance(value, int) and not isinstance(value, bool):
         if not -(10**MAX_ID_LENGTH) < value < 10**MAX_ID_LENGTH:
             raise ValueError(f"{_shown(value)} is too long for an id (at most {MAX_ID_LENGTH} digits)")
@@ -123,7 +136,9 @@ def parse_id(value: Any) -> str:
 
 def parse_text(value: Any) -> str:
     if isinstance(value, str):
-        return storable(value)
+        if "\x00" in value or (not (value.isascii() or value.isprintable()) and _SURROGATE.search(value)):
+            raise ValueError(_unstorable(value))
+        return value
     raise ValueError(f"must be a string, got {_kind(value)}")
 
 
@@ -154,14 +169,15 @@ MAX_MONEY = 10**15
 def parse_money(value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ValueError(f"must be a number, got {_kind(value)}")
-    if isinstance(value, int) and not -MAX_MONEY <= value <= MAX_MONEY:
-        raise ValueError(f"{_shown(value)} is out of range: amounts go up to {MAX_MONEY:,}")
-    amount = float(value)
-    if not math.isfinite(amount) or amount < 0:
-        raise ValueError(f"{_shown(value)} is not an amount: write a number ≥ 0, e.g. 49.90")
+    try:
+        amount = float(value)
+    except OverflowError:  # an integer of hundreds of digits
+        amount = math.inf
+    if 0 <= amount <= MAX_MONEY:  # false for NaN too
+        return amount
     if amount > MAX_MONEY:
         raise ValueError(f"{_shown(value)} is out of range: amounts go up to {MAX_MONEY:,}")
-    return amount
+    raise ValueError(f"{_shown(value)} is not an amount: write a number ≥ 0, e.g. 49.90")
 
 
 def parse_money_text(text: str) -> float:
@@ -410,6 +426,33 @@ MAX_JSON_DEPTH = 32
 _INT64 = 2**63
 
 
+def _json_fine(value: Any, depth: int) -> bool:
+    """A quick yes when VALUE (a JSON field, DEPTH levels down) is storable; no means: ask `_json_problem`."""
+    if depth > MAX_JSON_DEPTH:
+        return False
+    if type(value) is dict:
+        for key, item in value.items():
+            if type(key) is not str or "\x00" in key or not (key.isascii() or key.isprintable()):
+                return False
+            if not _json_item_fine(item, depth):
+                return False
+        return True
+    return all(_json_item_fine(item, depth) for item in value)
+
+
+def _json_item_fine(item: Any, depth: int) -> bool:
+    kind = type(item)
+    if kind is str:
+        return "\x00" not in item and (item.isascii() or item.isprintable())
+    if kind is int:
+        return -_INT64 <= item < _INT64  # type: ignore[no-any-return]
+    if kind is float:
+        return item - item == 0  # type: ignore[no-any-return]  # not for inf or nan
+    if kind is dict or kind is list:
+        return _json_fine(item, depth + 1)
+    return item is None or kind is bool
+
+
 def _json_problem(value: Any, path: str, depth: int) -> str | None:
     """What makes VALUE (at PATH) unstorable as JSON, or None."""
     if isinstance(value, str):
@@ -450,7 +493,7 @@ def _json_problem(value: Any, path: str, depth: int) -> str | None:
 
 def parse_object(value: Any) -> dict[str, Any]:
     if isinstance(value, dict):
-        if value:
+        if value and not _json_fine(value, 1):
             problem = _json_problem(value, "", 1)
             if problem is not None:
                 raise ValueError(problem.lstrip("."))
@@ -460,7 +503,7 @@ def parse_object(value: Any) -> dict[str, Any]:
 
 def parse_list(value: Any) -> list[Any]:
     if isinstance(value, list):
-        if value:
+        if value and not _json_fine(value, 1):
             problem = _json_problem(value, "", 1)
             if problem is not None:
                 raise ValueError(problem.lstrip("."))
@@ -742,34 +785,6 @@ def _io_reason(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
 
 
-class _StreamBroke(Exception):
-    """Reading stopped half-way (a corrupt .gz); the line it stopped at is reported."""
-
-    def __init__(self, cause: BaseException) -> None:
-        super().__init__(_io_reason(cause))
-
-
-def _lines(stream: IO[bytes]) -> Iterator[bytes]:
-    """The lines of STREAM, each cut at MAX_LINE_BYTES + 1 bytes (the rest of a longer one skipped)."""
-    try:
-        yield from _raw_lines(stream)
-    except _UNREADABLE as exc:
-        raise _StreamBroke(exc) from None
-
-
-def _raw_lines(stream: IO[bytes]) -> Iterator[bytes]:
-    while True:
-        line = stream.readline(MAX_LINE_BYTES + 1)
-        if not line:
-            return
-        if len(line) > MAX_LINE_BYTES and not line.endswith(b"\n"):
-            while True:  # skip to the end of the overlong line
-                rest = stream.readline(MAX_LINE_BYTES)
-                if not rest or rest.endswith(b"\n"):
-                    break
-        yield line
-
-
 def _peek(stream: Any, size: int) -> bytes:
     """The first SIZE bytes STREAM will give, without consuming them ("" if it cannot tell)."""
     peek = getattr(stream, "peek", None)
@@ -791,45 +806,52 @@ def read_jsonl(stream: IO[bytes], source: str) -> Iterator[Numbered]:
     if wide is not None:
         yield 1, Problem(source, 1, None, encoding.wide_message(wide))
         return
-    lines = enumerate(_lines(stream), 1)
     number = 0
-    while True:
-        try:
-            number, raw = next(lines)
-        except StopIteration:
-            return
-        except _StreamBroke as exc:
-            yield number + 1, Problem(source, number + 1, None, f"cannot read on from here: {exc}")
-            return
-        if raw.isspace() or not raw:
-            continue
-        if len(raw) > MAX_LINE_BYTES:
-            yield number, Problem(source, number, None, f"the line is longer than {MAX_LINE_BYTES:,} bytes")
-            continue
-        try:
-            value = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            try:
-                text = raw.decode("utf-8-sig" if number == 1 else "utf-8")
-            except UnicodeDecodeError as exc:
-                found = encoding.not_utf8(raw, exc)
-                yield number, Problem(source, number, found.col, found.message)
+    readline = stream.readline
+    try:
+        # readline with a limit (through C's partial: no Python call a line), so that a file
+        # without line breaks is never read into memory whole.
+        for number, raw in enumerate(iter(functools.partial(readline, MAX_LINE_BYTES + 1), b""), 1):
+            if raw.isspace():
                 continue
-            try:
-                value = loads_lenient(text)
-            except json.JSONDecodeError as exc:
+            if len(raw) > MAX_LINE_BYTES and not raw.endswith(b"\n"):
+                while True:  # skip to the end of the overlong line
+                    rest = readline(MAX_LINE_BYTES)
+                    if not rest or rest.endswith(b"\n"):
+                        break
                 yield (
                     number,
-                    Problem(source, number, None, f"not valid JSON: {exc.msg} at column {exc.pos + 1}"),
+                    Problem(source, number, None, f"the line is longer than {MAX_LINE_BYTES:,} bytes"),
                 )
                 continue
-            except ValueError as exc:
-                yield number, Problem(source, number, None, f"not valid JSON: {exc}")
-                continue
-        if isinstance(value, dict):
-            yield number, value
-        else:
-            yield number, Problem(source, number, None, f"must be a JSON object {{…}}, got {_kind(value)}")
+            try:
+                value = orjson.loads(raw)
+            except orjson.JSONDecodeError:
+                value = _lenient_line(raw, number, source)
+            if isinstance(value, (dict, Problem)):
+                yield number, value
+            else:
+                yield (
+                    number,
+                    Problem(source, number, None, f"must be a JSON object {{…}}, got {_kind(value)}"),
+                )
+    except _UNREADABLE as exc:  # a corrupt or truncated .gz: what was read so far is judged too
+        yield number + 1, Problem(source, number + 1, None, f"cannot read on from here: {_io_reason(exc)}")
+
+
+def _lenient_line(raw: bytes, number: int, source: str) -> Any:
+    """A line orjson refused, read by the json module; or the Problem saying why it cannot be."""
+    try:
+        text = raw.decode("utf-8-sig" if number == 1 else "utf-8")
+    except UnicodeDecodeError as exc:
+        found = encoding.not_utf8(raw, exc)
+        return Problem(source, number, found.col, found.message)
+    try:
+        return loads_lenient(text)
+    except json.JSONDecodeError as exc:
+        return Problem(source, number, None, f"not valid JSON: {exc.msg} at column {exc.pos + 1}")
+    except ValueError as exc:
+        return Problem(source, number, None, f"not valid JSON: {exc}")
 
 
 def _undecodable(cells: Sequence[str], header: Sequence[str] | None) -> str | None:
