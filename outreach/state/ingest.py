@@ -629,6 +629,15 @@ FIELDS: dict[str, dict[str, FieldRule]] = {
     },
 }
 
+# Each field's parser for JSON values (False) and for CSV cells (True), looked up once a field.
+_PARSERS: dict[bool, dict[str, dict[str, Callable[[Any], Any]]]] = {
+    from_text: {
+        table: {name: rule.parse_text if from_text else rule.parse for name, rule in rules.items()}
+        for table, rules in FIELDS.items()
+    }
+    for from_text in (False, True)
+}
+
 _REQUIRED_FIELDS = {
     table: tuple(name for name, rule in FIELDS[table].items() if rule.null == "missing") for table in TABLES
 }
@@ -656,15 +665,16 @@ def validate_record(
     JSON fields are parsed from text. The customer's existence is not checked here (that takes
     the database): see `missing_customers`.
     """
-    rules = FIELDS[table]
+    parsers = _PARSERS[from_text][table]
     clean: dict[str, Any] = {}
     problems: list[str] = []
     for name, value in record.items():
-        rule = rules.get(name)
-        if rule is None:
+        parse = parsers.get(name)
+        if parse is None:
             problems.append(unknown_field_problem(table, str(name)))
             continue
         if value is None or (from_text and value == ""):
+            rule = FIELDS[table][name]
             if rule.null == "missing":
                 problems.append(f"{name} is missing")
             elif rule.null == "refused":
@@ -675,7 +685,7 @@ def validate_record(
                 clean[name] = copy.copy(default) if isinstance(default, (dict, list)) else default
             continue
         try:
-            clean[name] = rule.parse_text(value) if from_text else rule.parse(value)
+            clean[name] = parse(value)
         except ValueError as exc:
             problems.append(f"{name}: {exc}")
         except (TypeError, OverflowError, RecursionError, LookupError) as exc:
