@@ -25,7 +25,7 @@ from typing import Any
 
 import yaml
 from yaml.events import AliasEvent
-from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+from yaml.nodes import MappingNode, Node, SequenceNode
 
 from outreach import encoding
 
@@ -232,10 +232,6 @@ def construct(node: Node) -> Any:
         return constructor.construct_object(node, deep=True)
     except (yaml.YAMLError, ValueError, TypeError, OverflowError) as exc:
         raise NotAValue(str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from None
-
-
-def is_scalar(node: Node | None) -> bool:
-    return isinstance(node, ScalarNode)
 
 
 __all__ = [

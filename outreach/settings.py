@@ -42,7 +42,7 @@ Seconds = Annotated[float, Field(gt=0, le=86400, allow_inf_nan=False)]
 Count = Annotated[int, Field(ge=0, le=1_000_000)]
 
 
-def _http_url(value: str, key: str, *, empty_ok: bool = False) -> str:
+def _http_url(value: str, *, empty_ok: bool = False) -> str:
     if empty_ok and not value:
         return value
     parts = urlsplit(value)
@@ -144,7 +144,7 @@ class CompanySettings(_Section):
                 f"{value!r} cannot be filled in ({type(exc).__name__}: {exc}): the only placeholder is "
                 "{customer_id}, e.g. https://example.com/unsubscribe/{customer_id}"
             ) from None
-        _http_url(filled, "company.unsubscribe_url")
+        _http_url(filled)
         return value
 
 
@@ -160,7 +160,7 @@ class SendGridSettings(_Section):
     @field_validator("host")
     @classmethod
     def _host(cls, value: str) -> str:
-        return _http_url(value, "sendgrid.host")
+        return _http_url(value)
 
 
 class TwilioSettings(_Section):
@@ -172,7 +172,7 @@ class TwilioSettings(_Section):
     @field_validator("base_url")
     @classmethod
     def _base_url(cls, value: str) -> str:
-        return _http_url(value, "twilio.base_url")
+        return _http_url(value)
 
 
 class EscalationSettings(_Section):
@@ -182,7 +182,7 @@ class EscalationSettings(_Section):
     @field_validator("webhook_url")
     @classmethod
     def _webhook(cls, value: str) -> str:
-        return _http_url(value, "escalation.webhook_url", empty_ok=True)
+        return _http_url(value, empty_ok=True)
 
 
 class ServerSettings(_Section):
@@ -193,7 +193,7 @@ class ServerSettings(_Section):
     @field_validator("public_url")
     @classmethod
     def _public_url(cls, value: str) -> str:
-        return _http_url(value, "server.public_url", empty_ok=True)
+        return _http_url(value, empty_ok=True)
 
 
 class DaemonSettings(_Section):
