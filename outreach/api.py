@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from starlette.applications import Starlette
 
     from outreach.app import App
-    from outreach.checks import CheckResult
+    from outreach.checks import Checked
     from outreach.feedback import Secrets
     from outreach.preview import CustomerExplanation, PreviewResult
     from outreach.rules.loader import RuleSet
@@ -100,12 +100,12 @@ class Outreach:
         """The rules of the rules folder; RulesError listing every problem if any."""
         return self._app.load_rules()
 
-    def check(self) -> CheckResult:
+    def check(self) -> Checked:
         """Every problem of the rules files and templates, as `outreach check` finds them
         (`.ok` is false when any is an error)."""
-        from outreach.checks import check
+        from outreach.checks import check_all
 
-        return check(self._app)
+        return check_all(self._app)
 
     # -- customer state ---------------------------------------------------------------------
     def ingest(

@@ -35,7 +35,7 @@ class App:
     def engine(self) -> Engine:
         if self._engine is not None:  # given by the caller (a scratch database shared by rule tests)
             return self._engine
-        engine = make_engine(self.settings.database_url)
+        engine = make_engine(self.settings.database_url, busy_timeout=self.settings.database.busy_timeout)
         require_current_schema(engine)
         return engine
 

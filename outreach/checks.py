@@ -1,4 +1,11 @@
-"""`outreach check`: every problem in the rules files and the templates, in one list."""
+"""`outreach check`, the one gate: every problem in the settings' rules and templates, in one list.
+
+`check_all(app)` is what `outreach check` prints and what the daemon's reload must accept or
+refuse: one function, so the two can never disagree. It reads the rules files, compiles the
+templates once, lints the templates every valid rule uses (and the others), and returns the
+valid rules, the renderer over the compiled templates and every problem. A set is good to run
+when it has no errors (`Checked.ok`); warnings are shown, not refused.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from outreach.app import App
-from outreach.errors import Problem
-from outreach.rendering import RuleInfo, lint_templates
+from outreach.errors import ConfigError, Problem
+from outreach.rendering import Renderer, RuleInfo, lint_templates
+from outreach.rendering.loader import sorted_problems
+from outreach.rendering.renderer import compile_templates
 from outreach.rules.loader import RuleSet
 
 # A grouped message is checked with this many records: most customers with several late orders
@@ -16,10 +25,56 @@ from outreach.rules.loader import RuleSet
 GROUP_SIZE_CHECKED = 3
 
 
-def check_all(app: App) -> tuple[RuleSet, list[Problem]]:
-    """The valid rules, and the problems in the rules files then in the templates they use."""
-    rules, problems = app.check_rules()
-    return rules, problems + lint_templates(app.settings, rule_infos(rules))
+@dataclass(frozen=True)
+class Checked:
+    """The outcome of `check_all`: what is valid, and every problem (errors and warnings)."""
+
+    rules_dir: Path
+    rules: RuleSet  # the rules without problems of their own
+    renderer: Renderer | None  # every template compiled; None when a template does not compile
+    problems: tuple[Problem, ...]
+
+    @property
+    def errors(self) -> list[Problem]:
+        return [p for p in self.problems if p.severity == "error"]
+
+    @property
+    def warnings(self) -> list[Problem]:
+        return [p for p in self.problems if p.severity != "error"]
+
+    @property
+    def ok(self) -> bool:
+        """True when the set may run: no errors anywhere (then `renderer` is not None)."""
+        return not self.errors and self.renderer is not None
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "rules_dir": str(self.rules_dir),
+            "rules": self.rules.names(),
+            "errors": len(self.errors),
+            "warnings": len(self.warnings),
+            "problems": [problem_json(p) for p in self.problems],
+        }
+
+
+def check_all(app: App) -> Checked:
+    """The valid rules, the compiled templates and every problem: rules files first, then
+    templates. `outreach check` prints it; the daemon's reload runs exactly this and swaps the
+    set in only when it is `ok`."""
+    settings = app.settings
+    rules, rule_problems = app.check_rules()
+    compiled = compile_templates(settings)
+    template_problems = lint_templates(settings, rule_infos(rules), compiled)
+    renderer: Renderer | None = None
+    if not compiled.errors:
+        try:
+            renderer = Renderer.from_compiled(settings, compiled)
+        except ConfigError as exc:
+            template_problems = sorted_problems(
+                [*template_problems, Problem("settings", None, None, str(exc))]
+            )
+    return Checked(app.rules_dir, rules, renderer, (*rule_problems, *template_problems))
 
 
 def rule_infos(rules: RuleSet) -> list[RuleInfo]:
@@ -45,40 +100,3 @@ def problem_json(problem: Problem) -> dict[str, Any]:
         "severity": problem.severity,
         "message": problem.message,
     }
-
-
-@dataclass(frozen=True)
-class CheckResult:
-    """What `outreach check` found: the valid rules and every problem (errors and warnings)."""
-
-    rules_dir: Path
-    rules: tuple[str, ...]
-    problems: tuple[Problem, ...]
-
-    @property
-    def errors(self) -> int:
-        return sum(1 for p in self.problems if p.severity == "error")
-
-    @property
-    def warnings(self) -> int:
-        return len(self.problems) - self.errors
-
-    @property
-    def ok(self) -> bool:
-        return self.errors == 0
-
-    def as_json(self) -> dict[str, Any]:
-        return {
-            "ok": self.ok,
-            "rules_dir": str(self.rules_dir),
-            "rules": list(self.rules),
-            "errors": self.errors,
-            "warnings": self.warnings,
-            "problems": [problem_json(p) for p in self.problems],
-        }
-
-
-def check(app: App) -> CheckResult:
-    """Every problem of the rules files and templates, with the names of the valid rules."""
-    rules, problems = check_all(app)
-    return CheckResult(app.rules_dir, tuple(rules.names()), tuple(problems))

@@ -7,6 +7,7 @@
     │   ├── TemplateError              templates have problems (all of them, located)
     │   └── IngestError                an ingest file has bad records (every bad line)
     ├── DatabaseNotReady               the database schema is missing or behind
+    ├── DatabaseUnavailable            the database is locked past the busy timeout, or unreachable
     ├── RenderError                    one message cannot be rendered (missing value, sandbox)
     └── DeliveryError                  a channel could not deliver one message
         ├── TransientDeliveryError     try again later (429, 5xx, timeout before sending)
@@ -45,12 +46,27 @@ class Problem:
         tag = "warning: " if self.severity == "warning" else ""
         text = f"{where}: {tag}{who}{self.message}"
         if self.source_line is not None and self.col is not None:
-            caret = " " * (self.col - 1) + "^"
-            text += f"\n    {self.source_line.rstrip()}\n    {caret}"
+            source, col = _window(self.source_line.rstrip(), self.col)
+            caret = " " * (col - 1) + "^"
+            text += f"\n    {source}\n    {caret}"
         return text
 
     def __str__(self) -> str:
         return self.format()
+
+
+SOURCE_WIDTH = 100
+
+
+def _window(line: str, col: int) -> tuple[str, int]:
+    """At most SOURCE_WIDTH characters of LINE around column COL, and COL within them."""
+    if len(line) <= SOURCE_WIDTH:
+        return line, col
+    start = max(0, min(col - 1 - SOURCE_WIDTH // 2, len(line) - SOURCE_WIDTH))
+    shown = line[start : start + SOURCE_WIDTH]
+    prefix = "…" if start > 0 else ""
+    suffix = "…" if start + SOURCE_WIDTH < len(line) else ""
+    return prefix + shown + suffix, col - start + len(prefix)
 
 
 def closest(word: str, choices: Iterable[str]) -> str | None:
@@ -100,6 +116,10 @@ class IngestError(InputError):
 
 class DatabaseNotReady(OutreachError):
     """The database schema is missing or out of date: run `outreach db upgrade`."""
+
+
+class DatabaseUnavailable(OutreachError):
+    """The database cannot be used right now: it is locked by another process, or unreachable."""
 
 
 class RenderError(OutreachError):

@@ -46,13 +46,14 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-import yaml
 from pydantic import ValidationError
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
+from outreach import safe_yaml
 from outreach.app import App
 from outreach.errors import Problem, RulesError, TemplateError, did_you_mean
-from outreach.policy import Decision, QuietHours
+from outreach.policy import Decision
+from outreach.quiet_hours import QuietHours
 from outreach.rules.loader import RuleSet
 from outreach.settings import DatabaseSettings, DeliverySettings, EscalationSettings, Settings
 from outreach.state import ingest
@@ -308,7 +309,11 @@ class _Reader:
         return list(node.value)
 
     def value(self, node: Node) -> Any:
-        return yaml.SafeLoader("").construct_object(node, deep=True)
+        try:
+            return safe_yaml.construct(node)
+        except safe_yaml.NotAValue as exc:
+            self.problem(node, f"cannot read this value: {exc}", None)
+            raise _Invalid from None
 
     def text(self, node: Node, what: str, test: str | None) -> str | None:
         if not isinstance(node, ScalarNode) or node.tag == _NULL_TAG:
@@ -650,14 +655,17 @@ class _Reader:
 
 def read_tests(path: Path, rules: RuleSet) -> tuple[list[RuleTest], list[Problem]]:
     """The tests of one file and every problem in it, each with its FILE:LINE:COL."""
-    text = path.read_text(encoding="utf-8")
-    reader = _Reader(path, text.splitlines(), rules)
+    lines: list[str] = []
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line, col = (mark.line + 1, mark.column + 1) if mark else (None, None)
-        return [], [Problem(str(path), line, col, f"not valid YAML: {exc.problem or exc.context}")]
+        # Read like a rules file: bounded (aliases, depth, size), no tags, the encoding named.
+        text = safe_yaml.read_text(path, "a rule test file")
+        lines = text.splitlines()
+        root = safe_yaml.compose(text)
+    except safe_yaml.YamlRefused as exc:
+        where = exc.located
+        source = lines[where.line - 1] if where.line and 0 < where.line <= len(lines) else None
+        return [], [Problem(str(path), where.line, where.col, where.message, source_line=source)]
+    reader = _Reader(path, lines, rules)
     tests = reader.tests(root)
     return tests, sorted(reader.problems, key=lambda p: (p.line or 0, p.col or 0))
 

@@ -15,7 +15,8 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine, make_url
 
-from outreach.state.db import make_engine, normalise_url
+from outreach.database_url import normalise_url
+from outreach.state.db import make_engine
 from outreach.state.migrate import upgrade
 
 POSTGRES_URL = os.environ.get("OUTREACH_TEST_POSTGRES_URL")

@@ -9,6 +9,10 @@ A channel raises only `outreach.errors` delivery errors, never an SDK's own exce
 Error codes are strings: Twilio's own error codes (`"21211"`), SendGrid's HTTP status
 (`"400"`), a transport condition (`"timeout"`, `"connect"`, `"connection-lost"`), or
 `"content"` when the SDK refuses the message itself before sending.
+
+The text of every delivery error is scrubbed here, where provider errors are translated
+(`scrubbed`): it becomes the ledger's `reason` and the info-level `contact` event, and
+providers quote the number or address they refused.
 """
 
 from __future__ import annotations
@@ -17,7 +21,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from email.utils import parsedate_to_datetime
-from typing import Final, Protocol, runtime_checkable
+from typing import Final, Protocol, TypeVar, runtime_checkable
+
+from outreach.errors import DeliveryError
+from outreach.redact import scrub
 
 EMAIL: Final = "email"
 SMS: Final = "sms"
@@ -28,6 +35,15 @@ TIMEOUT: Final = "timeout"
 CONNECT: Final = "connect"
 CONNECTION_LOST: Final = "connection-lost"
 CONTENT: Final = "content"
+
+
+E = TypeVar("E", bound=DeliveryError)
+
+
+def scrubbed(error: E) -> E:
+    """ERROR with its message scrubbed of phone numbers, email addresses and credentials."""
+    error.args = tuple(scrub(arg) if isinstance(arg, str) else arg for arg in error.args)
+    return error
 
 
 @dataclass(frozen=True)

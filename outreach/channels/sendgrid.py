@@ -40,6 +40,7 @@ from outreach.channels.base import (
     Receipt,
     require_channel,
     retry_after_seconds,
+    scrubbed,
 )
 from outreach.clock import utcnow
 from outreach.errors import (
@@ -117,9 +118,11 @@ class SendGridChannel:
         except SendGridException as exc:
             # The helpers refuse content that looks like an API key ("SG.x.y"): that message
             # can never be sent, but it says nothing against the recipient's address.
-            raise PermanentDeliveryError(
-                f"sendgrid: outbox {message.outbox_id!r}: the SDK refused the content ({exc})",
-                code=CONTENT,
+            raise scrubbed(
+                PermanentDeliveryError(
+                    f"sendgrid: outbox {message.outbox_id!r}: the SDK refused the content ({exc})",
+                    code=CONTENT,
+                )
             ) from exc
         try:
             response = self._client.send(body)
@@ -131,7 +134,14 @@ class SendGridChannel:
 
 
 def map_sendgrid_error(exc: BaseException, clock: Clock, outbox_id: str) -> DeliveryError:
-    """The one translation of sendgrid / python_http_client / urllib exceptions into delivery errors."""
+    """The one translation of sendgrid / python_http_client / urllib exceptions into delivery errors.
+
+    The text is scrubbed: SendGrid's error details may quote the address it refused.
+    """
+    return scrubbed(_translate(exc, clock, outbox_id))
+
+
+def _translate(exc: BaseException, clock: Clock, outbox_id: str) -> DeliveryError:
     where = f"sendgrid: outbox {outbox_id!r}"
     if isinstance(exc, HTTPError):
         status = int(exc.status_code)

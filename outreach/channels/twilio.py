@@ -31,6 +31,7 @@ from outreach.channels.base import (
     Receipt,
     require_channel,
     retry_after_seconds,
+    scrubbed,
 )
 from outreach.clock import utcnow
 from outreach.errors import (
@@ -176,7 +177,17 @@ class TwilioChannel:
 def map_twilio_error(
     exc: BaseException, headers: Mapping[str, str] | None, clock: Clock, outbox_id: str
 ) -> DeliveryError:
-    """The one translation of twilio-python and requests exceptions into outreach's delivery errors."""
+    """The one translation of twilio-python and requests exceptions into outreach's delivery errors.
+
+    The text is scrubbed: Twilio quotes the number it refused (21211), requests the URL with
+    the account SID in it.
+    """
+    return scrubbed(_translate(exc, headers, clock, outbox_id))
+
+
+def _translate(
+    exc: BaseException, headers: Mapping[str, str] | None, clock: Clock, outbox_id: str
+) -> DeliveryError:
     where = f"twilio: outbox {outbox_id!r}"
     if isinstance(exc, (TwilioRestException, TwilioServiceException)):
         status = int(exc.status)

@@ -33,7 +33,11 @@ out_console = Console(highlight=False)
 
 
 def handle_errors(func: F) -> F:
-    """Turn outreach's errors into a message on stderr and exit code 1."""
+    """Turn outreach's errors into a message on stderr and exit code 1.
+
+    A database that is locked past the busy timeout, or unreachable, is one of them: the
+    driver's error is translated (without its SQL or parameters) rather than shown as a traceback.
+    """
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -42,8 +46,25 @@ def handle_errors(func: F) -> F:
         except OutreachError as exc:
             err_console.print(str(exc), markup=False, soft_wrap=True)
             sys.exit(1)
+        except Exception as exc:
+            translated = _database_error(exc)
+            if translated is None:
+                raise
+            err_console.print(str(translated), markup=False, soft_wrap=True)
+            sys.exit(1)
 
     return cast(F, wrapper)
+
+
+def _database_error(exc: Exception) -> OutreachError | None:
+    if "sqlalchemy" not in sys.modules:  # nothing touched a database
+        return None
+    from outreach.state.db import unavailable
+
+    ctx = click.get_current_context(silent=True)
+    obj = ctx.obj if ctx is not None and isinstance(ctx.obj, dict) else {}
+    settings = obj.get("settings")
+    return unavailable(exc, settings.database_url if isinstance(settings, Settings) else None)
 
 
 def _instant(ctx: click.Context, param: click.Parameter, value: str | datetime | None) -> datetime | None:
@@ -129,7 +150,10 @@ def db_upgrade(ctx: click.Context) -> None:
     from outreach.state.db import make_engine
     from outreach.state.migrate import current_revision, upgrade
 
-    engine = make_engine(settings_of(ctx).database_url, migrate_sqlite=False)
+    settings = settings_of(ctx)
+    engine = make_engine(
+        settings.database_url, migrate_sqlite=False, busy_timeout=settings.database.busy_timeout
+    )
     upgrade(engine)
     click.echo(f"database at revision {current_revision(engine)}")
 
@@ -151,9 +175,9 @@ def app_of(ctx: click.Context) -> App:
 @handle_errors
 def check(ctx: click.Context, as_json: bool) -> None:
     """Validate every rules file and template; list every problem with its place."""
-    from outreach.checks import check as check_everything
+    from outreach.checks import check_all
 
-    result = check_everything(app_of(ctx))
+    result = check_all(app_of(ctx))
     if as_json:
         emit_json(result.as_json())
     else:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from rich.console import Console
 from rich.table import Table
 
-from outreach.checks import CheckResult
+from outreach.checks import Checked
 from outreach.controls import Report, SilenceInfo
 from outreach.preview import CustomerExplanation, PreviewResult, TickDecision
 from outreach.rule_tests import RuleTestRun
@@ -303,17 +303,17 @@ def print_silences(console: Console, paused: str | None, silences: Sequence[Sile
     console.print(table)
 
 
-def print_check(console: Console, errors: Console, result: CheckResult) -> None:
+def print_check(console: Console, errors: Console, result: Checked) -> None:
     for problem in result.problems:
         errors.print(problem.format(), markup=False, soft_wrap=True)
     if result.ok:
         console.print(
-            f"ok: {len(result.rules)} rule(s) in {result.rules_dir}, {result.warnings} warning(s)",
+            f"ok: {len(result.rules)} rule(s) in {result.rules_dir}, {len(result.warnings)} warning(s)",
             markup=False,
             soft_wrap=True,
         )
     else:
-        errors.print(f"{result.errors} error(s), {result.warnings} warning(s)", markup=False)
+        errors.print(f"{len(result.errors)} error(s), {len(result.warnings)} warning(s)", markup=False)
 
 
 def print_test_send(console: Console, result: TestSendResult) -> None:

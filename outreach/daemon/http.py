@@ -9,6 +9,11 @@
 
 The POST endpoints exist when the app is given an `Inbound`; each answers 503 until its secret
 is set in the environment. What the requests mean is in `outreach.webhooks`.
+
+An exception in an endpoint is answered 500 (503 with Retry-After when the database is busy
+or unreachable) and logged as one structured `http_error` event: the exception's class, where
+it was raised, the driver's SQLSTATE and first line, scrubbed — never the statement's
+parameters, which hold customers' emails and phones, and never uvicorn's traceback.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
+import traceback
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -24,20 +30,24 @@ from typing import Any
 import orjson
 import structlog
 import uvicorn
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Connection, Engine
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from outreach import events, feedback
 from outreach.clock import utcnow
 from outreach.daemon.metrics import CONTENT_TYPE_LATEST, Metrics
 from outreach.delivery.dispatch import reroute_waiting
 from outreach.durations import parse_duration
+from outreach.redact import scrub
 from outreach.rules.loader import RuleSet
 from outreach.settings import Settings
+from outreach.state.db import is_transient
 
 log = structlog.get_logger("outreach.server")
 
@@ -115,6 +125,67 @@ def _error(status: int, message: str, **extra: Any) -> JSONResponse:
     return JSONResponse({"error": message, **extra}, status_code=status)
 
 
+BUSY_RETRY_AFTER = 5
+
+
+def error_fields(exc: BaseException) -> dict[str, Any]:
+    """What a log may say about EXC: its class, where outreach raised it, the driver's code and first line."""
+    fields: dict[str, Any] = {"error": type(exc).__name__}
+    frames = [frame for frame in traceback.extract_tb(exc.__traceback__) if "/outreach/" in frame.filename]
+    if frames:
+        last = frames[-1]
+        module = last.filename.rsplit("/outreach/", 1)[1].removesuffix(".py").replace("/", ".")
+        fields["where"] = f"outreach.{module}:{last.name}:{last.lineno}"
+    if isinstance(exc, sa_exc.DBAPIError):
+        orig = exc.orig
+        fields["error"] = f"{type(exc).__name__}({type(orig).__name__})"
+        sqlstate = getattr(orig, "sqlstate", None)
+        if sqlstate:
+            fields["sqlstate"] = sqlstate
+        text = str(orig).strip().splitlines()
+        if text:
+            fields["reason"] = scrub(text[0][:300])
+    return fields
+
+
+async def server_error(request: Request, exc: Exception) -> Response:
+    """The one answer to an exception in an endpoint: a structured log event and a short JSON body."""
+    busy = is_transient(exc)
+    status = 503 if busy else 500
+    log.error("http_error", method=request.method, path=request.url.path, status=status, **error_fields(exc))
+    if busy:
+        return JSONResponse(
+            {"error": "the database is busy or unreachable: nothing was written; try again"},
+            status_code=503,
+            headers={"Retry-After": str(BUSY_RETRY_AFTER)},
+        )
+    return JSONResponse(
+        {"error": "internal error: nothing was written; the daemon's log has an http_error event"},
+        status_code=500,
+    )
+
+
+class _App(Starlette):
+    """Starlette whose exceptions end at `server_error`.
+
+    Starlette's ServerErrorMiddleware answers with the handler and then re-raises "so the
+    server can log it": uvicorn would print the full traceback, exception text and all. It has
+    been answered and logged, so it stops here.
+    """
+
+    def build_middleware_stack(self) -> ASGIApp:
+        stack = super().build_middleware_stack()
+
+        async def answered(scope: Scope, receive: Receive, send: Send) -> None:
+            try:
+                await stack(scope, receive, send)
+            except Exception:
+                if scope["type"] != "http":
+                    raise
+
+        return answered
+
+
 def make_app(health: Callable[[], Health], metrics: Metrics, inbound: Inbound | None = None) -> Starlette:
     async def healthz(request: Request) -> Response:
         # The checks touch the database: off the event loop, like any blocking call.
@@ -130,7 +201,7 @@ def make_app(health: Callable[[], Health], metrics: Metrics, inbound: Inbound | 
     routes = [Route("/healthz", healthz), Route("/metrics", metrics_text)]
     if inbound is not None:
         routes += _inbound_routes(inbound, metrics)
-    return Starlette(routes=routes)
+    return _App(routes=routes, exception_handlers={Exception: server_error})
 
 
 def _inbound_routes(inbound: Inbound, metrics: Metrics) -> list[Route]:

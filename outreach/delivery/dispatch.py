@@ -29,6 +29,7 @@ from outreach.errors import (
     TransientDeliveryError,
     UnknownOutcomeError,
 )
+from outreach.quiet_hours import QuietHours
 from outreach.rendering import Renderer, RuleInfo
 from outreach.rules.evaluate import condition_holds
 from outreach.rules.loader import Rule, RuleSet
@@ -76,7 +77,7 @@ class _Ready:
     contact: ledger.Claimed
     message: OutgoingMessage
     rerouted: bool
-    quiet: policy.QuietHours | None  # what a retry must wait out, in the customer's zone
+    quiet: QuietHours | None  # what a retry must wait out, in the customer's zone
     timezone: str
 
 

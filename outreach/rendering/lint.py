@@ -390,7 +390,7 @@ class _Linter:
             source = f.subject if subject else f.body
             try:
                 self.trees[key] = self.env.parse(source or "", name=f.name, filename=str(f.path))
-            except TemplateSyntaxError:
+            except (TemplateSyntaxError, RecursionError):
                 self.trees[key] = None  # reported by compile_templates
         return self.trees[key]
 
@@ -416,8 +416,12 @@ class _Linter:
                 rule=rule,
                 line_offset=offset,
             )
-            walk.collect_locals(tree)
-            walk.visit(tree)
+            try:
+                walk.collect_locals(tree)
+                walk.visit(tree)
+            except RecursionError:
+                facts.complete = False  # too deep to walk: compile_templates says so if it failed too
+                continue
             problems.extend(walk.problems)
             facts.refs |= walk.refs
             facts.deps |= walk.deps
@@ -654,9 +658,14 @@ def sample_matches(about: str, locale: str, size: int) -> list[Any] | None:
     return records
 
 
-def lint_templates(settings: Settings, rules: Sequence[RuleInfo]) -> list[Problem]:
-    """Every problem of the templates folder for these RULES, errors and warnings, sorted by place."""
-    compiled = compile_templates(settings)
+def lint_templates(
+    settings: Settings, rules: Sequence[RuleInfo], compiled: CompiledTemplates | None = None
+) -> list[Problem]:
+    """Every problem of the templates folder for these RULES, errors and warnings, sorted by place.
+
+    COMPILED, when given, is the templates folder already compiled (the renderer will use it).
+    """
+    compiled = compiled if compiled is not None else compile_templates(settings)
     linter = _Linter(settings, compiled)
     problems: list[Problem] = list(compiled.problems)
     used: set[str] = set()

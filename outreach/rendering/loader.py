@@ -21,7 +21,7 @@ from pathlib import Path
 import yaml
 from jinja2 import BaseLoader, Environment, TemplateNotFound
 
-from outreach import locales
+from outreach import locales, safe_yaml
 from outreach.errors import Problem, did_you_mean
 
 FRONT_MATTER_KEYS = ("subject",)
@@ -175,12 +175,12 @@ def _front_matter(text: str, display: str) -> tuple[str, str | None, int | None,
     body = "\n" * (end + 1) + "".join(lines[end + 1 :])
     raw = "".join(lines[1:end])
     try:
-        node = yaml.compose(raw, Loader=yaml.SafeLoader)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = mark.line + 2 if mark is not None else 2
-        col = mark.column + 1 if mark is not None else None
-        reason = getattr(exc, "problem", None) or str(exc)
+        node = safe_yaml.compose(raw)
+    except safe_yaml.YamlRefused as exc:
+        where = exc.located
+        line = where.line + 1 if where.line is not None else 2
+        col = where.col
+        reason = where.message.removeprefix("not valid YAML: ")
         return (
             body,
             None,
@@ -288,10 +288,10 @@ def _read(path: Path, display: str) -> tuple[str | None, list[Problem]]:
             )
         ]
     try:
-        return data.decode("utf-8-sig"), []
-    except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
-        return None, [Problem(display, line, None, "the file is not UTF-8 text: save it as UTF-8")]
+        return safe_yaml.decode(data, "a template"), []
+    except safe_yaml.YamlRefused as exc:
+        where = exc.located
+        return None, [Problem(display, where.line, where.col, where.message)]
 
 
 def _walk(root: Path) -> Iterable[Path]:

@@ -148,6 +148,18 @@ def _syntax_problem(
     return Problem(f.display, line, None, message, source_line=f.line(line))
 
 
+def _too_deep(f: TemplateFile, line: int | None = None) -> Problem:
+    # Jinja's parser and compiler recurse once per level of nesting (parentheses, blocks).
+    return Problem(
+        f.display,
+        line,
+        None,
+        "the template nests too deeply to compile (brackets or blocks inside each other by the "
+        "hundred): write it more simply",
+        source_line=f.line(line),
+    )
+
+
 def compile_subject(env: SafeEnvironment, f: TemplateFile) -> Template:
     """The subject line of F as a template of its own (text, never HTML-escaped)."""
     assert f.subject is not None
@@ -166,11 +178,15 @@ def compile_templates(settings: Settings, limits: Limits = Limits()) -> Compiled
             bodies[name] = env.get_template(name)
         except TemplateSyntaxError as exc:
             problems.append(_syntax_problem(env, f, exc))
+        except RecursionError:
+            problems.append(_too_deep(f))
         if f.subject is not None:
             try:
                 subjects[name] = compile_subject(env, f)
             except TemplateSyntaxError as exc:
                 problems.append(_syntax_problem(env, f, exc, (f.subject_line or 1) - 1))
+            except RecursionError:
+                problems.append(_too_deep(f, f.subject_line))
     return CompiledTemplates(
         catalog,
         env,

@@ -6,13 +6,15 @@ Python) consume, or raises `ExpressionProblems` listing every mistake with its o
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
+from outreach.durations import MAX_DURATION, MAX_DURATION_TEXT
 from outreach.errors import did_you_mean
 from outreach.rules import syntax as s
-from outreach.rules.schema import Type, entities_for, fields_of
+from outreach.rules.schema import INTEGER_COLUMN_MAX, Type, entities_for, fields_of, integer_fields
 
 FUNCTIONS = {"now": 0, "lower": 1}
 
@@ -25,6 +27,11 @@ class Expr:
 @dataclass(frozen=True)
 class Const(Expr):
     value: Any
+
+
+@dataclass(frozen=True)
+class _Failed(Const):
+    """Stands for a part that had a problem (already reported), so analysis goes on quietly."""
 
 
 @dataclass(frozen=True)
@@ -144,6 +151,63 @@ def paths_of(expr: Expr) -> set[str]:
     raise TypeError(expr)
 
 
+def integer_bound(expr: Expr) -> int | None:
+    """The largest magnitude EXPR can have if it is whole-number arithmetic (as SQL computes it), else None.
+
+    A whole-number column times a whole number stays an integer in SQL: past the 64-bit range
+    PostgreSQL fails the query and SQLite silently switches to floating point, while Python
+    computes it exactly. Such expressions are refused when they are checked.
+    """
+    if isinstance(expr, Const):
+        value = expr.value
+        return abs(value) if isinstance(value, int) and not isinstance(value, bool) else None
+    if isinstance(expr, Field):
+        return INTEGER_COLUMN_MAX if expr.name in integer_fields(expr.entity) else None
+    if isinstance(expr, Negate):
+        return integer_bound(expr.operand)
+    if isinstance(expr, Arith) and expr.type is Type.NUMBER and expr.op in "+-*":
+        left, right = integer_bound(expr.left), integer_bound(expr.right)
+        if left is None or right is None:
+            return None
+        return left * right if expr.op == "*" else left + right
+    return None
+
+
+def constant_value(expr: Expr) -> float | None:
+    """The value of constant numeric arithmetic (numbers and + - * /) in floating point, as the
+    databases compute a division; None when EXPR is not such arithmetic or divides by zero.
+    Only used to refuse arithmetic that overflows: infinity comes back as infinity."""
+    try:
+        if isinstance(expr, Const):
+            value = expr.value
+            is_number = isinstance(value, (int, float)) and not isinstance(value, bool)
+            return float(value) if is_number else None
+        if isinstance(expr, Negate):
+            inner = constant_value(expr.operand)
+            return None if inner is None else -inner
+        if isinstance(expr, Arith) and expr.type is Type.NUMBER:
+            left, right = constant_value(expr.left), constant_value(expr.right)
+            if left is None or right is None:
+                return None
+            if expr.op == "/":
+                return None if right == 0 else left / right
+            return left + right if expr.op == "+" else left - right if expr.op == "-" else left * right
+    except OverflowError:
+        return math.inf
+    return None
+
+
+def offset_bound(expr: Expr) -> timedelta:
+    """How far a time or duration expression can move an instant, at most (the sum of its durations)."""
+    if isinstance(expr, Const) and isinstance(expr.value, timedelta):
+        return abs(expr.value)
+    if isinstance(expr, Negate):
+        return offset_bound(expr.operand)
+    if isinstance(expr, Arith) and expr.type in (Type.TIME, Type.DURATION):
+        return offset_bound(expr.left) + offset_bound(expr.right)
+    return timedelta(0)
+
+
 _ORDERED = {Type.NUMBER, Type.STRING, Type.TIME, Type.DURATION}
 _EQUATABLE = _ORDERED | {Type.BOOL}
 
@@ -156,7 +220,7 @@ class _Analyser:
     def fail(self, node: s.Node | int, message: str) -> Expr:
         offset = node if isinstance(node, int) else node.start
         self.problems.append(Located(offset, message))
-        return Const(Type.NULL, None)  # placeholder so analysis continues and finds more problems
+        return _Failed(Type.NULL, None)  # placeholder so analysis continues and finds more problems
 
     # -- values ----------------------------------------------------------------------------
     def value(self, node: s.Node) -> Expr:
@@ -228,6 +292,8 @@ class _Analyser:
             right = self.coerce(right, Type.NUMBER)
         left = self.coerce(left, Type.NUMBER)
         pair = (left.type, right.type)
+        if isinstance(left, _Failed) or isinstance(right, _Failed):
+            return _Failed(Type.NULL, None)
         if Type.NULL in pair:
             return self.fail(node, "arithmetic with null is always null: test with `is null` instead")
         result: Type | None = None
@@ -249,7 +315,29 @@ class _Analyser:
             result = Type.NUMBER
         if result is None:
             return self.fail(node.op_start, f"cannot apply '{node.op}' to a {left.type} and a {right.type}")
-        return Arith(result, node.op, left, right)
+        return self.in_range(node, Arith(result, node.op, left, right))
+
+    def in_range(self, node: s.Arith, expr: Arith) -> Expr:
+        """EXPR, or a problem when its value can leave what SQL and Python compute alike."""
+        if expr.type in (Type.TIME, Type.DURATION):
+            if offset_bound(expr) > MAX_DURATION:
+                return self.fail(
+                    node.op_start,
+                    f"the durations here add up to more than {MAX_DURATION_TEXT}: "
+                    "a time can be moved by at most that much",
+                )
+            return expr
+        bound = integer_bound(expr)
+        if bound is not None and bound > s.MAX_NUMBER:
+            return self.fail(
+                node.op_start,
+                f"this arithmetic can exceed {s.MAX_NUMBER:,}, the largest whole number the "
+                "databases compute with: use smaller numbers",
+            )
+        value = constant_value(expr)
+        if value is not None and not math.isfinite(value):
+            return self.fail(node.op_start, "this arithmetic overflows: use smaller numbers")
+        return expr
 
     # -- conditions ------------------------------------------------------------------------
     def condition(self, node: s.Node) -> Expr:

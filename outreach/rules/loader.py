@@ -3,6 +3,11 @@
 Each problem is located (`FILE:LINE:COL: rule "NAME": …` with the line and a caret), including
 mistakes inside a `when` expression, whose offsets are mapped back to the YAML source whether
 the expression is written plain, quoted or as a folded block.
+
+Files are read with `outreach.safe_yaml` (UTF-8 only, standard tags only, bounded size, depth
+and aliases), and every value's type is checked before it is used, so no file ends in a
+traceback. Whatever delivery would refuse at run time (`expires` not longer than `delay`, a
+priority beyond the ledger's column, a duration beyond a century) is refused here.
 """
 
 from __future__ import annotations
@@ -14,18 +19,24 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from outreach.durations import parse_duration
+from outreach import safe_yaml
+from outreach.durations import format_duration, parse_duration
 from outreach.errors import Problem, RulesError, did_you_mean
-from outreach.policy import QuietHours
+from outreach.policy import RulePolicy
+from outreach.quiet_hours import QuietHours
 from outreach.rules.expressions import Expr, ExpressionProblems, compile_expression
 from outreach.rules.schema import ABOUT_ENTITIES
 from outreach.vocabulary import CHANNELS
 
 NAME_RE = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
 QUIET_RE = re.compile(r"^([01]\d|2[0-3]):[0-5]\d-([01]\d|2[0-3]):[0-5]\d$")
+# A folder directly under templates/ (never a path: `../../etc` must not reach outside it).
+TEMPLATE_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
+# The ledger keeps a contact's priority in a 32-bit integer column.
+PRIORITY_RANGE = (-(2**31), 2**31 - 1)
+_STR_TAG = "tag:yaml.org,2002:str"
 FIELDS = (
     "name",
     "description",
@@ -147,6 +158,9 @@ class RuleSet:
         )
 
 
+_UNREADABLE = object()  # a value that could not be constructed; its problem is already reported
+
+
 @dataclass
 class _FileChecker:
     path: Path
@@ -169,8 +183,20 @@ class _FileChecker:
         source = self.lines[line - 1] if line and 0 < line <= len(self.lines) else None
         self.problems.append(Problem(str(self.path), line, col, message, rule, source))
 
-    def value(self, node: Node) -> Any:
-        return yaml.SafeLoader("").construct_object(node, deep=True)
+    def value(self, node: Node, rule: str | None = None) -> Any:
+        """The Python value of NODE, or _UNREADABLE (reported) when its tag cannot make one."""
+        try:
+            return safe_yaml.construct(node)
+        except safe_yaml.NotAValue as exc:
+            self.problem(node, f"cannot read this value: {exc}", rule)
+            return _UNREADABLE
+
+    def key_name(self, key: Node) -> str | None:
+        """The text of a mapping key, or None (reported) when the key is not plain text."""
+        if isinstance(key, ScalarNode) and key.tag == _STR_TAG:
+            return str(key.value)
+        self.problem(key, "a key must be a plain name such as `rules:` or `when:`")
+        return None
 
     def rules(self, root: Node | None) -> list[Rule]:
         if root is None:
@@ -179,14 +205,20 @@ class _FileChecker:
         if not isinstance(root, MappingNode):
             self.problem(root, "expected a mapping with a list `rules:` at the top")
             return []
-        items: SequenceNode | None = None
+        items: Node | None = None
         for key, value in root.value:
-            if key.value == "rules":
+            name = self.key_name(key)
+            if name is None:
+                continue
+            if name == "rules":
+                if items is not None:
+                    self.problem(key, "`rules:` is given twice: put every rule in one list")
+                    continue
                 items = value
             else:
                 self.problem(
                     key,
-                    f"unknown top-level key '{key.value}'{did_you_mean(str(key.value), ['rules'])}: a rules file holds only `rules:`",
+                    f"unknown top-level key {_quoted(name)}{did_you_mean(name, ['rules'])}: a rules file holds only `rules:`",
                 )
         if items is None:
             self.problem(root, "expected a list `rules:`")
@@ -200,15 +232,22 @@ class _FileChecker:
         if not isinstance(node, MappingNode):
             self.problem(node, "each rule must be a mapping of fields (name, about, when, …)")
             return None
+        before = len(self.problems)
         fields: dict[str, tuple[Node, Node]] = {}
         for key, value in node.value:
-            name = str(key.value)
+            name = self.key_name(key)
+            if name is None:
+                continue
             if name in fields:
-                self.problem(key, f"field '{name}' is given twice")
+                self.problem(key, f"field {_quoted(name)} is given twice")
             fields[name] = (key, value)
-        name_node = fields.get("name", (None, None))[1]
-        rule_name = str(name_node.value) if isinstance(name_node, ScalarNode) else None
-        before = len(self.problems)
+        rule_name: str | None = None
+        if "name" in fields:
+            raw_name = self.value(fields["name"][1])
+            if isinstance(raw_name, str):
+                rule_name = raw_name
+            elif raw_name is not _UNREADABLE:
+                self.problem(fields["name"][1], "'name' must be text in kebab-case, e.g. name: late-delivery")
 
         def fail(field_name: str | None, message: str, at: Node | None = None) -> None:
             target = at if at is not None else (fields[field_name][1] if field_name in fields else node)
@@ -217,7 +256,9 @@ class _FileChecker:
         for key_name, (key, _value) in fields.items():
             if key_name not in FIELDS:
                 self.problem(
-                    key, f"unknown field '{key_name}'{did_you_mean(key_name, list(FIELDS))}", rule_name
+                    key,
+                    f"unknown field {_quoted(key_name)}{did_you_mean(key_name, list(FIELDS))}",
+                    rule_name,
                 )
         for required in ("name", "about", "when", "channels", "template"):
             if required not in fields:
@@ -226,8 +267,9 @@ class _FileChecker:
         def scalar(field_name: str, kinds: tuple[type, ...], what: str) -> Any:
             if field_name not in fields:
                 return None
-            raw = fields[field_name][1]
-            value = self.value(raw)
+            value = self.value(fields[field_name][1], rule_name)
+            if value is _UNREADABLE:
+                return None
             if not isinstance(value, kinds) or (bool not in kinds and isinstance(value, bool)):
                 fail(field_name, f"'{field_name}' must be {what}")
                 return None
@@ -246,41 +288,38 @@ class _FileChecker:
         if rule_name is not None and not NAME_RE.match(rule_name):
             fail(
                 "name",
-                f"name '{rule_name}' must be kebab-case (lowercase letters, digits and dashes), e.g. late-delivery",
+                f"name {_quoted(rule_name)} must be kebab-case (lowercase letters, digits and dashes), e.g. late-delivery",
             )
         about = scalar("about", (str,), "one of: " + ", ".join(ABOUT_ENTITIES))
         if about is not None and about not in ABOUT_ENTITIES:
             fail(
                 "about",
-                f"unknown about '{about}'{did_you_mean(about, list(ABOUT_ENTITIES))}: expected one of {', '.join(ABOUT_ENTITIES)}",
+                f"unknown about {_quoted(about)}{did_you_mean(about, list(ABOUT_ENTITIES))}: expected one of {', '.join(ABOUT_ENTITIES)}",
             )
             about = None
-        condition = self.expression(fields, "when", about, rule_name)
-        goal_condition = self.expression(fields, "goal", about, rule_name)
-
-        channels: tuple[str, ...] = ()
-        if "channels" in fields:
-            raw = self.value(fields["channels"][1])
-            raw = [raw] if isinstance(raw, str) else raw
-            if not isinstance(raw, list) or not raw:
-                fail("channels", "'channels' must be a non-empty list, e.g. [email, sms]")
-            else:
-                for item in raw:
-                    if item not in CHANNELS:
-                        fail(
-                            "channels",
-                            f"unknown channel '{item}'{did_you_mean(str(item), list(CHANNELS))}: expected email or sms",
-                        )
-                if len(set(raw)) != len(raw):
-                    fail("channels", "a channel is listed twice")
-                channels = tuple(str(item) for item in raw)
+        when_text, condition = self.expression(fields, "when", about, rule_name)
+        goal_text, goal_condition = self.expression(fields, "goal", about, rule_name)
+        channels = self.channels(fields, fail)
         template = scalar("template", (str,), "the name of a folder under templates/")
+        if template is not None and not TEMPLATE_NAME_RE.match(template):
+            fail(
+                "template",
+                f"template {_quoted(template)} must be the name of a folder under templates/ "
+                "(letters, digits, _ and -), not a path",
+            )
+            template = None
         if template is not None and self.template_exists is not None and not self.template_exists(template):
-            fail("template", f"unknown template '{template}': no folder templates/{template}/")
+            fail("template", f"unknown template {_quoted(template)}: no folder templates/{template}/")
         every = duration("every")
         if every is not None and every <= timedelta(0):
             fail("every", "'every' must be longer than 0s")
         priority = scalar("priority", (int,), "a whole number (higher wins)")
+        if priority is not None and not PRIORITY_RANGE[0] <= priority <= PRIORITY_RANGE[1]:
+            fail(
+                "priority",
+                f"'priority' must be a whole number from {PRIORITY_RANGE[0]:,} to {PRIORITY_RANGE[1]:,}",
+            )
+            priority = None
         quiet = scalar(
             "quiet_hours", (str,), 'a window in the customer\'s local time such as "21:00-09:00", or "off"'
         )
@@ -292,7 +331,7 @@ class _FileChecker:
             except ValueError:
                 fail(
                     "quiet_hours",
-                    f'quiet_hours \'{quiet}\' must look like "21:00-09:00" (24-hour HH:MM-HH:MM, start and end differ), or be "off"',
+                    f'quiet_hours {_quoted(quiet)} must look like "21:00-09:00" (24-hour HH:MM-HH:MM, start and end differ), or be "off"',
                 )
         holdout = self.holdout(fields, fail)
         goal_window = duration("goal_window")
@@ -319,19 +358,27 @@ class _FileChecker:
         enabled = scalar("enabled", (bool,), "true or false")
         description = scalar("description", (str,), "text")
         cooldown, delay, expires = duration("cooldown"), duration("delay"), duration("expires")
+        if expires is not None and expires <= (delay or timedelta(0)):
+            # policy.RulePolicy refuses this too: every contact would expire before its delay ends.
+            fail(
+                "expires",
+                f"'expires' ({format_duration(expires)}) must be longer than 'delay' "
+                f"({format_duration(delay or timedelta(0))}): every contact would expire unsent",
+            )
 
         if (
             len(self.problems) > before
             or condition is None
+            or when_text is None
             or about is None
             or rule_name is None
             or template is None
         ):
             return None
-        return Rule(
+        rule = Rule(
             name=rule_name,
             about=about,
-            when=str(self.value(fields["when"][1])),
+            when=when_text,
             condition=condition,
             channels=channels,
             template=template,
@@ -343,7 +390,7 @@ class _FileChecker:
             expires=expires,
             quiet_hours=quiet,
             holdout=holdout,
-            goal=str(self.value(fields["goal"][1])) if "goal" in fields else None,
+            goal=goal_text,
             goal_condition=goal_condition,
             goal_window=(goal_window or DEFAULT_GOAL_WINDOW) if "goal" in fields else None,
             escalate=bool(escalate),
@@ -355,6 +402,46 @@ class _FileChecker:
             file=str(self.path),
             line=node.start_mark.line + 1,
         )
+        try:
+            # Whatever delivery would refuse at run time is refused here, at the rule's place.
+            RulePolicy(
+                name=rule.name,
+                about=rule.about,
+                channels=rule.channels,
+                priority=rule.priority,
+                cooldown=rule.cooldown,
+                delay=rule.delay,
+                expires=rule.expires,
+                quiet_hours=rule.quiet_hours,
+                holdout=rule.holdout,
+            )
+        except ValueError as exc:
+            self.problem(node, str(exc).removeprefix(f'rule "{rule.name}": '), rule.name)
+            return None
+        return rule
+
+    def channels(self, fields: dict[str, tuple[Node, Node]], fail: Callable[..., None]) -> tuple[str, ...]:
+        if "channels" not in fields:
+            return ()
+        raw = self.value(fields["channels"][1])
+        if raw is _UNREADABLE:
+            return ()
+        raw = [raw] if isinstance(raw, str) else raw
+        if not isinstance(raw, list) or not raw:
+            fail("channels", "'channels' must be a non-empty list, e.g. [email, sms]")
+            return ()
+        for item in raw:
+            if not isinstance(item, str):
+                fail("channels", "each channel must be a name, email or sms, e.g. channels: [sms, email]")
+                return ()
+            if item not in CHANNELS:
+                fail(
+                    "channels",
+                    f"unknown channel {_quoted(item)}{did_you_mean(item, list(CHANNELS))}: expected email or sms",
+                )
+        if len(set(raw)) != len(raw):
+            fail("channels", "a channel is listed twice")
+        return tuple(str(item) for item in raw)
 
     def steps(
         self,
@@ -480,8 +567,10 @@ class _FileChecker:
         if "holdout" not in fields:
             return 0.0
         raw = self.value(fields["holdout"][1])
+        if raw is _UNREADABLE:
+            return 0.0
         message = "'holdout' must be a percentage such as 10% (0% to 100%)"
-        if isinstance(raw, str) and re.fullmatch(r"\d+(\.\d+)?%", raw.strip()):
+        if isinstance(raw, str) and re.fullmatch(r"\d{1,3}(\.\d{1,6})?%", raw.strip()):
             value = float(raw.strip()[:-1]) / 100
         elif isinstance(raw, (int, float)) and not isinstance(raw, bool) and 0 <= raw <= 1:
             value = float(raw)
@@ -494,25 +583,28 @@ class _FileChecker:
 
     def expression(
         self, fields: dict[str, tuple[Node, Node]], field_name: str, about: str | None, rule: str | None
-    ) -> Expr | None:
+    ) -> tuple[str | None, Expr | None]:
+        """The text of an expression field and its compiled form (None, None when absent or wrong)."""
         if field_name not in fields:
-            return None
+            return None, None
         node = fields[field_name][1]
-        text = self.value(node)
+        text = self.value(node, rule)
+        if text is _UNREADABLE:
+            return None, None
         if not isinstance(text, str):
             self.problem(
                 node, f"'{field_name}' must be an expression, e.g. order.status == \"shipped\"", rule
             )
-            return None
+            return None, None
         if about is None:
-            return None
+            return text, None
         try:
-            return compile_expression(text, about)
+            return text, compile_expression(text, about)
         except ExpressionProblems as exc:
             for located in exc.problems:
                 line, col = self.locate(node, text, located.offset)
                 self.problem(None, f"{field_name}: {located.message}", rule, line=line, col=col)
-            return None
+            return text, None
 
     def locate(self, node: Node, text: str, offset: int) -> tuple[int, int]:
         """Map an offset in an expression to its line and column in the YAML file.
@@ -542,6 +634,16 @@ class _FileChecker:
         return last
 
 
+def _quoted(text: str) -> str:
+    """TEXT in quotes for a message, cut short when long."""
+    return repr(text if len(text) <= 60 else text[:57] + "...")
+
+
+def rules_files(directory: Path) -> list[Path]:
+    """The rules files of DIRECTORY (`*.yaml`, `*.yml`), in name order."""
+    return sorted([*directory.glob("*.yaml"), *directory.glob("*.yml")])
+
+
 def check_rules(
     directory: Path,
     *,
@@ -560,17 +662,18 @@ def check_rules(
                 "rules folder not found: set paths.rules in settings.toml or OUTREACH_PATHS__RULES",
             )
         ]
-    for path in sorted([*directory.glob("*.yaml"), *directory.glob("*.yml")]):
-        text = path.read_text(encoding="utf-8")
-        checker = _FileChecker(path, text.splitlines(), default_every, template_exists)
+    for path in rules_files(directory):
+        lines: list[str] = []
         try:
-            root = yaml.compose(text, Loader=yaml.SafeLoader)
-        except yaml.MarkedYAMLError as exc:
-            mark = exc.problem_mark or exc.context_mark
-            line, col = (mark.line + 1, mark.column + 1) if mark else (None, None)
-            checker.problem(None, f"not valid YAML: {exc.problem or exc.context}", line=line, col=col)
-            problems.extend(checker.problems)
+            text = safe_yaml.read_text(path, "a rules file")
+            lines = text.splitlines()
+            root = safe_yaml.compose(text)
+        except safe_yaml.YamlRefused as exc:
+            where = exc.located
+            source = lines[where.line - 1] if where.line and 0 < where.line <= len(lines) else None
+            problems.append(Problem(str(path), where.line, where.col, where.message, source_line=source))
             continue
+        checker = _FileChecker(path, lines, default_every, template_exists)
         rules.extend(checker.rules(root))
         problems.extend(sorted(checker.problems, key=lambda p: (p.line or 0, p.col or 0)))
     seen: dict[str, Rule] = {}

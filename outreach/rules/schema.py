@@ -59,6 +59,17 @@ def fields_of(entity: str) -> dict[str, Type]:
     return {column.name: column_type(column) for column in table.columns}
 
 
+# The range of SQL's INTEGER (PostgreSQL's int4), the widest value a whole-number column holds.
+INTEGER_COLUMN_MAX = 2**31 - 1
+
+
+@cache
+def integer_fields(entity: str) -> frozenset[str]:
+    """The fields of ENTITY stored as whole numbers (their arithmetic is integer arithmetic in SQL)."""
+    table = entity_table(entity)
+    return frozenset(column.name for column in table.columns if isinstance(column.type, Integer))
+
+
 def entities_for(about: str) -> tuple[str, ...]:
     """The entities a rule about ABOUT can refer to."""
     return ("customer",) if about == "customer" else (about, "customer")

@@ -1,22 +1,39 @@
 """Parse a `when` expression into a syntax tree; positions are offsets into the expression text.
 
 The grammar is in when.lark. Nothing here evaluates anything: the tree is checked by
-`outreach.rules.types` and compiled by `outreach.rules.to_sql` / `outreach.rules.to_python`.
+`outreach.rules.expressions` and compiled by `outreach.rules.to_sql` / `outreach.rules.to_python`.
+
+Everything after parsing walks the tree recursively, so its size is bounded here, with a
+message that says so: at most MAX_LENGTH characters and MAX_DEPTH levels of nesting (`not`,
+arithmetic, function calls, comparisons). A chain of `and` (or of `or`) is not nesting: it is
+parsed flat and built as a balanced tree, so a chain of thousands of terms is only a dozen
+levels deep (and/or are associative in SQL's three-valued logic, and the order of the terms is
+kept). Literals are checked too: numbers within a 64-bit integer, durations within a century,
+strings without NUL characters or lone surrogates (neither database can store them).
 """
 
 from __future__ import annotations
 
 import json
+import math
+import re
 from dataclasses import dataclass
 from datetime import timedelta
 from functools import lru_cache
 from importlib.resources import files
 from typing import Any
 
-from lark import Lark, Token, Transformer, v_args
+from lark import Lark, Token, Transformer_NonRecursive, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, VisitError
 
 from outreach.durations import parse_duration
+
+MAX_LENGTH = 20_000
+MAX_DEPTH = 50
+# The largest number a condition may hold: the range of SQL's BIGINT, which both databases
+# bind a whole number as.
+MAX_NUMBER = 2**63 - 1
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
 
 @dataclass(frozen=True)
@@ -138,18 +155,58 @@ def _describe(expected: set[str]) -> str:
     return ", ".join(names)
 
 
+def _number(text: str, offset: int) -> int | float:
+    too_large = f"the number {_cut(text)} is too large: numbers in a condition are at most {MAX_NUMBER:,}"
+    if "." in text:
+        value = float(text)
+        if not math.isfinite(value) or abs(value) > MAX_NUMBER:
+            raise SyntaxProblem(offset, too_large)
+        return value
+    # Python's int() refuses more than 4,300 digits; anything past 19 is too large anyway.
+    if len(text.lstrip("0")) > 19 or int(text) > MAX_NUMBER:
+        raise SyntaxProblem(offset, too_large)
+    return int(text)
+
+
+def _cut(text: str) -> str:
+    return text if len(text) <= 24 else text[:21] + "..."
+
+
+def _balanced(op: str, operands: list[Node]) -> Node:
+    """OPERANDS joined by OP as a balanced tree of BoolOp, in their order."""
+    if len(operands) == 1:
+        return operands[0]
+    middle = len(operands) // 2
+    left, right = _balanced(op, operands[:middle]), _balanced(op, operands[middle:])
+    return BoolOp(left.start, right.end, op, left, right)
+
+
 @v_args(meta=True, inline=True)
-class _Build(Transformer[Token, Node]):
+class _Build(Transformer_NonRecursive[Token, Node]):
     def number(self, meta: Any, token: Token) -> Literal:
-        text = str(token)
-        value: int | float = float(text) if "." in text else int(text)
-        return Literal(meta.start_pos, meta.end_pos, value)
+        return Literal(meta.start_pos, meta.end_pos, _number(str(token), meta.start_pos))
 
     def string(self, meta: Any, token: Token) -> Literal:
-        return Literal(meta.start_pos, meta.end_pos, json.loads(str(token)))
+        try:
+            value = json.loads(str(token))
+        except ValueError as exc:
+            raise SyntaxProblem(
+                meta.start_pos, f"this string cannot be read: {getattr(exc, 'msg', exc)}"
+            ) from None
+        bad = _UNSTORABLE.search(value)
+        if bad is not None:
+            what = "a NUL character" if bad.group() == "\x00" else "a lone surrogate (half of a UTF-16 pair)"
+            raise SyntaxProblem(
+                meta.start_pos, f"this string holds {what}, which cannot be stored or compared"
+            )
+        return Literal(meta.start_pos, meta.end_pos, value)
 
     def duration(self, meta: Any, token: Token) -> Literal:
-        return Literal(meta.start_pos, meta.end_pos, parse_duration(str(token)))
+        try:
+            value = parse_duration(str(token))
+        except ValueError as exc:
+            raise SyntaxProblem(meta.start_pos, str(exc)) from None
+        return Literal(meta.start_pos, meta.end_pos, value)
 
     def true(self, meta: Any) -> Literal:
         return Literal(meta.start_pos, meta.end_pos, True)
@@ -190,14 +247,42 @@ class _Build(Transformer[Token, Node]):
     def is_not_null(self, meta: Any, operand: Node) -> IsNull:
         return IsNull(meta.start_pos, meta.end_pos, operand, True)
 
-    def and_(self, meta: Any, left: Node, right: Node) -> BoolOp:
-        return BoolOp(meta.start_pos, meta.end_pos, "and", left, right)
+    def and_(self, meta: Any, *operands: Node) -> Node:
+        return _balanced("and", list(operands))
 
-    def or_(self, meta: Any, left: Node, right: Node) -> BoolOp:
-        return BoolOp(meta.start_pos, meta.end_pos, "or", left, right)
+    def or_(self, meta: Any, *operands: Node) -> Node:
+        return _balanced("or", list(operands))
 
     def not_(self, meta: Any, operand: Node) -> Not:
         return Not(meta.start_pos, meta.end_pos, operand)
+
+
+def _children(node: Node) -> tuple[Node, ...]:
+    if isinstance(node, (Arith, Compare, BoolOp)):
+        return (node.left, node.right)
+    if isinstance(node, (Not, Sign, IsNull)):
+        return (node.operand,)
+    if isinstance(node, In):
+        return (node.needle, node.haystack)
+    if isinstance(node, ListLiteral):
+        return node.items
+    if isinstance(node, Call):
+        return node.args
+    return ()
+
+
+def _check_depth(root: Node) -> None:
+    """SyntaxProblem at the first node nested deeper than MAX_DEPTH (walked without recursion)."""
+    stack: list[tuple[Node, int]] = [(root, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise SyntaxProblem(
+                node.start,
+                f"the condition nests more than {MAX_DEPTH} levels deep here (not, arithmetic, "
+                "parentheses around operators, function calls): write it more simply or split it",
+            )
+        stack.extend((child, depth + 1) for child in _children(node))
 
 
 @lru_cache(maxsize=1)
@@ -213,9 +298,16 @@ def parse(text: str) -> Node:
         raise SyntaxProblem(
             0, 'the condition is empty: write an expression such as order.status == "shipped"'
         )
+    if len(text) > MAX_LENGTH:
+        raise SyntaxProblem(
+            MAX_LENGTH,
+            f"the condition is {len(text):,} characters long; a condition may be at most {MAX_LENGTH:,}",
+        )
     try:
         tree = _parser().parse(text)
-        return _Build().transform(tree)
+        node: Node = _Build().transform(tree)
+    except SyntaxProblem:
+        raise
     except UnexpectedCharacters as exc:
         offset = exc.pos_in_stream or 0
         char = text[offset] if offset < len(text) else ""
@@ -245,10 +337,17 @@ def parse(text: str) -> Node:
     except UnexpectedInput as exc:  # pragma: no cover - the three cases above are exhaustive in lark 1.x
         raise SyntaxProblem(getattr(exc, "pos_in_stream", 0) or 0, str(exc)) from None
     except VisitError as exc:
+        if isinstance(exc.orig_exc, SyntaxProblem):
+            raise exc.orig_exc from None
         raise SyntaxProblem(0, str(exc.orig_exc)) from None
+    _check_depth(node)
+    return node
 
 
 __all__ = [
+    "MAX_DEPTH",
+    "MAX_LENGTH",
+    "MAX_NUMBER",
     "Arith",
     "BoolOp",
     "Call",

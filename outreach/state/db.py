@@ -1,4 +1,8 @@
-"""Engines and sessions: SQLite tuned for one writer and many readers, PostgreSQL via psycopg 3."""
+"""Engines and sessions: SQLite tuned for one writer and many readers, PostgreSQL via psycopg 3.
+
+Database URLs are only ever shown without their password (`redact_url`), and SQL parameters
+never appear in an error's text (`hide_parameters`): they hold customers' emails and phones.
+"""
 
 from __future__ import annotations
 
@@ -6,26 +10,28 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import create_engine, event
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Engine, make_url
 
-from outreach.errors import ConfigError, DatabaseNotReady
+from outreach.database_url import check_url, normalise_url, redact_url
+from outreach.errors import ConfigError, DatabaseNotReady, DatabaseUnavailable
+
+# How long a SQLite connection waits for another process's write lock before giving up.
+DEFAULT_BUSY_TIMEOUT = 10.0
 
 
-def normalise_url(url: str) -> str:
-    """`postgresql://…` means psycopg 3 here; SQLAlchemy would otherwise look for psycopg2."""
-    parsed = make_url(url)
-    if parsed.drivername in ("postgresql", "postgres"):
-        parsed = parsed.set(drivername="postgresql+psycopg")
-    return parsed.render_as_string(hide_password=False)
+def _sqlite_tuning(busy_timeout: float) -> Any:
+    milliseconds = max(0, int(busy_timeout * 1000))
 
+    def tune(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        cursor.execute(f"PRAGMA busy_timeout={milliseconds}")
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
 
-def _tune_sqlite(dbapi_connection: Any, _record: Any) -> None:
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA busy_timeout=10000")
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.close()
+    return tune
 
 
 def _require_psycopg() -> None:
@@ -34,21 +40,20 @@ def _require_psycopg() -> None:
         import psycopg  # noqa: F401
     except ImportError:
         raise ConfigError(
-            "a postgresql:// database needs the PostgreSQL driver, psycopg 3: "
-            "pip install 'outreach[postgres]'"
+            "a postgresql:// database needs the PostgreSQL driver, psycopg 3: pip install 'outreach[postgres]'"
         ) from None
 
 
-def make_engine(url: str, *, migrate_sqlite: bool = True) -> Engine:
+def make_engine(
+    url: str, *, migrate_sqlite: bool = True, busy_timeout: float = DEFAULT_BUSY_TIMEOUT
+) -> Engine:
     """An engine for URL; a SQLite file (and its folder) is created and migrated on first use."""
-    try:
-        url = normalise_url(url)
-        parsed = make_url(url)
-    except Exception as exc:  # noqa: BLE001 - sqlalchemy raises ArgumentError with a terse message
-        raise ConfigError(f"database url {url!r} is not valid: {exc}") from None
+    check_url(url)
+    url = normalise_url(url)
+    parsed = make_url(url)
     if parsed.get_backend_name() == "postgresql":
         _require_psycopg()
-    kwargs: dict[str, Any] = {}
+    kwargs: dict[str, Any] = {"hide_parameters": True}
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
@@ -57,12 +62,49 @@ def make_engine(url: str, *, migrate_sqlite: bool = True) -> Engine:
         kwargs["pool_pre_ping"] = True
     engine = create_engine(url, **kwargs)
     if engine.dialect.name == "sqlite":
-        event.listen(engine, "connect", _tune_sqlite)
+        event.listen(engine, "connect", _sqlite_tuning(busy_timeout))
         if migrate_sqlite:
             from outreach.state.migrate import upgrade
 
             upgrade(engine)
     return engine
+
+
+def unavailable(exc: BaseException, url: str | None = None) -> DatabaseUnavailable | None:
+    """The error a person should read for EXC, a driver's failure to use the database; None if EXC is not one.
+
+    Only the driver's own first line is kept: the statement and its parameters (emails, phones)
+    never are, and the URL is shown without its password.
+    """
+    if not isinstance(exc, sa_exc.OperationalError):
+        return None
+    reason = str(exc.orig).strip().splitlines()[0] if exc.orig is not None else type(exc).__name__
+    where = f" {redact_url(url)}" if url else ""
+    if "database is locked" in reason or "database table is locked" in reason:
+        return DatabaseUnavailable(
+            f"the database{where} is locked by another process and stayed locked past the busy "
+            f"timeout: try again once the other command is done (database.busy_timeout sets the wait)"
+        )
+    if "unable to open database file" in reason:
+        return DatabaseUnavailable(
+            f"cannot open the database file{where}: check the path and its permissions"
+        )
+    return DatabaseUnavailable(f"cannot use the database{where}: {reason}")
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether EXC says the database is busy or out of reach for now (a retry may succeed)."""
+    if not isinstance(exc, sa_exc.OperationalError):
+        return False
+    if exc.connection_invalidated:
+        return True
+    text = str(exc.orig)
+    if "database is locked" in text or "database table is locked" in text:
+        return True
+    # PostgreSQL: connection exceptions, operator intervention (shutdown), insufficient
+    # resources, serialization failures and deadlocks.
+    sqlstate = str(getattr(exc.orig, "sqlstate", "") or "")
+    return sqlstate.startswith(("08", "57P", "53", "40"))
 
 
 def require_current_schema(engine: Engine) -> None:

@@ -23,14 +23,16 @@ from __future__ import annotations
 import contextlib
 import copy
 import csv
+import functools
 import gzip
 import io
 import json
 import math
 import re
+import zlib
 import zoneinfo
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from functools import cache, lru_cache
 from pathlib import Path, PurePath
@@ -41,13 +43,13 @@ import orjson
 import phonenumbers
 from babel.numbers import list_currencies
 from email_validator.rfc_constants import CASE_INSENSITIVE_MAILBOX_NAMES, DOT_ATOM_TEXT
-from sqlalchemy import Table, select, text
+from sqlalchemy import Table, func, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Dialect, Engine
 from sqlalchemy.sql.dml import Insert
 
-from outreach import locales
-from outreach.clock import parse_instant
+from outreach import encoding, locales
+from outreach.clock import EARLIEST, LATEST, RANGE_TEXT, in_range, parse_instant
 from outreach.errors import ConfigError, IngestError, Problem, closest, did_you_mean
 from outreach.memory import collector_paused
 from outreach.state.models import BY_NAME, ORDER_STATUSES, SURVEY_KINDS, TABLE_NAMES, named_table
@@ -77,19 +79,65 @@ def _kind(value: Any) -> str:
     return type(value).__name__
 
 
+# Characters neither database stores: PostgreSQL refuses NUL in text and in jsonb, and a lone
+# surrogate (half of a UTF-16 pair, which json.loads lets through) is not Unicode text at all.
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+# Whether both databases store a text, written out where it runs per field: a NUL is never
+# printable, and printable text (names in any script) holds no surrogate, so the regular
+# expression runs only on text with line breaks, tabs or worse.
+#
+#     "\x00" in text or not (text.isascii() or text.isprintable()) and _SURROGATE.search(text)
+
+
+def storable(text: str) -> str:
+    """TEXT, if both databases can store it; ValueError saying which character they cannot."""
+    if "\x00" in text or (not (text.isascii() or text.isprintable()) and _SURROGATE.search(text)):
+        raise ValueError(_unstorable(text))
+    return text
+
+
+def _unstorable(text: str) -> str:
+    if "\x00" in text:
+        return "contains a NUL character (\\u0000), which the databases cannot store"
+    bad = _SURROGATE.search(text)
+    code = ord(bad.group()) if bad is not None else 0
+    return f"contains a lone surrogate (\\u{code:04x}), half of a UTF-16 pair: not valid Unicode text"
+
+
+def _shown(value: Any, width: int = 40) -> str:
+    """VALUE as a message shows it, cut short when long."""
+    text = repr(value) if not isinstance(value, int) else str(value)
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
+# Ids are primary keys: PostgreSQL's B-tree refuses keys much over 2,700 bytes.
+MAX_ID_LENGTH = 255
+
+
 def parse_id(value: Any) -> str:
     """Ids are strings; whole numbers are accepted and kept as their decimal text."""
     if isinstance(value, str):
+        # The checks are written out (not calls): two ids a record, millions of records.
+        if len(value) > MAX_ID_LENGTH:
+            raise ValueError(f"is {len(value):,} characters long; an id is at most {MAX_ID_LENGTH}")
+        if "\x00" in value or (not (value.isascii() or value.isprintable()) and _SURROGATE.search(value)):
+            raise ValueError(_unstorable(value))
         if not value.strip():
             raise ValueError("must not be empty")
         return value
     if isinstance(value, int) and not isinstance(value, bool):
+        if not -(10**MAX_ID_LENGTH) < value < 10**MAX_ID_LENGTH:
+            raise ValueError(f"{_shown(value)} is too long for an id (at most {MAX_ID_LENGTH} digits)")
         return str(value)
     raise ValueError(f"must be a string, got {_kind(value)}")
 
 
 def parse_text(value: Any) -> str:
     if isinstance(value, str):
+        if "\x00" in value or (not (value.isascii() or value.isprintable()) and _SURROGATE.search(value)):
+            raise ValueError(_unstorable(value))
         return value
     raise ValueError(f"must be a string, got {_kind(value)}")
 
@@ -113,13 +161,23 @@ def parse_bool_text(text: str) -> bool:
     raise ValueError(f"{text!r} is not a boolean: write true/false, yes/no or 1/0")
 
 
+# A quadrillion in any currency is past every real cart; beyond it an amount is a mistake
+# (a column mix-up, a 400-digit number that float() cannot even convert).
+MAX_MONEY = 10**15
+
+
 def parse_money(value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ValueError(f"must be a number, got {_kind(value)}")
-    amount = float(value)
-    if not math.isfinite(amount) or amount < 0:
-        raise ValueError(f"{value!r} is not an amount: write a number ≥ 0, e.g. 49.90")
-    return amount
+    try:
+        amount = float(value)
+    except OverflowError:  # an integer of hundreds of digits
+        amount = math.inf
+    if 0 <= amount <= MAX_MONEY:  # false for NaN too
+        return amount
+    if amount > MAX_MONEY:
+        raise ValueError(f"{_shown(value)} is out of range: amounts go up to {MAX_MONEY:,}")
+    raise ValueError(f"{_shown(value)} is not an amount: write a number ≥ 0, e.g. 49.90")
 
 
 def parse_money_text(text: str) -> float:
@@ -153,6 +211,9 @@ def parse_score_text(text: str) -> int:
     return parse_score(number)
 
 
+_FIRST_YEAR, _PAST_YEAR = f"{EARLIEST.year:04d}", f"{LATEST.year:04d}"
+
+
 def parse_instant_value(value: Any) -> datetime:
     """An ISO 8601 time with an offset (or Z) → aware UTC."""
     if isinstance(value, str):
@@ -161,15 +222,21 @@ def parse_instant_value(value: Any) -> datetime:
         except ValueError:
             pass
         else:
-            if instant.tzinfo is UTC:
+            # Every form fromisoformat reads starts with the four digits of the year, so the
+            # text itself says whether a UTC instant is in range (cheaper than two comparisons
+            # of aware datetimes, three times a record).
+            if instant.tzinfo is UTC and _FIRST_YEAR <= value < _PAST_YEAR:
                 return instant
-            if instant.tzinfo is not None:
-                return instant.astimezone(UTC)
-        return parse_instant(value)  # says what is wrong
+        return parse_instant(value)  # converts other offsets, says what is wrong
     if isinstance(value, datetime):
         if value.tzinfo is None:
             raise ValueError(f"{value.isoformat()!r} has no UTC offset: add Z or +HH:MM")
-        return value.astimezone(UTC)
+        try:
+            return in_range(value.astimezone(UTC))
+        except OverflowError:
+            raise ValueError(
+                f"{value.isoformat()!r} is out of range: outreach takes times {RANGE_TEXT}"
+            ) from None
     raise ValueError(
         f"must be an ISO 8601 time with an offset (e.g. 2026-11-24T09:30:00Z), got {_kind(value)}"
     )
@@ -375,7 +442,10 @@ def parse_email(value: Any) -> str:
 
 # A scheme, a host and no white space: enough to catch a column mix-up or a relative link
 # (urlsplit is ten times slower and accepts nearly anything).
-_HTTP_URL = re.compile(r"https?://[^\s/?#@]+(?:[/?#]\S*)?", re.IGNORECASE)
+# NUL and lone surrogates are left out here, so a good URL costs no further check.
+_HTTP_URL = re.compile(
+    "https?://[^\\s/?#@\x00\ud800-\udfff]+(?:[/?#][^\\s\x00\ud800-\udfff]*)?", re.IGNORECASE
+)
 
 
 def parse_url(value: Any) -> str:
@@ -383,26 +453,122 @@ def parse_url(value: Any) -> str:
         raise ValueError(f"must be an http(s) URL, got {_kind(value)}")
     text = value.strip()
     if not _HTTP_URL.fullmatch(text):
-        raise ValueError(f"{value!r} is not an http(s) URL (e.g. https://example.com/track/123)")
+        storable(text)  # says so if a NUL or a surrogate is what is wrong
+        raise ValueError(f"{_shown(value)} is not an http(s) URL (e.g. https://example.com/track/123)")
     return text
+
+
+# JSON fields (attributes, items) are stored as JSON and read by rules: deep enough for any
+# real document, shallow enough that no walk over them (ours, the JSON encoders', SQLite's
+# json functions, PostgreSQL's jsonb) runs out of stack.
+MAX_JSON_DEPTH = 32
+_INT64 = 2**63
+
+
+def _json_fine(value: Any, depth: int) -> bool:
+    """A quick yes when VALUE (a JSON field, DEPTH levels down) is storable; no means: ask `_json_problem`."""
+    if depth > MAX_JSON_DEPTH:
+        return False
+    if type(value) is dict:
+        for key, item in value.items():
+            if type(key) is not str or "\x00" in key or not (key.isascii() or key.isprintable()):
+                return False
+            if not _json_item_fine(item, depth):
+                return False
+        return True
+    return all(_json_item_fine(item, depth) for item in value)
+
+
+def _json_item_fine(item: Any, depth: int) -> bool:
+    kind = type(item)
+    if kind is str:
+        return "\x00" not in item and (item.isascii() or item.isprintable())
+    if kind is int:
+        return -_INT64 <= item < _INT64  # type: ignore[no-any-return]
+    if kind is float:
+        return item - item == 0  # type: ignore[no-any-return]  # not for inf or nan
+    if kind is dict or kind is list:
+        return _json_fine(item, depth + 1)
+    return item is None or kind is bool
+
+
+def _json_problem(value: Any, path: str, depth: int) -> str | None:
+    """What makes VALUE (at PATH) unstorable as JSON, or None."""
+    if isinstance(value, str):
+        try:
+            storable(value)
+        except ValueError as exc:
+            return f"{path}: {exc}"
+        return None
+    if value is None or isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return (
+            None
+            if -_INT64 <= value < _INT64
+            else f"{path}: {_shown(value)} is out of range (a 64-bit integer)"
+        )
+    if isinstance(value, float):
+        return None if math.isfinite(value) else f"{path}: {value!r} is not a number JSON can hold"
+    if isinstance(value, (dict, list)):
+        if depth > MAX_JSON_DEPTH:
+            return f"{path}: nested more than {MAX_JSON_DEPTH} levels deep"
+        if isinstance(value, dict):
+            for key, item in value.items():
+                if not isinstance(key, str):
+                    return f"{path}: key {_shown(key)} is not a string"
+                where = f"{path}.{key}" if len(key) <= 40 else f"{path}.{key[:37]}..."
+                problem = _json_problem(key, where, depth) or _json_problem(item, where, depth + 1)
+                if problem is not None:
+                    return problem
+        else:
+            for index, item in enumerate(value):
+                problem = _json_problem(item, f"{path}[{index}]", depth + 1)
+                if problem is not None:
+                    return problem
+        return None
+    return f"{path}: {_kind(value)} is not a JSON value"
 
 
 def parse_object(value: Any) -> dict[str, Any]:
     if isinstance(value, dict):
+        if value and not _json_fine(value, 1):
+            problem = _json_problem(value, "", 1)
+            if problem is not None:
+                raise ValueError(problem.lstrip("."))
         return value
     raise ValueError(f"must be a JSON object {{…}}, got {_kind(value)}")
 
 
 def parse_list(value: Any) -> list[Any]:
     if isinstance(value, list):
+        if value and not _json_fine(value, 1):
+            problem = _json_problem(value, "", 1)
+            if problem is not None:
+                raise ValueError(problem.lstrip("."))
         return value
     raise ValueError(f"must be a JSON list […], got {_kind(value)}")
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a number JSON allows")
+
+
+def loads_lenient(text: str | bytes) -> Any:
+    """The json module's reading of TEXT, which words errors well; NaN and Infinity refused.
+
+    Raises ValueError for anything it cannot read, including nesting too deep to read.
+    """
+    try:
+        return json.loads(text, parse_constant=_refuse_constant)
+    except RecursionError:
+        raise ValueError("nested too deeply to read") from None
 
 
 def _json_text(parse: Callable[[Any], Any]) -> Callable[[str], Any]:
     def from_text(text: str) -> Any:
         try:
-            decoded = json.loads(text)
+            decoded = loads_lenient(text)
         except ValueError as exc:
             raise ValueError(f"is not valid JSON ({exc})") from None
         return parse(decoded)
@@ -492,6 +658,15 @@ FIELDS: dict[str, dict[str, FieldRule]] = {
     },
 }
 
+# Each field's parser for JSON values (False) and for CSV cells (True), looked up once a field.
+_PARSERS: dict[bool, dict[str, dict[str, Callable[[Any], Any]]]] = {
+    from_text: {
+        table: {name: rule.parse_text if from_text else rule.parse for name, rule in rules.items()}
+        for table, rules in FIELDS.items()
+    }
+    for from_text in (False, True)
+}
+
 _REQUIRED_FIELDS = {
     table: tuple(name for name, rule in FIELDS[table].items() if rule.null == "missing") for table in TABLES
 }
@@ -506,7 +681,8 @@ def defaults(table: str) -> dict[str, Any]:
 
 
 def unknown_field_problem(table: str, name: str) -> str:
-    return f"unknown field {name!r}{did_you_mean(name, FIELDS[table])}"
+    hint = did_you_mean(name, FIELDS[table]) if len(name) <= 64 else ""
+    return f"unknown field {_shown(name, 68)}{hint}"
 
 
 def validate_record(
@@ -518,15 +694,16 @@ def validate_record(
     JSON fields are parsed from text. The customer's existence is not checked here (that takes
     the database): see `missing_customers`.
     """
-    rules = FIELDS[table]
+    parsers = _PARSERS[from_text][table]
     clean: dict[str, Any] = {}
     problems: list[str] = []
     for name, value in record.items():
-        rule = rules.get(name)
-        if rule is None:
-            problems.append(unknown_field_problem(table, name))
+        parse = parsers.get(name)
+        if parse is None:
+            problems.append(unknown_field_problem(table, str(name)))
             continue
         if value is None or (from_text and value == ""):
+            rule = FIELDS[table][name]
             if rule.null == "missing":
                 problems.append(f"{name} is missing")
             elif rule.null == "refused":
@@ -537,9 +714,12 @@ def validate_record(
                 clean[name] = copy.copy(default) if isinstance(default, (dict, list)) else default
             continue
         try:
-            clean[name] = rule.parse_text(value) if from_text else rule.parse(value)
+            clean[name] = parse(value)
         except ValueError as exc:
             problems.append(f"{name}: {exc}")
+        except (TypeError, OverflowError, RecursionError, LookupError) as exc:
+            # A validator's library choked on a value no test foresaw: the value is wrong, not outreach.
+            problems.append(f"{name}: cannot be read ({type(exc).__name__})")
     for name in _REQUIRED_FIELDS[table]:
         if name not in record:
             problems.append(f"{name} is missing")
@@ -577,6 +757,8 @@ class FileReport:
     records: int
     bad_lines: int
     problems: tuple[Problem, ...]
+    # Rows the load added; the other records updated a row (loaded before, or earlier in the file).
+    new_rows: int | None = None
 
     @property
     def rejected(self) -> bool:
@@ -585,7 +767,15 @@ class FileReport:
     def summary(self) -> str:
         if not self.rejected:
             noun = "record" if self.records == 1 else "records"
-            return f"{self.path}: loaded {self.records:,} {noun} into {self.table}"
+            loaded = f"{self.path}: loaded {self.records:,} {noun} into {self.table}"
+            if self.new_rows is None or self.new_rows >= self.records:
+                return loaded
+            updates = self.records - self.new_rows
+            return (
+                f"{loaded}: {self.new_rows:,} new {'row' if self.new_rows == 1 else 'rows'}, "
+                f"{updates:,} {'update of a row' if updates == 1 else 'updates of rows'} loaded before "
+                "or earlier in this file (the later record wins)"
+            )
         if self.bad_lines == 0:
             return f"{self.path}: nothing was loaded"
         lines = "bad line" if self.bad_lines == 1 else "bad lines"
@@ -624,47 +814,131 @@ def _open(path: Path) -> _Reader:
     return _Reader(raw, stream, size)
 
 
-def read_jsonl(stream: Iterable[bytes], source: str) -> Iterator[Numbered]:
+# A line longer than this is not a record anyone meant to write (POST /events takes 16 MiB).
+MAX_LINE_BYTES = 16 * 1024 * 1024
+
+
+_UNREADABLE = (OSError, EOFError, zlib.error)
+
+
+def _io_reason(exc: BaseException) -> str:
+    """Why a file could not be read, in words (a corrupt or truncated .gz, a vanished file)."""
+    if isinstance(exc, gzip.BadGzipFile):
+        return f"not a gzip file ({exc})"
+    if isinstance(exc, zlib.error):
+        return "the compressed data is corrupt"
+    if isinstance(exc, EOFError):
+        return "the compressed file is cut short"
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return str(exc) or type(exc).__name__
+
+
+def _peek(stream: Any, size: int) -> bytes:
+    """The first SIZE bytes STREAM will give, without consuming them ("" if it cannot tell)."""
+    peek = getattr(stream, "peek", None)
+    try:
+        return bytes(peek(size)[:size]) if callable(peek) else b""
+    except _UNREADABLE:  # reading on reports it, at its line
+        return b""
+
+
+def read_jsonl(stream: IO[bytes], source: str) -> Iterator[Numbered]:
     """Each non-blank line of a JSONL stream as (line number, object or problem).
 
     orjson parses a line in a fifth of the time of the json module, but only strict RFC 8259
-    JSON; a line it refuses is parsed again by the json module, which decides what is valid
-    (NaN, huge integers, lone surrogates) and words the error.
+    JSON; a line it refuses is parsed again by the json module, which words the error. What
+    only the json module accepts (huge integers, 1e400, lone surrogates, deep nesting) is then
+    refused by the validation of each field; NaN and Infinity are refused here.
     """
-    for number, raw in enumerate(stream, 1):
-        if raw.isspace() or not raw:
-            continue
-        try:
-            value = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            try:
-                value = json.loads(raw.decode())
-            except json.JSONDecodeError as exc:
+    wide = encoding.wide_encoding(_peek(stream, 4))
+    if wide is not None:
+        yield 1, Problem(source, 1, None, encoding.wide_message(wide))
+        return
+    number = 0
+    readline = stream.readline
+    try:
+        # readline with a limit (through C's partial: no Python call a line), so that a file
+        # without line breaks is never read into memory whole.
+        for number, raw in enumerate(iter(functools.partial(readline, MAX_LINE_BYTES + 1), b""), 1):
+            if raw.isspace():
+                continue
+            if len(raw) > MAX_LINE_BYTES and not raw.endswith(b"\n"):
+                while True:  # skip to the end of the overlong line
+                    rest = readline(MAX_LINE_BYTES)
+                    if not rest or rest.endswith(b"\n"):
+                        break
                 yield (
                     number,
-                    Problem(source, number, None, f"not valid JSON: {exc.msg} at column {exc.pos + 1}"),
+                    Problem(source, number, None, f"the line is longer than {MAX_LINE_BYTES:,} bytes"),
                 )
                 continue
-            except UnicodeDecodeError as exc:
-                yield number, Problem(source, number, None, f"not UTF-8 text (byte {exc.start + 1})")
-                continue
-        if isinstance(value, dict):
-            yield number, value
-        else:
-            yield number, Problem(source, number, None, f"must be a JSON object {{…}}, got {_kind(value)}")
+            try:
+                value = orjson.loads(raw)
+            except orjson.JSONDecodeError:
+                value = _lenient_line(raw, number, source)
+            if isinstance(value, (dict, Problem)):
+                yield number, value
+            else:
+                yield (
+                    number,
+                    Problem(source, number, None, f"must be a JSON object {{…}}, got {_kind(value)}"),
+                )
+    except _UNREADABLE as exc:  # a corrupt or truncated .gz: what was read so far is judged too
+        yield number + 1, Problem(source, number + 1, None, f"cannot read on from here: {_io_reason(exc)}")
 
 
-def read_csv(stream: io.BufferedIOBase, source: str, table: str) -> Iterator[Numbered]:
+def _lenient_line(raw: bytes, number: int, source: str) -> Any:
+    """A line orjson refused, read by the json module; or the Problem saying why it cannot be."""
+    try:
+        text = raw.decode("utf-8-sig" if number == 1 else "utf-8")
+    except UnicodeDecodeError as exc:
+        found = encoding.not_utf8(raw, exc)
+        return Problem(source, number, found.col, found.message)
+    try:
+        return loads_lenient(text)
+    except json.JSONDecodeError as exc:
+        return Problem(source, number, None, f"not valid JSON: {exc.msg} at column {exc.pos + 1}")
+    except ValueError as exc:
+        return Problem(source, number, None, f"not valid JSON: {exc}")
+
+
+def _undecodable(cells: Sequence[str], header: Sequence[str] | None) -> str | None:
+    """The problem of a CSV row whose bytes were not UTF-8 (decoded with surrogateescape), or None."""
+    for index, cell in enumerate(cells):
+        if cell.isascii():
+            continue
+        bad = _SURROGATE.search(cell)
+        if bad is not None:
+            byte = ord(bad.group()) - 0xDC00  # surrogateescape keeps byte B as U+DC00 + B
+            column = f"column {header[index]!r}: " if header is not None and index < len(header) else ""
+            return column + encoding.byte_message(byte)
+    return None
+
+
+def read_csv(stream: IO[bytes], source: str, table: str) -> Iterator[Numbered]:
     """Each row of a CSV stream with a header line as (line number, cells by column or problem)."""
-    # utf-8-sig: spreadsheets put a byte order mark in front of the header.
-    text = io.TextIOWrapper(cast(IO[bytes], stream), encoding="utf-8-sig", newline="")
+    wide = encoding.wide_encoding(_peek(stream, 4))
+    if wide is not None:
+        yield 1, Problem(source, 1, None, encoding.wide_message(wide))
+        return
+    # utf-8-sig: spreadsheets put a byte order mark in front of the header. Bytes that are not
+    # UTF-8 are kept (as surrogates) so the row they are in is reported with the byte and column.
+    text = io.TextIOWrapper(stream, encoding="utf-8-sig", errors="surrogateescape", newline="")
     reader = csv.reader(text)
     try:
         header = next(reader, None)
-    except (csv.Error, UnicodeDecodeError) as exc:
+    except csv.Error as exc:
         yield 1, Problem(source, 1, None, f"cannot read the header: {exc}")
         return
+    except _UNREADABLE as exc:
+        yield 1, Problem(source, 1, None, f"cannot read the file: {_io_reason(exc)}")
+        return
     if header is None:
+        return
+    undecodable = _undecodable(header, None)
+    if undecodable is not None:
+        yield 1, Problem(source, 1, None, f"header: {undecodable}")
         return
     header = [name.strip() for name in header]
     problems = [unknown_field_problem(table, name) for name in header if name not in FIELDS[table]]
@@ -683,12 +957,21 @@ def read_csv(stream: io.BufferedIOBase, source: str, table: str) -> Iterator[Num
             number, previous = previous + 1, reader.line_num
             if not cells:
                 continue
+            undecodable = _undecodable(cells, header)
+            if undecodable is not None:
+                yield number, Problem(source, number, None, undecodable)
+                continue
             if len(cells) != width:
                 yield number, Problem(source, number, None, f"has {len(cells)} cells, the header has {width}")
                 continue
             yield number, dict(zip(header, cells, strict=False))
-    except (csv.Error, UnicodeDecodeError) as exc:
+    except csv.Error as exc:
         yield previous + 1, Problem(source, previous + 1, None, f"cannot read CSV: {exc}")
+    except _UNREADABLE as exc:
+        yield (
+            previous + 1,
+            Problem(source, previous + 1, None, f"cannot read on from here: {_io_reason(exc)}"),
+        )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -813,6 +1096,12 @@ _MISSING_CUSTOMERS = {
         " WHERE NOT EXISTS (SELECT 1 FROM customers WHERE customers.id = wanted.id)"
     ),
 }
+
+
+def count_rows(connection: Connection, table: str) -> int:
+    """How many rows TABLE holds, as this connection sees it."""
+    target = state_table(table)
+    return int(connection.execute(select(func.count()).select_from(target)).scalar_one())
 
 
 def missing_customers(connection: Connection, ids: Iterable[str]) -> set[str]:
@@ -976,7 +1265,9 @@ def ingest_file(
         return FileReport(source, table, 0, 0, (Problem(source, None, None, f"cannot read: {exc.strerror}"),))
     try:
         records = (
-            read_jsonl(reader.stream, source) if kind == "jsonl" else read_csv(reader.stream, source, table)
+            read_jsonl(cast(IO[bytes], reader.stream), source)
+            if kind == "jsonl"
+            else read_csv(cast(IO[bytes], reader.stream), source, table)
         )
 
         def tell() -> None:
@@ -987,6 +1278,7 @@ def ingest_file(
             transaction = connection.begin()
             restore_cache = _enlarge_sqlite_cache(connection)
             try:
+                rows_before = count_rows(connection, table)
                 with collector_paused():
                     report = load_records(
                         connection,
@@ -1006,10 +1298,13 @@ def ingest_file(
             if report.rejected:
                 transaction.rollback()
             else:
+                report = replace(report, new_rows=count_rows(connection, table) - rows_before)
                 transaction.commit()
         return report
-    except (OSError, EOFError) as exc:  # a truncated or corrupt .gz, a vanished file
-        return FileReport(source, table, 0, 0, (Problem(source, None, None, f"cannot read: {exc}"),))
+    except (OSError, EOFError, zlib.error) as exc:  # a truncated or corrupt .gz, a vanished file
+        return FileReport(
+            source, table, 0, 0, (Problem(source, None, None, f"cannot read: {_io_reason(exc)}"),)
+        )
     finally:
         reader.close()
 

@@ -115,12 +115,14 @@ class Daemon:
 
     def __init__(self, workspace: Workspace, name: str) -> None:
         self.log_path = workspace.root / f"{name}.log"
+        self.stdout_path = workspace.root / f"{name}.out"
         self._log = self.log_path.open("wb")
+        self._stdout = self.stdout_path.open("wb")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "outreach", "run"],
             cwd=workspace.root,
             env=workspace.environ,
-            stdout=subprocess.DEVNULL,
+            stdout=self._stdout,
             stderr=self._log,
         )
 
@@ -169,12 +171,14 @@ class Daemon:
             return self.process.wait(timeout)
         finally:
             self._log.close()
+            self._stdout.close()
 
     def kill(self) -> None:
         if self.process.poll() is None:
             self.process.kill()
         self.process.wait()
         self._log.close()
+        self._stdout.close()
 
 
 def sent_outbox_ids(requests: Any) -> list[str]:

@@ -66,7 +66,9 @@ def test_steps_and_groups_survive_sigkill_at_random_instants_without_duplicates_
         {
             **fake_providers.environ(),
             "OUTREACH_DELIVERY__CONCURRENCY": "2",
-            "OUTREACH_DAEMON__LEASE_SECONDS": "1",
+            "OUTREACH_DAEMON__LEASE_SECONDS": "1.5",
+            "OUTREACH_SENDGRID__TIMEOUT": "0.7",
+            "OUTREACH_TWILIO__TIMEOUT": "0.7",
         },
         RULES,
         {"parcels": PARCELS},
@@ -101,7 +103,7 @@ def test_steps_and_groups_survive_sigkill_at_random_instants_without_duplicates_
             break
         daemon.kill()
         kills += 1
-        time.sleep(1.2)  # past the lease
+        time.sleep(1.6)  # past the lease
     else:
         daemon = workspace.start("last")
         daemon.wait_for(done, timeout=60, what="every journey finished")

@@ -61,7 +61,10 @@ def test_a_daemon_killed_at_random_instants_never_sends_a_contact_twice_and_lose
         {
             **fake_providers.environ(),
             "OUTREACH_DELIVERY__CONCURRENCY": "4",
-            "OUTREACH_DAEMON__LEASE_SECONDS": "0.5",
+            "OUTREACH_DAEMON__LEASE_SECONDS": "1.5",
+            # A lease must outlast two provider timeouts (settings refuse less).
+            "OUTREACH_SENDGRID__TIMEOUT": "0.7",
+            "OUTREACH_TWILIO__TIMEOUT": "0.7",
         },
     )
     # Slow answers, so that kills land while requests are on the wire.
@@ -88,7 +91,7 @@ def test_a_daemon_killed_at_random_instants_never_sends_a_contact_twice_and_lose
             break
         daemon.kill()
         kills += 1
-        time.sleep(0.6)  # past the lease: the next daemon recovers what this one held
+        time.sleep(1.6)  # past the lease: the next daemon recovers what this one held
     else:
         daemon = workspace.start("last")
         daemon.event("started")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
+from pydantic import ValidationError
 
 from outreach.errors import ConfigError, RenderError, TemplateError
 from outreach.rendering import Limits, RenderedMessage, Renderer, RuleInfo
@@ -248,7 +249,12 @@ def test_a_broken_templates_folder_is_refused_whole_with_every_problem(templates
 
 def test_an_unsubscribe_url_that_cannot_be_filled_in_is_a_settings_error(templates: Build) -> None:
     settings = templates(LATE_FILES)
-    broken = settings.model_copy(update={"company": CompanySettings(unsubscribe_url="https://x/{id}")})
+    with pytest.raises(ValidationError, match=r"the only placeholder is \{customer_id\}"):
+        CompanySettings(unsubscribe_url="https://x/{id}")
+    # Settings built around validation (model_copy) are still refused by the renderer.
+    broken = settings.model_copy(
+        update={"company": CompanySettings.model_construct(unsubscribe_url="https://x/{id}")}
+    )
     with pytest.raises(ConfigError, match=r"write it with \{customer_id\}"):
         Renderer(broken)
 

@@ -416,6 +416,7 @@ def test_with_smart_encoding_only_what_twilio_cannot_replace_is_named(templates:
 def test_arabic_is_ucs2_without_a_warning(templates: Build) -> None:
     files = {"late_delivery/sms.ar.txt": "تأخر طلبك! {{ company.support_phone|ltr }}\n"}
     problems = lint_templates(
-        templates(files, locales=("ar",)), [RuleInfo("r", "order", ("sms",), "late_delivery")]
+        templates(files, locales=("ar",), default_locale="ar"),
+        [RuleInfo("r", "order", ("sms",), "late_delivery")],
     )
     assert problems == []

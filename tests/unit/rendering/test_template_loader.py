@@ -140,9 +140,9 @@ def test_files_that_are_not_utf8_or_too_large_are_reported(tmp_path: Path) -> No
     (root / "late" / "sms.en.txt").write_bytes(b"caf\xe9\n")
     (root / "late" / "sms.ar.txt").write_bytes(b"a" * 70_000)
     _, problems = load_catalog(root, tmp_path)
-    assert [p.message.split(":")[0] for p in problems] == [
-        "the file is 70000 bytes, more than a template may be (65536)",
-        "the file is not UTF-8 text",
+    assert [(p.line, p.col, p.message.split(":")[0]) for p in problems] == [
+        (None, None, "the file is 70000 bytes, more than a template may be (65536)"),
+        (1, 4, "byte 0xE9 is not UTF-8 (the file looks like Latin-1 or Windows-1252)"),
     ]
 
 
