@@ -61,11 +61,13 @@ rules:
 """
 
 TEMPLATES = {
-    "notice/email.en.html": '---\nsubject: "News for {{ customer.name }}"\n---\n<p>Hello {{ customer.name }}, about {{ rule.name }}.</p>\n',
+    "notice/email.en.html": '---\nsubject: "News for {{ customer.name }}"\n---\n<p>Hello {{ customer.name }}, about {{ rule.name }}.</p>\n'
+    '<p><a href="{{ unsubscribe_url }}">Unsubscribe</a></p>\n',
     "notice/sms.en.txt": "Hello {{ customer.name }}, about {{ rule.name }}.\n",
     # Says which step of a journey it is and which records a grouped message is about.
     "journey/email.en.html": '---\nsubject: "Step {{ step.number }} of {{ step.of }}"\n---\n'
-    "<p>{% for m in matches %}{{ m.id }} {% endfor %}</p>\n",
+    "<p>{% for m in matches %}{{ m.id }} {% endfor %}</p>\n"
+    '<p><a href="{{ unsubscribe_url }}">Unsubscribe</a></p>\n',
     "journey/sms.en.txt": "Step {{ step.number }} of {{ step.of }}: {% for m in matches %}{{ m.id }} {% endfor %}\n",
 }
 
@@ -88,7 +90,13 @@ def make_settings(root: Path, database_url: str, **delivery: Any) -> Settings:
                 "templates": str(root / "templates"),
                 "outbox": str(root / "var" / "outbox.jsonl"),
             },
-            "delivery": {"max_per_day": 10, "max_per_week": 10, "concurrency": 1, **delivery},
+            "delivery": {
+                "max_per_day": 10,
+                "max_per_week": 10,
+                "concurrency": 1,
+                "locales": ["en"],
+                **delivery,
+            },
             "base_dir": root,
         }
     )

@@ -38,13 +38,14 @@ from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy.engine import make_url
 
 from outreach.app import App
+from outreach.checks import check_all
 from outreach.clock import utcnow
 from outreach.daemon.http import Health, HttpServer, Inbound, make_app
 from outreach.daemon.metrics import Metrics
 from outreach.delivery.dispatch import revive_unrendered
 from outreach.delivery.tasks import post_due_tasks
 from outreach.durations import parse_duration
-from outreach.errors import OutreachError, describe
+from outreach.errors import OutreachError, RulesError, describe
 from outreach.feedback import Keywords, Secrets
 from outreach.rendering import Renderer
 from outreach.rules.loader import Rule, RuleSet
@@ -138,8 +139,12 @@ class Daemon:
         self.last_tick: float | None = None
         self.last_dispatch: float | None = None
         self.engine = app.engine
-        self._rules: RuleSet = app.load_rules()
-        self._renderer = Renderer(app.settings)
+        checked = check_all(app)
+        if not checked.ok or checked.renderer is None:
+            # The same refusal `outreach check` prints: the daemon does not start on a bad set.
+            raise RulesError(problems=checked.errors)
+        self._rules: RuleSet = checked.rules
+        self._renderer: Renderer = checked.renderer
         self._fingerprint = self._files_fingerprint()
         self._scheduled: dict[str, timedelta] = {}
         self._slots: dict[str, datetime] = {}  # the newest slot of each rule this worker saw done
@@ -368,29 +373,34 @@ class Daemon:
         return tuple(sorted(found))
 
     def reload(self) -> bool:
-        """Swap in edited rules and templates if they are valid; True if anything changed."""
+        """Swap in edited rules and templates if `outreach check` accepts them; True if it did.
+
+        The reload runs exactly `check` (outreach.checks.check_all): an edit it refuses is logged
+        with every message `check` prints and the last good set keeps running."""
         fingerprint = self._files_fingerprint()
         if fingerprint == self._fingerprint:
             return False
         self._fingerprint = fingerprint
         try:
-            rules = self.app.load_rules()
-            renderer = Renderer(self.app.settings)
+            checked = check_all(self.app)
         except OutreachError as exc:
-            self.metrics.reload_failures.inc()
             problems = [p.format() for p in getattr(exc, "problems", [])] or [str(exc)]
+        else:
+            problems = [p.format() for p in checked.errors]
+        if problems or checked.renderer is None:
+            self.metrics.reload_failures.inc()
             if self._rejected_since is None:
                 self._rejected_since = time.monotonic()
             self._rejected = problems
             log.error("reload_rejected", problems=problems, keeping=[r.name for r in self._rules])
             return False
-        self._rules, self._renderer = rules, renderer
+        self._rules, self._renderer = checked.rules, checked.renderer
         self._rejected_since, self._rejected = None, []
         self.metrics.reloads.inc()
-        self._schedule(rules)
+        self._schedule(checked.rules)
         with self.engine.begin() as connection:
             revived = revive_unrendered(connection, utcnow())
-        log.info("reloaded", rules=[r.name for r in rules if r.enabled], revived=revived)
+        log.info("reloaded", rules=[r.name for r in checked.rules if r.enabled], revived=revived)
         return True
 
     # -- health ---------------------------------------------------------------------------

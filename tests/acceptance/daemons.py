@@ -28,7 +28,7 @@ RULE = """rules:
     every: 1m
     quiet_hours: "off"
 """
-TEMPLATE = '---\nsubject: "Hello"\n---\n<p>Hello {{ customer.name }}</p>\n'
+TEMPLATE = '---\nsubject: "Hello"\n---\n<p>Hello {{ customer.name }}</p>\n<p><a href="{{ unsubscribe_url }}">Unsubscribe</a></p>\n'
 
 
 class Workspace:

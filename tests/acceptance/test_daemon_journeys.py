@@ -43,6 +43,7 @@ RULES = """rules:
 """
 PARCELS = (
     '---\nsubject: "Late: {% for m in matches %}{{ m.id }} {% endfor %}"\n---\n<p>{{ step.number }}</p>\n'
+    '<p><a href="{{ unsubscribe_url }}">Unsubscribe</a></p>\n'
 )
 
 

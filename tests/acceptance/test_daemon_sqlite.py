@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from outreach.testing.fakeproviders import FakeProviders
-from tests.acceptance.daemons import Workspace, sent_outbox_ids
+from tests.acceptance.daemons import TEMPLATE, Workspace, sent_outbox_ids
 
 pytestmark = pytest.mark.slow
 
@@ -90,5 +90,28 @@ def test_a_broken_rules_edit_is_logged_and_the_last_good_rules_keep_running(work
             lambda: sum(c["rule"] == "hello" and c["state"] == "sent" for c in workspace.contacts()) == 3,
             what="hello sends",
         )
+    finally:
+        assert daemon.terminate() == 0
+
+
+def test_a_message_that_failed_to_render_is_sent_after_the_template_is_fixed(workspace: Workspace) -> None:
+    """A value the data lacks stops that message (failed, never "Dear ,"), but not for good:
+    once a reload accepts a fixed template, the contact goes out (unless it expired)."""
+    template = workspace.root / "templates" / "welcome" / "email.en.html"
+    template.write_text(TEMPLATE.replace("{{ customer.name }}", "{{ customer.attributes.nickname }}"))
+    workspace.add_customers(2)
+    daemon = workspace.start()
+    try:
+        daemon.wait_for(
+            lambda: sum(c["state"] == "failed" for c in workspace.contacts()) == 2, what="2 render failures"
+        )
+        assert all("could not render" in c["reason"] for c in workspace.contacts())
+        template.write_text(
+            TEMPLATE.replace(
+                "{{ customer.name }}", "{{ customer.attributes.nickname|default(customer.name) }}"
+            )
+        )
+        daemon.wait_for(lambda: sum(c["state"] == "sent" for c in workspace.contacts()) == 2, what="2 sends")
+        assert any(e.get("event") == "reloaded" and e.get("revived") == 2 for e in daemon.events())
     finally:
         assert daemon.terminate() == 0
