@@ -38,7 +38,10 @@ from outreach.vocabulary import State
 
 log = structlog.get_logger("outreach.delivery")
 
-RENDER_ERROR = "render: "  # how `last_error` marks a contact that failed to render (revived by a good reload)
+RENDER_ERROR = "render: "
+_FREES_A_PLACE = frozenset(
+    {State.CANCELLED, State.EXPIRED, State.FAILED, State.SUPPRESSED, State.SKIPPED}
+)  # how `last_error` marks a contact that failed to render (revived by a good reload)
 
 
 @dataclass
@@ -257,6 +260,11 @@ class Dispatcher:
         every contact of that customer still waiting on it."""
         ledger.finish(connection, self.worker, outcomes, now)
         self._settle_members(connection, outcomes, now)
+        # A contact that ends unsent frees its place in the customer's caps: what it held back
+        # (a cap, a cooldown) is decided again at the next tick rather than at its recheck time.
+        freed = {o.contact.customer_id for o in outcomes if o.state in _FREES_A_PLACE}
+        if freed:
+            ledger.recheck_customers(connection, freed, now)
         touched: set[str] = set()
         for outcome in outcomes:
             if outcome.state != State.FAILED or not outcome.code:

@@ -28,7 +28,7 @@ from outreach.channels import OutgoingMessage, Receipt
 from outreach.cli import cli
 from outreach.errors import TransientDeliveryError
 from outreach.state import ledger
-from outreach.state.models import Customer, SurveyResponse
+from outreach.state.models import Customer, Order, SurveyResponse
 from outreach.tick import run_tick
 from outreach.vocabulary import LIVE_STATES
 from tests.worlds import (
@@ -459,3 +459,21 @@ def test_a_task_is_closed_with_a_note_and_the_list_filters_by_status(world: Worl
     assert (done["status"], done["note"]) == ("closed", "called, refund issued")
     unknown = runner.invoke(cli, ["tasks", "close", "nope", "--note", "x"], env=environ)
     assert unknown.exit_code == 1 and "no task 'nope'" in unknown.output
+
+
+def test_a_place_freed_by_a_cancelled_contact_goes_to_the_match_it_held_back(
+    tmp_path: Path, database_url: str, engine: Engine
+) -> None:
+    world = capped(tmp_path, database_url)
+    customer(world.engine, "c1")
+    late_order(world.engine, "o1", "c1")
+    stalled_checkout(world.engine, "k1", "c1")
+    world.evaluate(NOON)  # the late parcel takes the day; the checkout is held back until tomorrow
+    assert contact_of(world.engine, "stalled-checkout", "k1").state == "skipped"
+    with world.engine.begin() as connection:
+        table = Order.__table__  # type: ignore[attr-defined]
+        connection.execute(sa.update(table).values(delivered_at=NOON, status="delivered"))
+    world.tick(NOON + timedelta(minutes=1))  # the parcel arrived: its text is cancelled at send time
+    assert contact_of(world.engine, "late-delivery", "o1").state == "cancelled"
+    world.tick(NOON + timedelta(minutes=16))
+    assert [m["rule"] for m in world.outbox()] == ["stalled-checkout"]
