@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import queue
 import signal
 import threading
 import time
@@ -42,14 +43,18 @@ from outreach.checks import check_all
 from outreach.clock import utcnow
 from outreach.daemon.http import Health, HttpServer, Inbound, make_app
 from outreach.daemon.metrics import Metrics
+from outreach.delivery.decide import evaluate, evaluate_records, limits_of
 from outreach.delivery.dispatch import revive_unrendered
 from outreach.delivery.tasks import post_due_tasks
 from outreach.durations import parse_duration
 from outreach.errors import OutreachError, RulesError, describe
 from outreach.feedback import Keywords, Secrets
+from outreach.policy import DUPLICATE
 from outreach.rendering import Renderer
 from outreach.rules.loader import Rule, RuleSet
 from outreach.state import ledger
+from outreach.state.models import BY_NAME
+from outreach.state.records import changes_since
 from outreach.tick import make_dispatcher, run_tick, worker_name
 
 log = structlog.get_logger("outreach.daemon")
@@ -170,6 +175,12 @@ class Daemon:
             stopping=self.stopping,
         )
         self._dispatch_thread = threading.Thread(target=self._dispatch_loop, name="dispatch", daemon=True)
+        # Records that arrived (POST /events) and tables loaded by `outreach ingest`, evaluated at
+        # once by their own thread; the dispatcher is woken as soon as something was decided.
+        self._arrived: queue.Queue[tuple[str, list[str]]] = queue.Queue()
+        self._events_thread = threading.Thread(target=self._events_loop, name="events", daemon=True)
+        self._wake = threading.Event()
+        self._changes_seen: int | None = None
         server, heard = app.settings.server, app.settings.feedback
         inbound = Inbound(
             self.engine,
@@ -178,6 +189,7 @@ class Daemon:
             rules=lambda: self._rules,
             keywords=Keywords.of(heard.opt_out_keywords, heard.opt_in_keywords),
             sendgrid_max_age=parse_duration(heard.sendgrid_event_max_age),
+            on_records=self.on_records,
         )
         self.http = HttpServer(make_app(self.health, self.metrics, inbound), server.host, server.port)
 
@@ -200,6 +212,7 @@ class Daemon:
         )
         self.scheduler.start()
         self._dispatch_thread.start()
+        self._events_thread.start()
         log.info(
             "started",
             worker=self.worker,
@@ -213,10 +226,12 @@ class Daemon:
 
     def stop(self) -> None:
         self.stopping.set()
+        self._wake.set()
 
     def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
         log.info("stop_requested", signal=signal.Signals(signum).name)
         self.stopping.set()
+        self._wake.set()
 
     def _shutdown(self) -> int:
         deadline = time.monotonic() + self.options.grace_seconds
@@ -225,6 +240,7 @@ class Daemon:
         stopper = threading.Thread(target=self.scheduler.shutdown, kwargs={"wait": True}, daemon=True)
         stopper.start()
         self._dispatch_thread.join(max(0.0, deadline - time.monotonic()))
+        self._events_thread.join(max(0.0, deadline - time.monotonic()))
         stopper.join(max(0.0, deadline - time.monotonic()))
         clean = not self._dispatch_thread.is_alive() and not stopper.is_alive()
         if clean:
@@ -332,8 +348,75 @@ class Daemon:
         self.metrics.ticks.labels(rule, "failed").inc()
 
     # -- dispatch -------------------------------------------------------------------------
+    def on_records(self, table: str, ids: list[str]) -> None:
+        """Records of TABLE were loaded (POST /events): evaluate them now, not at the next tick."""
+        self._arrived.put((table, ids))
+
+    def _events_loop(self) -> None:
+        while not self.stopping.is_set():
+            try:
+                table, ids = self._arrived.get(timeout=0.5)
+            except queue.Empty:
+                continue
+            # Everything that arrived meanwhile is evaluated together, a table at a time.
+            arrived: dict[str, set[str]] = {table: set(ids)}
+            while True:
+                try:
+                    more_table, more_ids = self._arrived.get_nowait()
+                except queue.Empty:
+                    break
+                arrived.setdefault(more_table, set()).update(more_ids)
+            for name, found in arrived.items():
+                self._evaluate_arrivals(name, sorted(found))
+
+    def _evaluate_arrivals(self, table: str, ids: list[str]) -> None:
+        rules = [rule for rule in self._rules if rule.enabled]
+        now = utcnow()
+        try:
+            result = evaluate_records(
+                self.engine,
+                rules,
+                table,
+                ids,
+                now,
+                limits_of(self.app.settings),
+                announce_tasks=bool(self.app.settings.escalation.webhook_url),
+            )
+        except Exception:
+            log.exception("event_evaluation_failed", table=table, records=len(ids))
+            return
+        new = [d for d in result.decisions if d.state != DUPLICATE]
+        log.info(
+            "records_evaluated", table=table, records=len(ids), decided=len(new), recorded=result.recorded
+        )
+        if result.recorded:
+            self._wake.set()
+
+    def _notice_ingests(self) -> None:
+        """Tables `outreach ingest` loaded since the last look: evaluate the rules about them now."""
+        with self.engine.connect() as connection:
+            newest, tables = changes_since(connection, self._changes_seen)
+        first = self._changes_seen is None
+        self._changes_seen = newest
+        if first or not tables:
+            return
+        abouts = {str(BY_NAME[t].about) for t in tables if t in BY_NAME}
+        everything = "customer" in abouts  # a customer's change can matter to any rule
+        rules = [r for r in self._rules if r.enabled and (everything or r.about in abouts)]
+        if not rules:
+            return
+        now = utcnow()
+        result = evaluate(self.engine, rules, now, limits_of(self.app.settings))
+        log.info(
+            "ingest_noticed", tables=sorted(tables), rules=[r.name for r in rules], recorded=result.recorded
+        )
+
     def _dispatch_loop(self) -> None:
         while not self.stopping.is_set():
+            try:
+                self._notice_ingests()
+            except Exception:
+                log.exception("ingest_notice_failed")
             try:
                 now = utcnow()
                 stats = self.dispatcher.dispatch_once(now, clock=utcnow)
@@ -356,7 +439,9 @@ class Daemon:
             except Exception:
                 self.metrics.dispatch_errors.inc()
                 log.exception("dispatch_failed")
-            self.stopping.wait(self.options.dispatch_interval)
+            # Until the next round, or at once when an arrival was decided.
+            self._wake.wait(self.options.dispatch_interval)
+            self._wake.clear()
 
     # -- reload ---------------------------------------------------------------------------
     def _files_fingerprint(self) -> tuple[tuple[str, int, int], ...]:

@@ -35,6 +35,7 @@ def matches_query(
     customer_id: str | None = None,
     entity_ids: Sequence[str] | None = None,
     restrict: Callable[[ColumnElement[Any]], ColumnElement[bool]] | None = None,
+    customer_ids: Sequence[str] | None = None,
 ) -> Select[Any]:
     """SELECT entity id, customer id of every entity of kind ABOUT for which CONDITION holds at NOW.
 
@@ -55,6 +56,8 @@ def matches_query(
         owner = entity.c.customer_id
     if customer_id is not None:
         query = query.where(owner == customer_id)
+    if customer_ids is not None:
+        query = query.where(owner.in_(list(customer_ids)))
     if entity_ids is not None:
         query = query.where(entity.c.id.in_(list(entity_ids)))
     if restrict is not None:
@@ -70,11 +73,19 @@ def find_matches(
     customer_id: str | None = None,
     entity_ids: Sequence[str] | None = None,
     restrict: Callable[[ColumnElement[Any]], ColumnElement[bool]] | None = None,
+    customer_ids: Sequence[str] | None = None,
 ) -> list[Match]:
     """Every match of RULE at NOW (optionally for one customer, or among ENTITY_IDS), in one query."""
     connection = bind.connection() if isinstance(bind, Session) else bind
     query = matches_query(
-        rule.about, rule.condition, connection.dialect.name, now, customer_id, entity_ids, restrict
+        rule.about,
+        rule.condition,
+        connection.dialect.name,
+        now,
+        customer_id,
+        entity_ids,
+        restrict,
+        customer_ids,
     )
     # A large audience is 10^5 rows: fetch them in one driver call and build each Match with
     # tuple.__new__ (C) rather than the NamedTuple's Python-level __new__.

@@ -49,10 +49,11 @@ from sqlalchemy.engine import Connection, Dialect, Engine
 from sqlalchemy.sql.dml import Insert
 
 from outreach import encoding, locales
-from outreach.clock import EARLIEST, LATEST, RANGE_TEXT, in_range, parse_instant
+from outreach.clock import EARLIEST, LATEST, RANGE_TEXT, in_range, parse_instant, utcnow
 from outreach.errors import ConfigError, IngestError, Problem, closest, did_you_mean
 from outreach.memory import collector_paused
 from outreach.state.models import BY_NAME, ORDER_STATUSES, SURVEY_KINDS, TABLE_NAMES, named_table
+from outreach.state.records import note_change
 from outreach.vocabulary import CHANNELS
 
 TABLES: tuple[str, ...] = TABLE_NAMES
@@ -1299,6 +1300,7 @@ def ingest_file(
                 transaction.rollback()
             else:
                 report = replace(report, new_rows=count_rows(connection, table) - rows_before)
+                note_change(connection, table, utcnow())
                 transaction.commit()
         return report
     except (OSError, EOFError, zlib.error) as exc:  # a truncated or corrupt .gz, a vanished file

@@ -366,6 +366,7 @@ def held_due(
     now: datetime,
     *,
     customer_id: str | None = None,
+    customer_ids: Sequence[str] | None = None,
 ) -> list[Held]:
     """RULE's held-back contacts due for a new decision at NOW: their recheck time has come (a new
     local day or week for a cap, the end of a cooldown or an inhibition, an expiry), or, held for
@@ -406,6 +407,8 @@ def held_due(
     )
     if customer_id is not None:
         query = query.where(contacts.c.customer_id == customer_id)
+    if customer_ids is not None:
+        query = query.where(contacts.c.customer_id.in_(list(customer_ids)))
     return [Held._make(row) for row in connection.execute(query)]
 
 

@@ -108,6 +108,17 @@ class SurveyResponse(SQLModel, table=True):
     attributes: dict[str, Any] = _json_column()
 
 
+class StateChange(SQLModel, table=True):
+    """A customer-state table was loaded from a file (`outreach ingest`): a running daemon, which
+    reads these every dispatch round, evaluates at once the rules about that table."""
+
+    __tablename__ = "state_changes"
+
+    id: int | None = Field(default=None, primary_key=True)
+    table_name: str
+    changed_at: datetime = Field(sa_type=UTCDateTime, nullable=False)
+
+
 def table_of(model: type[SQLModel]) -> sa.Table:
     """The Core table of a table model (SQLModel sets `__table__` at class creation, untyped)."""
     return cast(sa.Table, model.__table__)  # type: ignore[attr-defined]  # set by SQLModel's metaclass

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from outreach.memory import collector_paused
-from outreach.state.models import entity_table
+from outreach.state.models import StateChange, entity_table, table_of
 
 Record = dict[str, Any]
 
@@ -57,3 +58,18 @@ def set_sms_consent(connection: Connection, customer_id: str, consent: bool) -> 
     """Grant or withdraw a customer's SMS consent (STOP, START, an unsubscribed number)."""
     customers = entity_table("customer")
     connection.execute(sa.update(customers).where(customers.c.id == customer_id).values(sms_opt_in=consent))
+
+
+def note_change(connection: Connection, table: str, now: datetime) -> None:
+    """Record that TABLE was loaded (in the loading transaction)."""
+    connection.execute(sa.insert(table_of(StateChange)).values(table_name=table, changed_at=now))
+
+
+def changes_since(connection: Connection, after: int | None) -> tuple[int, set[str]]:
+    """The newest change id and the tables loaded since AFTER (all of them: None reads only the id)."""
+    changes = table_of(StateChange)
+    newest = connection.execute(sa.select(sa.func.max(changes.c.id))).scalar_one_or_none() or 0
+    if after is None or newest <= after:
+        return int(newest), set()
+    query = sa.select(changes.c.table_name).where(changes.c.id > after).distinct()
+    return int(newest), {str(name) for name in connection.execute(query).scalars()}
