@@ -20,10 +20,11 @@ from __future__ import annotations
 
 import hashlib
 import random
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from functools import lru_cache
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from outreach.durations import format_duration
@@ -183,12 +184,21 @@ class Decision:
     reason: str
     send_at: datetime | None
     expires_at: datetime | None
-    steps: tuple[tuple[str, str], ...]
+    trace: tuple[tuple[str, str | _Later], ...]  # each step taken and its words (see `steps`)
     recheck_at: datetime | None = None
     displaced: tuple[Displaced, ...] = ()
     priority: int = 0
     step: int = 1
     group_key: str | None = None  # a grouped match: the dedupe key of the contact whose message it joins
+
+    @property
+    def steps(self) -> tuple[tuple[str, str], ...]:
+        """Every step taken, in the order of the contract, with what it found, in plain words."""
+        return tuple((name, str(text)) for name, text in self.trace)
+
+    @property
+    def step_names(self) -> tuple[str, ...]:
+        return tuple(name for name, _text in self.trace)
 
 
 def dedupe_key(rule: str, about: str, entity_id: str, customer_id: str, step: int = 1) -> str:
@@ -236,7 +246,7 @@ def assigned_arm(decision: Decision) -> Arm | None:
     the later steps make of it), or None when a step before the draw held it back."""
     if decision.state == "holdout":
         return Arm.HOLDOUT
-    if any(step == "holdout" for step, _outcome in decision.steps):
+    if "holdout" in decision.step_names:
         return Arm.MESSAGE
     return None
 
@@ -563,7 +573,7 @@ def _decide_one(candidate: Candidate, seen: _Contacts, limits: Limits, now: date
         # A match held back on earlier runs expires counting from its first decision, not this one.
         kept = retry.expires_at if retry is not None else None
         expires_at = _aware_utc(kept, "expires_at") if kept is not None else now + rule.expires
-    steps: list[tuple[str, str]] = []
+    steps: list[tuple[str, str | _Later]] = []
     displaced: list[Displaced] = []
     # Contacts this one would take the place of: left in the customer's contacts unless it is sent.
     victims: list[_Live] = []
@@ -591,7 +601,7 @@ def _decide_one(candidate: Candidate, seen: _Contacts, limits: Limits, now: date
             reason=reason,
             send_at=send_at,
             expires_at=expires_at if state != DUPLICATE else None,
-            steps=tuple(steps),
+            trace=tuple(steps),
             recheck_at=recheck_at,
             displaced=tuple(displaced) if state == State.PENDING else (),
             priority=rule.priority,
@@ -606,10 +616,11 @@ def _decide_one(candidate: Candidate, seen: _Contacts, limits: Limits, now: date
             steps.append(("expires", reason))
             return end(State.EXPIRED, reason)
     elif earlier is not None:
-        steps.append(("dedupe", _duplicate_reason(rule, earlier)))
-        return end(DUPLICATE, steps[-1][1])
+        reason = _duplicate_reason(rule, earlier)
+        steps.append(("dedupe", reason))
+        return end(DUPLICATE, reason)
     else:
-        steps.append(("dedupe", f"first decision for {key}"))
+        steps.append(("dedupe", _Later("first decision for {}".format, key)))
 
     if rule.group:
         lead = seen.open_groups.get(rule.name)
@@ -633,7 +644,7 @@ def _decide_one(candidate: Candidate, seen: _Contacts, limits: Limits, now: date
         reason, free_at = blocker
         steps.append(("cooldown", reason))
         return end(State.SKIPPED, reason, channel, recheck_at=free_at)
-    steps.append(("cooldown", _cooldown_clear(rule)))
+    steps.append(("cooldown", _Later(_cooldown_clear, rule)))
 
     quieted = inhibition(rule, seen.history, now)
     if quieted is not None:
@@ -674,7 +685,7 @@ def _decide_one(candidate: Candidate, seen: _Contacts, limits: Limits, now: date
         )
         steps.append(("cap", f"took the place of {victim.rule} (priority {victim.priority}), still waiting"))
         full = _cap_reached(send_at, counted, limits, tz)
-    steps.append(("cap", _within_caps(send_at, counted, limits, tz)))
+    steps.append(("cap", _Later(_within_caps, send_at, counted, limits, tz)))
 
     if candidate.step == 1 and rule.holdout > 0 and in_holdout(rule.name, who.id, rule.holdout):
         reason = f"held out ({_percent(rule.holdout)} control group): recorded, never sent"
@@ -699,12 +710,12 @@ def _decide_one(candidate: Candidate, seen: _Contacts, limits: Limits, now: date
         quiet_note = f"quiet hours {quiet} in {who.timezone}: deferred to {_local_text(send_at, tz)}"
         steps.append(("quiet hours", quiet_note))
     else:
-        steps.append(("quiet hours", f"outside quiet hours {quiet} in {who.timezone}"))
+        steps.append(("quiet hours", _Later("outside quiet hours {} in {}".format, quiet, who.timezone)))
 
     delay_note = f"delay {format_duration(rule.delay)}" if rule.delay else None
     if rule.group and rule.group_wait and (rule.delay or timedelta(0)) < rule.group_wait:
         delay_note = f"waits {format_duration(rule.group_wait)} for other matches to join"
-    steps.append(("delay", f"{delay_note}: due {_utc_text(planned)}" if delay_note else "no delay"))
+    steps.append(("delay", _Later(_due_text, delay_note, planned)))
     if expires_at is not None and send_at >= expires_at:
         reason = (
             f"would be sent {_local_text(send_at, tz)}, after it expires at"
@@ -714,10 +725,31 @@ def _decide_one(candidate: Candidate, seen: _Contacts, limits: Limits, now: date
         displaced.clear()
         victims.clear()
         return end(State.EXPIRED, reason, channel)
-    steps.append(("expires", f"expires {_utc_text(expires_at)}" if expires_at else "never expires"))
+    steps.append(("expires", _Later(_expiry_text, expires_at)))
 
     notes = [channel_reason, delay_note, quiet_note]
     return end(State.PENDING, "; ".join(n for n in notes if n), channel, send_at)
+
+
+class _Later:
+    """A step's words, written only when someone reads them (explain, preview): a tick decides
+    10^5 matches and records only their reasons."""
+
+    __slots__ = ("args", "write")
+
+    def __init__(self, write: Callable[..., str], *args: Any) -> None:
+        self.write, self.args = write, args
+
+    def __str__(self) -> str:
+        return self.write(*self.args)
+
+
+def _due_text(delay_note: str | None, planned: datetime) -> str:
+    return f"{delay_note}: due {_utc_text(planned)}" if delay_note else "no delay"
+
+
+def _expiry_text(expires_at: datetime | None) -> str:
+    return f"expires {_utc_text(expires_at)}" if expires_at else "never expires"
 
 
 def _duplicate_reason(rule: RulePolicy, earlier: PastContact | Decision) -> str:

@@ -109,7 +109,7 @@ class Metrics:
         for decision in decisions:
             if decision.state != "duplicate":
                 # The step's name, not its text: a bounded set of label values.
-                stopped_at = decision.steps[-1][0] if decision.state != "pending" and decision.steps else ""
+                stopped_at = decision.step_names[-1] if decision.state != "pending" and decision.trace else ""
                 self.decisions.labels(rule, decision.state, stopped_at).inc()
         self.tick_duration.labels(rule).observe(seconds)
 

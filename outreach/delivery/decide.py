@@ -236,7 +236,7 @@ def _journey_end(rule: Rule, due: ledger.FollowUp, reason: str) -> policy.Decisi
         reason=reason,
         send_at=None,
         expires_at=None,
-        steps=(("journey", reason),),
+        trace=(("journey", reason),),
         priority=rule.priority,
         step=due.step,
     )
@@ -299,7 +299,7 @@ def plan(
                     reason=reason,
                     send_at=None,
                     expires_at=None,
-                    steps=(("dedupe", reason),),
+                    trace=(("dedupe", reason),),
                     priority=rule.priority,
                 )
             )
@@ -422,7 +422,7 @@ class _Inputs:
 
 def _read(connection: Connection, customer_ids: set[str]) -> _Inputs:
     return _Inputs(
-        records.rows_by_id(connection, "customer", customer_ids),
+        records.recipients_by_id(connection, customer_ids),
         ledger.suppressed_channels(connection, customer_ids),
         {
             cid: [past_contact(row) for row in rows]
@@ -506,14 +506,13 @@ def _decide_and_record(
     rows = [decision_row(d, by_name[d.rule], now) for d in decisions if d.state != policy.DUPLICATE]
     tally.recorded += ledger.record_decisions(connection, rows)
     tally.decisions.extend(decisions)
-    _open_tasks(connection, decisions, by_name, inputs.people, now, announce_tasks, tally)
+    _open_tasks(connection, decisions, by_name, now, announce_tasks, tally)
 
 
 def _open_tasks(
     connection: Connection,
     decisions: Sequence[policy.Decision],
     rules: Mapping[str, Rule],
-    people: Mapping[str, records.Record],
     now: datetime,
     announce: bool,
     tally: _Tally,
@@ -521,27 +520,29 @@ def _open_tasks(
     escalated = [d for d in decisions if rules[d.rule].escalate and d.state != policy.DUPLICATE]
     if not escalated:
         return
+    people = records.rows_by_id(connection, "customer", {d.customer_id for d in escalated})
     entities: dict[str, dict[str, records.Record]] = {}
     for about in {rules[d.rule].about for d in escalated} - {"customer"}:
         ids = [d.entity_id for d in escalated if rules[d.rule].about == about]
         entities[about] = records.rows_by_id(connection, about, ids)
+    rows = []
     for d in escalated:
         rule = rules[d.rule]
         customer = people.get(d.customer_id, {"id": d.customer_id})
         entity = customer if rule.about == "customer" else entities[rule.about].get(d.entity_id, {})
-        task = ledger.open_task(
-            connection,
-            d.dedupe_key,
-            d.rule,
-            d.customer_id,
-            d.entity_id,
-            task_summary(rule, d),
-            now,
-            detail=task_detail(rule, customer, entity, d),
-            announce=announce,
+        rows.append(
+            ledger.task_row(
+                d.dedupe_key,
+                d.rule,
+                d.customer_id,
+                d.entity_id,
+                task_summary(rule, d),
+                now,
+                detail=task_detail(rule, customer, entity, d),
+                announce=announce,
+            )
         )
-        if task is not None:
-            tally.tasks.append(task)
+    tally.tasks.extend(ledger.open_tasks(connection, rows))
 
 
 def decision_row(decision: policy.Decision, rule: Rule, now: datetime) -> dict[str, Any]:
@@ -562,7 +563,7 @@ def decision_row(decision: policy.Decision, rule: Rule, now: datetime) -> dict[s
         "recheck_at": decision.recheck_at if decision.state in (State.SKIPPED, State.SUPPRESSED) else None,
         "updated_at": now,
         "attempts": 0,
-        "steps": [list(step) for step in decision.steps],
+        "steps": [[name] for name in decision.step_names],
         "arm": policy.assigned_arm(decision),
         "step": decision.step,
         "group_key": decision.group_key,

@@ -21,7 +21,7 @@ def _decision(state: str, steps: tuple[tuple[str, str], ...]) -> policy.Decision
         reason=steps[-1][1],
         send_at=None,
         expires_at=None,
-        steps=steps,
+        trace=steps,
     )
 
 
