@@ -21,10 +21,10 @@ from __future__ import annotations
 import hashlib
 import random
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from functools import lru_cache
-from typing import Any
+from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from outreach.durations import format_duration
@@ -91,22 +91,20 @@ class Recipient:
     email_opt_in: bool
     sms_opt_in: bool
     suppressed: frozenset[str] = frozenset()  # channels with a suppression (bounce, STOP, …)
+    zone: ZoneInfo = field(init=False, repr=False, compare=False)  # of `timezone`
 
     def __post_init__(self) -> None:
         try:
-            ZoneInfo(self.timezone)
+            zone = ZoneInfo(self.timezone)
         except (ZoneInfoNotFoundError, ValueError):
             raise ValueError(
                 f"customer {self.id!r}: unknown time zone {self.timezone!r}:"
                 " use an IANA name such as Europe/London"
             ) from None
-
-    @property
-    def zone(self) -> ZoneInfo:
-        return ZoneInfo(self.timezone)
+        object.__setattr__(self, "zone", zone)
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # not frozen: a tick builds 10^5, and a frozen one costs twice as much
 class PastContact:
     """One row of the ledger for a customer."""
 
@@ -163,7 +161,7 @@ class Displaced:
     recheck_at: datetime
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # not frozen: a tick builds 10^5, and a frozen one costs twice as much
 class Decision:
     """What happens to one candidate, and why.
 
@@ -257,8 +255,19 @@ def quiet_hours_for(rule: RulePolicy, limits: Limits) -> QuietHours | None:
     return None if text == OFF else _quiet_window(text)
 
 
-# A tick decides 10^5 matches under a handful of windows: parse each window once.
+# A tick decides 10^5 matches under a handful of windows, send times and time zones: parse each
+# window once, and work out the end of a window (and say so) once per instant and zone.
 _quiet_window = lru_cache(maxsize=64)(QuietHours.parse)
+
+
+@lru_cache(maxsize=4096)
+def _next_allowed(quiet: QuietHours, planned: datetime, tz: ZoneInfo) -> datetime:
+    return quiet.next_allowed(planned, tz)
+
+
+@lru_cache(maxsize=4096)
+def _deferred_note(quiet: QuietHours, send_at: datetime, tz: ZoneInfo) -> str:
+    return f"quiet hours {quiet} in {tz.key}: deferred to {_local_text(send_at, tz)}"
 
 
 def decide(
@@ -296,27 +305,54 @@ def decide(
 
 def choose_channel(rule: RulePolicy, who: Recipient) -> tuple[str | None, str]:
     """The first channel, in preference order, with an address, consent and no suppression."""
-    order = list(rule.channels)
-    if who.preferred_channel in order:
-        order.remove(who.preferred_channel)
-        order.insert(0, who.preferred_channel)
-    problems: list[str] = []
-    for channel in order:
-        problem = channel_problem(channel, who)
-        if problem is None:
-            preferred = "preferred " if channel == who.preferred_channel else ""
-            label = _CHANNEL_LABEL.get(channel, channel)
-            return channel, "; ".join([*problems, f"{preferred}{label} opted in → {channel}"])
-        problems.append(problem)
-    return None, "no channel left: " + "; ".join(problems)
+    return _choose_channel(tuple(rule.channels), who.preferred_channel, _Reach.of(who))
 
 
 def channel_problem(channel: str, who: Recipient) -> str | None:
     """Why CHANNEL cannot reach WHO (no address, no consent, a suppression), or None if it can."""
+    return _channel_problem(channel, _Reach.of(who))
+
+
+class _Reach(NamedTuple):
+    """What choosing a channel reads of a customer: a tick meets few distinct ones, so the
+    choice is worked out once for each (`_choose_channel` is cached)."""
+
+    email: bool
+    phone: bool
+    email_opt_in: bool
+    sms_opt_in: bool
+    suppressed: frozenset[str]
+
+    @classmethod
+    def of(cls, who: Recipient) -> _Reach:
+        return cls(bool(who.email), bool(who.phone), who.email_opt_in, who.sms_opt_in, who.suppressed)
+
+
+@lru_cache(maxsize=1024)
+def _choose_channel(
+    channels: tuple[str, ...], preferred: str | None, reach: _Reach
+) -> tuple[str | None, str]:
+    order = list(channels)
+    if preferred in order:
+        order.remove(preferred)
+        order.insert(0, preferred)
+    problems: list[str] = []
+    for channel in order:
+        problem = _channel_problem(channel, reach)
+        if problem is None:
+            label = _CHANNEL_LABEL.get(channel, channel)
+            return channel, "; ".join(
+                [*problems, f"{'preferred ' if channel == preferred else ''}{label} opted in → {channel}"]
+            )
+        problems.append(problem)
+    return None, "no channel left: " + "; ".join(problems)
+
+
+def _channel_problem(channel: str, reach: _Reach) -> str | None:
     if channel == "email":
-        address, consent, address_name = who.email, who.email_opt_in, "email address"
+        address, consent, address_name = reach.email, reach.email_opt_in, "email address"
     elif channel == "sms":
-        address, consent, address_name = who.phone, who.sms_opt_in, "phone number"
+        address, consent, address_name = reach.phone, reach.sms_opt_in, "phone number"
     else:
         return f"{channel!r} is not a channel (email or sms)"
     label = _CHANNEL_LABEL[channel]
@@ -324,7 +360,7 @@ def channel_problem(channel: str, who: Recipient) -> str | None:
         return f"no {address_name}"
     if not consent:
         return f"no {label} consent"
-    if channel in who.suppressed:
+    if channel in reach.suppressed:
         return f"{label} suppressed (bounce, complaint or STOP)"
     return None
 
@@ -487,7 +523,7 @@ def gate(
 # -- one candidate ----------------------------------------------------------------------------
 
 
-@dataclass
+@dataclass(slots=True)
 class _Live:
     """A contact that is, or will be, in the customer's hands, as the caps count it."""
 
@@ -510,6 +546,8 @@ class _Contacts:
 
     @classmethod
     def of(cls, rows: Sequence[PastContact], now: datetime) -> _Contacts:
+        if not rows:  # most customers of a first tick
+            return cls({}, [], [], {})
         return cls(
             keys={row.dedupe_key: row for row in rows},
             live=[
@@ -660,7 +698,7 @@ def _decide_one(candidate: Candidate, seen: _Contacts, limits: Limits, now: date
     # quiet hours) is worked out before the cap is checked, though the cap is the earlier step.
     quiet = quiet_hours_for(rule, limits)
     planned = now + max(rule.delay or timedelta(0), rule.group_wait if rule.group else timedelta(0))
-    send_at = quiet.next_allowed(planned, tz) if quiet is not None else planned
+    send_at = _next_allowed(quiet, planned, tz) if quiet is not None else planned
     counted = list(seen.live)
     full = _cap_reached(send_at, counted, limits, tz)
     while full is not None:
@@ -707,7 +745,7 @@ def _decide_one(candidate: Candidate, seen: _Contacts, limits: Limits, now: date
     if quiet is None:
         steps.append(("quiet hours", "off for this rule"))
     elif send_at != planned:
-        quiet_note = f"quiet hours {quiet} in {who.timezone}: deferred to {_local_text(send_at, tz)}"
+        quiet_note = _deferred_note(quiet, send_at, tz)
         steps.append(("quiet hours", quiet_note))
     else:
         steps.append(("quiet hours", _Later("outside quiet hours {} in {}".format, quiet, who.timezone)))
@@ -800,6 +838,8 @@ def _cap_reached(
     which (`day`/`week`); None when it would not."""
     if limits.max_per_day == 0 or limits.max_per_week == 0:
         return "frequency cap is 0 (delivery.max_per_day / max_per_week): nothing may be sent", _DAY
+    if len(live) < min(limits.max_per_day, limits.max_per_week):
+        return None  # too few contacts to fill either cap, whatever days they fall on
     day = when.astimezone(tz).date()
     on_day = [c.rule for c in live if c.at.astimezone(tz).date() == day]
     in_week = [c.rule for c in live if _week(c.at.astimezone(tz).date()) == _week(day)]

@@ -52,6 +52,7 @@ from outreach import encoding, locales
 from outreach.clock import EARLIEST, LATEST, RANGE_TEXT, in_range, parse_instant, utcnow
 from outreach.errors import ConfigError, IngestError, Problem, closest, did_you_mean
 from outreach.memory import collector_paused
+from outreach.state import bulk
 from outreach.state.models import BY_NAME, ORDER_STATUSES, SURVEY_KINDS, TABLE_NAMES, named_table
 from outreach.state.records import note_change
 from outreach.vocabulary import CHANNELS
@@ -1022,70 +1023,27 @@ def _groups(rows: Sequence[Mapping[str, Any]]) -> list[tuple[frozenset[str], lis
     return runs
 
 
-@dataclass(frozen=True)
-class _Bind:
-    """A column whose type processes bound values, and what it makes of the row default."""
-
-    index: int
-    process: Callable[[Any], Any]
-    default: Any
-    processed_default: Any
-
-
-@dataclass(frozen=True)
-class _Prepared:
-    """An upsert compiled once for a dialect, with the bind processors of its columns' types."""
-
-    sql: str
-    defaults: tuple[tuple[str, Any], ...]  # (column, value of a new row) in parameter order
-    binds: tuple[_Bind, ...]
-    positional: bool
-
-
 @lru_cache(maxsize=256)
-def _prepare(dialect: Dialect, table: str, given: frozenset[str]) -> _Prepared:
-    compiled = _upsert_statement(dialect.name, table, given).compile(dialect=dialect)
-    columns = state_table(table).c
-    names = tuple(compiled.positiontup or ()) if compiled.positional else tuple(columns.keys())
-    if sorted(names) != sorted(columns.keys()):
-        raise AssertionError(f"upsert for {table} binds {names}, expected one parameter per column")
-    blank = defaults(table)  # the required fields, absent here, are in every row
-    binds = []
-    for index, name in enumerate(names):
-        process = columns[name].type.dialect_impl(dialect).bind_processor(dialect)
-        if process is not None:
-            binds.append(_Bind(index, process, blank.get(name), process(blank.get(name))))
-    return _Prepared(
-        compiled.string,
-        tuple((name, blank.get(name)) for name in names),
-        tuple(binds),
-        bool(compiled.positional),
+def _prepare(dialect: Dialect, table: str, given: frozenset[str]) -> bulk.Prepared:
+    # The required fields, absent here, are in every row.
+    prepared = bulk.prepare(
+        dialect, _upsert_statement(dialect.name, table, given), state_table(table), defaults(table)
     )
+    if sorted(name for name, _ in prepared.defaults) != sorted(state_table(table).c.keys()):
+        raise AssertionError(
+            f"upsert for {table} binds {prepared.defaults}, expected one parameter per column"
+        )
+    return prepared
 
 
 def upsert_rows(connection: Connection, table: str, rows: Sequence[Mapping[str, Any]]) -> None:
     """Insert or update ROWS (clean records) by id: given fields are written, the others kept.
 
-    The statement is a Core insert compiled by SQLAlchemy and the values go through the bind
-    processors of the columns' own types (UTCDateTime, JSON, …), but the rows are handed to
-    the driver's executemany directly: `Connection.execute` spends about 5 µs a row building
-    parameters, a third of the cost of loading an order (measured with bench/). A default a
-    row does not override (the `{}` of attributes, mostly) is processed once, not per row.
+    One compiled statement per set of given fields, the rows handed to the driver's
+    executemany through the columns' bind processors (`bulk`).
     """
     for given, group in _groups(rows):
-        prepared = _prepare(connection.dialect, table, given)
-        defaults, binds = prepared.defaults, prepared.binds
-        parameters: list[Any] = []
-        for row in group:
-            values = [row.get(name, default) for name, default in defaults]
-            for bind in binds:
-                value = values[bind.index]
-                values[bind.index] = bind.processed_default if value is bind.default else bind.process(value)
-            if prepared.positional:
-                parameters.append(tuple(values))
-            else:
-                parameters.append({name: value for (name, _), value in zip(defaults, values, strict=False)})
-        connection.exec_driver_sql(prepared.sql, parameters)
+        _prepare(connection.dialect, table, given).execute(connection, group)
 
 
 # The ids come as one parameter (a JSON array on SQLite, an array on PostgreSQL): an IN list

@@ -18,14 +18,16 @@ import os
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import lru_cache
 from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy import Column, Index, Integer, UniqueConstraint
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Dialect
 from sqlmodel import Field, SQLModel
 
+from outreach.state import bulk
 from outreach.state.models import Customer, table_of
 from outreach.state.types import JSONDocument, UTCDateTime
 from outreach.vocabulary import FINAL_STATES, HELD_STATES, State
@@ -289,27 +291,52 @@ _DECISION_UPDATABLE = (
 )
 
 
-def record_decisions(connection: Connection, rows: Sequence[dict[str, Any]]) -> int:
-    """Insert decision rows; a dedupe key already decided is left alone unless it was only held back.
+# The fields of a decision row (`delivery.decide.decision_row`).
+_DECISION_COLUMNS = (
+    *_DECISION_UPDATABLE,
+    "id",
+    "dedupe_key",
+    "rule",
+    "about",
+    "entity_id",
+    "customer_id",
+    "attempts",
+    "arm",
+    "step",
+)
 
-    Returns how many rows were written. Safe to run twice, and from several processes at once.
-    """
-    if not rows:
-        return 0
-    statement = _insert(connection, contacts)
+
+@lru_cache(maxsize=4)
+def _record_statement(dialect: Dialect) -> bulk.Prepared:
+    statement = (postgresql.insert if dialect.name == "postgresql" else sqlite.insert)(contacts).values(
+        {name: sa.bindparam(name) for name in _DECISION_COLUMNS}
+    )
     excluded = statement.excluded
     statement = statement.on_conflict_do_update(
         index_elements=["dedupe_key"],
         # A match once assigned to an arm stays in it (intention to treat), held back again or not.
         set_={name: excluded[name] for name in _DECISION_UPDATABLE}
         | {"arm": sa.func.coalesce(contacts.c.arm, excluded["arm"])},
-        # `IN (…)` expands per execution, which executemany cannot do: spell it out.
-        where=sa.or_(*(contacts.c.state == state for state in sorted(HELD_STATES))),
-    ).returning(contacts.c.id)
-    written = 0
-    for start in range(0, len(rows), 500):
-        written += len(connection.execute(statement, list(rows[start : start + 500])).all())
-    return written
+        # Only a held-back row is decided again. The states are literals, not parameters: each
+        # row of the executemany binds its own columns and nothing else.
+        where=contacts.c.state.in_([sa.literal_column(f"'{state}'") for state in sorted(HELD_STATES)]),
+    )
+    # A field a row leaves out gets the model's default, as an insert through the ORM would.
+    fields = Contact.model_fields
+    defaults = {
+        name: fields[name].get_default(call_default_factory=True)
+        for name in _DECISION_COLUMNS
+        if not fields[name].is_required()
+    }
+    return bulk.prepare(dialect, statement, contacts, defaults)
+
+
+def record_decisions(connection: Connection, rows: Sequence[dict[str, Any]]) -> int:
+    """Insert decision rows; a dedupe key already decided is left alone unless it was only held back.
+
+    Returns how many rows were written. Safe to run twice, and from several processes at once.
+    """
+    return _record_statement(connection.dialect).execute(connection, rows)
 
 
 def undecided(rule: str) -> Callable[[sa.ColumnElement[Any]], sa.ColumnElement[bool]]:
