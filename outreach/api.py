@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from starlette.applications import Starlette
 
     from outreach.app import App
+    from outreach.backtest import BacktestResult
     from outreach.checks import Checked
     from outreach.feedback import Secrets
     from outreach.preview import CustomerExplanation, PreviewResult
@@ -114,13 +115,15 @@ class Outreach:
         """Load JSONL or CSV files as `outreach ingest` does: upserted by id, customers files
         first, each file whole or not at all. Returns a report per file; IngestError listing every
         bad line of every rejected file (the other files are loaded). Contacts waiting on a
-        channel whose consent a customers file withdrew are re-routed, as of NOW (default: the
-        current time)."""
+        channel whose consent a customers file withdrew are re-routed, and the records it
+        changes keep their earlier versions (for `backtest`), as of NOW (default: the current
+        time)."""
         from outreach.state.ingest import TABLES, ingest_files, rejection
 
         if table is not None and table not in TABLES:
             raise InputError(f"{table!r} is not a table: use one of {', '.join(TABLES)}")
-        reports = ingest_files(self._app.engine, [str(p) for p in paths], table=table)
+        at = None if now is None else _aware(now)
+        reports = ingest_files(self._app.engine, [str(p) for p in paths], table=table, now=at)
         if any(r.table == "customers" and not r.rejected for r in reports):
             self._consent_changed(now)
         error = rejection(reports)
@@ -133,7 +136,8 @@ class Outreach:
     ) -> int:
         """Load in-memory records (as `POST /events` takes them: the fields of `outreach ingest`,
         values as JSON would give them) into TABLE, all or nothing. Returns how many were loaded;
-        IngestError naming every bad record (`records[3].phone: …`) and nothing written."""
+        IngestError naming every bad record (`records[3].phone: …`) and nothing written. NOW
+        (default: the current time) is when they arrived, as in `ingest`."""
         from outreach.events import EventsBatch, load_events
         from outreach.state.ingest import TABLES, Numbered
 
@@ -145,7 +149,8 @@ class Outreach:
                 numbered.append((index, record))
             else:
                 numbered.append((index, Problem("records", index, None, "a record must be a mapping")))
-        problems = load_events(self._app.engine, EventsBatch(table, tuple(numbered), "records"))
+        at = None if now is None else _aware(now)
+        problems = load_events(self._app.engine, EventsBatch(table, tuple(numbered), "records"), at)
         if problems:
             raise IngestError("\n".join(problems))
         if table == "customers":
@@ -204,15 +209,32 @@ class Outreach:
 
         return explain_customer(self._app, customer_id, _aware(now))
 
-    def backtest(self, start: datetime, end: datetime, **options: Any) -> Any:
-        """Replay ticks from START to END on a scratch copy (`outreach backtest`); nothing is sent.
+    def backtest(
+        self,
+        start: datetime,
+        end: datetime,
+        *,
+        every: timedelta | None = None,
+        rules: Sequence[str] | None = None,
+        today: datetime | None = None,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> BacktestResult:
+        """Replay ticks every EVERY (default: the rules' shortest `every`) from START to END on a
+        scratch copy (`outreach backtest`): the database is read, never written, and nothing is
+        sent. State at each tick is what the kept versions of records say, reconstructed from
+        their own instants before the earliest. TODAY (default: the current time) is the
+        present: the ticks after it are a forecast. PROGRESS is called with (ticks done, ticks)."""
+        from outreach.backtest import backtest
 
-        The place for outreach.backtest: not in this version yet, so it raises
-        NotImplementedError.
-        """
-        _aware(start, "start")
-        _aware(end, "end")
-        raise NotImplementedError("backtest is not in this version of outreach")
+        return backtest(
+            self._app,
+            _aware(start, "start"),
+            _aware(end, "end"),
+            today=utcnow() if today is None else _aware(today, "today"),
+            every=every,
+            rules=rules,
+            progress=progress,
+        )
 
     # -- the daemon's HTTP side -------------------------------------------------------------------
     def http_app(

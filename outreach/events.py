@@ -8,6 +8,7 @@ from __future__ import annotations
 import hmac
 import re
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy.engine import Engine
@@ -76,12 +77,15 @@ def problem_text(label: str, problem: Problem) -> str:
     return f"{where}: {problem.message}"
 
 
-def load_events(engine: Engine, batch: EventsBatch) -> list[str]:
-    """Validate and upsert a batch, all or nothing, with the ingest rules; every problem, or [] once written."""
+def load_events(engine: Engine, batch: EventsBatch, now: datetime | None = None) -> list[str]:
+    """Validate and upsert a batch, all or nothing, with the ingest rules; every problem, or [] once
+    written. NOW (default: the current time) stamps the versions of the records it replaces."""
     with engine.connect() as connection:
         transaction = connection.begin()
         try:
-            report = load_records(connection, batch.table, batch.records, source=batch.label, max_problems=0)
+            report = load_records(
+                connection, batch.table, batch.records, source=batch.label, max_problems=0, now=now
+            )
         except BaseException:
             transaction.rollback()
             raise

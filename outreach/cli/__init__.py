@@ -12,6 +12,7 @@ import os
 import sys
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import click
@@ -87,6 +88,12 @@ def _duration(ctx: click.Context, param: click.Parameter, value: str | timedelta
         return parse_duration(value)
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
+
+
+def _optional_duration(
+    ctx: click.Context, param: click.Parameter, value: str | timedelta | None
+) -> timedelta | None:
+    return None if value is None else _duration(ctx, param, value)
 
 
 def _rule_names(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[CompletionItem]:
@@ -543,6 +550,78 @@ def report(ctx: click.Context, since: timedelta, as_json: bool) -> None:
         emit_json(result.as_json())
     else:
         print_report(out_console, result)
+
+
+@cli.command()
+@click.option(
+    "--from", "start", callback=_instant, metavar="TIME", help="First tick (ISO 8601); default: 7 days ago."
+)
+@click.option(
+    "--to", "end", callback=_instant, metavar="TIME", help="End of the period (ISO 8601); default: now."
+)
+@click.option(
+    "--every",
+    callback=_optional_duration,
+    metavar="DURATION",
+    help="Between ticks; default: the rules' shortest `every`.",
+)
+@click.option(
+    "--rules", "rule_names", metavar="A,B", help="Replay these rules only (default: the enabled ones)."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+@click.option(
+    "--html",
+    "html_path",
+    type=click.Path(dir_okay=False, writable=True),
+    help="Also write a page with a chart per rule.",
+)
+@click.pass_context
+@handle_errors
+def backtest(
+    ctx: click.Context,
+    start: datetime | None,
+    end: datetime | None,
+    every: timedelta | None,
+    rule_names: str | None,
+    as_json: bool,
+    html_path: str | None,
+) -> None:
+    """Replay ticks over a period on a scratch copy: what the rules would have done, per day and
+    rule, and how many messages customers would have got a week. Nothing is sent or changed."""
+    from outreach.backtest import backtest as replay
+
+    now = utcnow()
+    until = end or now
+    since = start or until - timedelta(days=7)
+    names = [n.strip() for n in rule_names.split(",") if n.strip()] if rule_names else None
+    with _ticks_progress() as progress:
+        result = replay(app_of(ctx), since, until, today=now, every=every, rules=names, progress=progress)
+    if html_path is not None:
+        from outreach.cli.backtest_page import backtest_page
+
+        Path(html_path).write_text(backtest_page(result), encoding="utf-8")
+    if as_json:
+        emit_json(result.as_json())
+        return
+    from outreach.cli.render import print_backtest
+
+    print_backtest(out_console, result)
+    if html_path is not None:
+        err_console.print(f"wrote {html_path}")
+
+
+@contextlib.contextmanager
+def _ticks_progress() -> Iterator[Callable[[int, int], None] | None]:
+    """A progress bar over a replay's ticks on a terminal; nothing when stderr is not one."""
+    if not err_console.is_terminal:
+        yield None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    columns = (TextColumn("ticks"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=err_console, transient=True) as bars:
+        task = bars.add_task("ticks", total=None)
+        yield lambda done, total: bars.update(task, completed=done, total=total)
 
 
 @cli.command("test-rules")

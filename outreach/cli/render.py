@@ -18,6 +18,7 @@ from outreach.summary import ContactOutcome, RunSummary
 from outreach.uplift import Group
 
 if TYPE_CHECKING:
+    from outreach.backtest import BacktestResult
     from outreach.studio.sending import TestSendResult
 
 
@@ -330,4 +331,54 @@ def print_test_send(console: Console, result: TestSendResult) -> None:
     else:
         console.print(
             f"{result.sms}\n[{result.segments} segment(s), {result.encoding}]", markup=False, soft_wrap=True
+        )
+
+
+def _counts(counts: Any) -> str:
+    return ", ".join(f"{name} {n}" for name, n in sorted(counts.items())) or "-"
+
+
+def print_backtest(console: Console, result: BacktestResult) -> None:
+    span = f"{result.start.isoformat()} to {result.end.isoformat()}"
+    console.print(
+        f"backtest of {', '.join(result.rules)}: {result.ticks:,} ticks every "
+        f"{result.as_json()['every']}, {span}; nothing was sent",
+        markup=False,
+    )
+    if result.forecast_from is not None:
+        console.print(
+            f"forecast: the ticks after {result.forecast_from.isoformat()} run on today's state",
+            markup=False,
+        )
+    table = Table(title="per day (UTC) and rule")
+    for column in ("day", "rule", "decided", "sent", "held back", "deferred", "holdout", "expired"):
+        table.add_column(
+            column, justify="right" if column in ("decided", "deferred", "holdout", "expired") else "left"
+        )
+    for d in result.tally.days:
+        table.add_row(
+            d.day.isoformat(),
+            d.rule,
+            str(d.decided),
+            _counts(d.sent),
+            _counts(d.held),
+            str(d.deferred),
+            str(d.holdout),
+            str(d.expired),
+        )
+    console.print(table)
+    if result.tally.per_week:
+        most = max((n for hist in result.tally.per_week.values() for n in hist), default=1)
+        weeks = Table(title="customers by messages received in the week")
+        weeks.add_column("week")
+        for n in range(1, most + 1):
+            weeks.add_column(f"{n} message{'s' if n > 1 else ''}", justify="right")
+        for week, hist in result.tally.per_week.items():
+            weeks.add_row(week, *(str(hist.get(n, 0)) for n in range(1, most + 1)))
+        console.print(weeks)
+    for rule, fields in result.approximate.items():
+        console.print(
+            f"approximate: {rule} reads {', '.join(fields)}, which a record's own instants cannot give"
+            " back: before the earliest version outreach kept of a record, they are that version's",
+            markup=False,
         )

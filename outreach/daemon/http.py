@@ -268,7 +268,7 @@ def _inbound_routes(inbound: Inbound, metrics: Metrics) -> list[Route]:
         batch = events.parse_events(document)
         if isinstance(batch, list):
             return refuse(endpoint, "invalid", 422, "nothing was written", problems=batch)
-        problems = await run_in_threadpool(events.load_events, inbound.engine, batch)
+        problems = await run_in_threadpool(events.load_events, inbound.engine, batch, inbound.clock())
         if problems:
             return refuse(endpoint, "invalid", 422, "nothing was written", problems=problems)
         ids = events.record_ids(batch)

@@ -52,7 +52,7 @@ from outreach import encoding, locales
 from outreach.clock import EARLIEST, LATEST, RANGE_TEXT, in_range, parse_instant, utcnow
 from outreach.errors import ConfigError, IngestError, Problem, closest, did_you_mean
 from outreach.memory import collector_paused
-from outreach.state import bulk
+from outreach.state import bulk, history
 from outreach.state.models import BY_NAME, ORDER_STATUSES, SURVEY_KINDS, TABLE_NAMES, named_table
 from outreach.state.records import note_change
 from outreach.vocabulary import CHANNELS
@@ -1109,12 +1109,16 @@ def load_records(
     max_problems: int = MAX_PROBLEMS,
     batch_size: int = BATCH_SIZE,
     after_batch: Callable[[], None] | None = None,
+    now: datetime | None = None,
 ) -> FileReport:
     """Validate and upsert numbered RECORDS into TABLE inside the caller's transaction.
 
     Writing stops at the first bad line; the caller rolls back when the report is rejected.
     MAX_PROBLEMS bounds the problems kept (0: keep all); bad lines are counted regardless.
+    A stored record the load changes keeps its earlier version, replaced at NOW (default: the
+    current time; `state.history`).
     """
+    at = utcnow() if now is None else now
     tally = _Tally(max_problems)
     count = 0
     needs_customer = "customer_id" in FIELDS[table]
@@ -1141,6 +1145,7 @@ def load_records(
         for line in sorted(pending):
             tally.add(pending[line])
         if not tally.bad_lines and batch:
+            history.keep_replaced(connection, table, batch, at)
             upsert_rows(connection, table, batch)
         batch.clear()
         pending.clear()
@@ -1196,8 +1201,10 @@ def ingest_file(
     max_problems: int = MAX_PROBLEMS,
     batch_size: int = BATCH_SIZE,
     progress: Progress | None = None,
+    now: datetime | None = None,
 ) -> FileReport:
-    """Load one JSONL or CSV file into TABLE (default: the table the file is named after), whole or not at all."""
+    """Load one JSONL or CSV file into TABLE (default: the table the file is named after), whole
+    or not at all; NOW (default: the current time) stamps the versions it replaces."""
     source = str(path)
     path = Path(path)
     table = table or table_for_path(path)
@@ -1248,6 +1255,7 @@ def ingest_file(
                         max_problems=max_problems,
                         batch_size=batch_size,
                         after_batch=tell,
+                        now=now,
                     )
             except BaseException:
                 transaction.rollback()
@@ -1283,6 +1291,7 @@ def ingest_files(
     table: str | None = None,
     max_problems: int = MAX_PROBLEMS,
     progress: Callable[[str], Progress | None] | None = None,
+    now: datetime | None = None,
 ) -> list[FileReport]:
     """Load each file in its own transaction (customers files first); one bad file spoils only itself.
 
@@ -1297,6 +1306,7 @@ def ingest_files(
                 table=table,
                 max_problems=max_problems,
                 progress=progress(str(path)) if progress else None,
+                now=now,
             )
         )
     return reports

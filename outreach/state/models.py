@@ -119,6 +119,20 @@ class StateChange(SQLModel, table=True):
     changed_at: datetime = Field(sa_type=UTCDateTime, nullable=False)
 
 
+class RecordVersion(SQLModel, table=True):
+    """An earlier version of a customer-state record, kept when an ingest or `POST /events`
+    replaced it: what the record held until `replaced_at` (`outreach.state.history`)."""
+
+    __tablename__ = "record_versions"
+    __table_args__ = (Index("ix_record_versions_record", "table_name", "record_id", "replaced_at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    table_name: str
+    record_id: str
+    replaced_at: datetime = Field(sa_type=UTCDateTime, nullable=False)
+    data: dict[str, Any] = _json_column()  # every field of the record, as JSON (instants in ISO 8601)
+
+
 def table_of(model: type[SQLModel]) -> sa.Table:
     """The Core table of a table model (SQLModel sets `__table__` at class creation, untyped)."""
     return cast(sa.Table, model.__table__)  # type: ignore[attr-defined]  # set by SQLModel's metaclass
