@@ -142,6 +142,19 @@ def test_two_late_orders_within_the_group_wait_are_one_message_naming_both(world
     assert len(sent(world, "late-delivery")) == 1, "neither is contacted again"
 
 
+def test_three_late_orders_in_one_group_are_one_message_and_every_member_is_settled(world: World) -> None:
+    """Settling several members at once is one statement run for each of them."""
+    customer(world.engine, "c1")
+    for oid in ("o1", "o2", "o3"):
+        late_order(world.engine, oid, "c1")
+    world.tick(NOON)
+    world.tick(NOON + timedelta(minutes=30))
+    [message] = sent(world, "late-delivery")
+    assert all(oid in str(message["html"]) for oid in ("o1", "o2", "o3"))
+    states = {c.entity_id: c.state for c in contact_rows(world.engine) if c.rule == "late-delivery"}
+    assert sorted(states.values()) == ["grouped", "grouped", "sent"]
+
+
 def test_a_match_after_the_group_was_sent_starts_a_new_group(world: World) -> None:
     customer(world.engine, "c1")
     late_order(world.engine, "o1", "c1")
