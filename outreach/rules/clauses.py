@@ -177,9 +177,29 @@ def _write(expr: e.Expr) -> tuple[str, int]:
         return "not " + _wrap(_write(expr.operand), _NOT), _NOT
     if isinstance(expr, (e.And, e.Or)):
         word, strength = ("and", _AND) if isinstance(expr, e.And) else ("or", _OR)
-        left, right = _wrap(_write(expr.left), strength), _wrap(_write(expr.right), strength + 1)
-        return f"{left} {word} {right}", strength
+        kind = type(expr)
+        # The parser builds an unbracketed chain `a and b and c` as one balanced tree, so only a
+        # tree of that shape may be written flat; any other keeps its two sides apart in brackets.
+        sides = _chain(expr, kind) if _chain_length(expr, kind) is not None else [expr.left, expr.right]
+        return f" {word} ".join(_wrap(_write(side), strength + 1) for side in sides), strength
     raise TypeError(f"cannot write {expr!r}")
+
+
+def _chain_length(expr: e.Expr, kind: type[e.And | e.Or]) -> int | None:
+    """How many operands EXPR's chain of KIND has if it is shaped as syntax._balanced builds it."""
+    if not isinstance(expr, kind):
+        return 1
+    left, right = _chain_length(expr.left, kind), _chain_length(expr.right, kind)
+    if left is None or right is None or left != (left + right) // 2:
+        return None
+    return left + right
+
+
+def _chain(expr: e.Expr, kind: type[e.And | e.Or]) -> list[e.Expr]:
+    """The operands of EXPR's chain of KIND, in their order."""
+    if not isinstance(expr, kind):
+        return [expr]
+    return _chain(expr.left, kind) + _chain(expr.right, kind)
 
 
 def _literal(value: Any) -> str:

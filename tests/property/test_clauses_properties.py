@@ -11,7 +11,7 @@ import os
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, reject, settings
+from hypothesis import HealthCheck, example, given, reject, settings
 from hypothesis import strategies as st
 
 from outreach.rules import expressions as e
@@ -68,8 +68,25 @@ def test_named_clauses_are_false_or_unknown_and_making_them_true_makes_the_condi
     assert evaluate(_replace(expr, {id(c.expr) for c in clauses}), records, NOW) is True
 
 
-@settings(max_examples=EXAMPLES, deadline=None)
-@given(data=st.data())
-def test_a_clause_is_shown_in_text_that_compiles_back_to_it(data: st.DataObject) -> None:
-    expr = _compile(data.draw(condition(2, FAMILIES["mixed"]), label="when"))
+def _chain(items: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
+    """Two to six ITEMS joined by one `and` (or `or`) without brackets, as people write them."""
+    word = st.sampled_from([" and ", " or "])
+    return st.tuples(word, st.lists(items, min_size=2, max_size=6)).map(lambda t: t[0].join(t[1]))
+
+
+_ATOMS = FAMILIES["mixed"]
+# Fully bracketed trees of any shape, and flat chains (whose items may be bracketed chains).
+_WRITTEN = st.one_of(
+    condition(2, _ATOMS), _chain(st.one_of(condition(1, _ATOMS), _chain(_ATOMS).map(lambda t: f"({t})")))
+)
+
+
+@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(when=_WRITTEN)
+# Written flat, a left-nested `and` was read back as `a and (b and c)`, and a chain of four `or`s
+# (balanced, as the parser builds it) as `a or b or (c or d)`.
+@example(when="((true and customer.email_opt_in) and not (customer.attributes.b))")
+@example(when="(order.total > 1 or order.total > 2) or order.total > 3 or order.total > 4")
+def test_a_clause_is_shown_in_text_that_compiles_back_to_it(when: str) -> None:
+    expr = _compile(when)
     assert compile_expression(to_text(expr), "order") == expr

@@ -89,11 +89,26 @@ def test_json_attributes_are_read_as_the_comparison_types_them() -> None:
         "order.total not in [-1, 2.5]",
         "lower(order.carrier) is not null and customer.email_opt_in",
         "order.total > 0.00001",
+        "(true and customer.email_opt_in) and not customer.attributes.b",
+        "order.total > 1 or order.total > 2 or order.total > 3 or order.total > 4",
     ],
 )
 def test_a_condition_written_back_compiles_to_the_same_expression(when: str) -> None:
     expr = compile_expression(when, "order")
     assert compile_expression(to_text(expr), "order") == expr
+
+
+@pytest.mark.parametrize(
+    "when",
+    [
+        "order.total > 1 and order.total > 2 and order.total > 3 and order.total > 4 and order.total > 5",
+        "(order.total > 1 and order.total > 2) and order.total > 3",
+        "order.total > 1 and (order.total > 2 and order.total > 3 and order.total > 4)",
+        "(order.total > 1 or order.total > 2) and order.total > 3 or order.total > 4",
+    ],
+)
+def test_a_chain_is_written_back_with_the_brackets_it_was_written_with(when: str) -> None:
+    assert to_text(compile_expression(when, "order")) == when
 
 
 @pytest.mark.parametrize(
