@@ -13,7 +13,8 @@ still waiting for its send time (the displaced one is held back and decided agai
 
 `gate` is the send-time check: immediately before a message leaves, the state as it is then
 (condition, expiry, consent, quiet hours in the customer's current time zone, pause and
-silences) says whether it goes, on which channel, or what happens to it instead.
+silences, the caps of the local day and week it leaves in) says whether it goes, on which
+channel, or what happens to it instead.
 """
 
 from __future__ import annotations
@@ -410,7 +411,7 @@ def backoff_seconds(attempt: int, rng: random.Random, floor: float | None = None
 
 # -- the send-time gate -------------------------------------------------------------------------
 
-SEND, REROUTE, DEFER, HOLD, CANCEL, EXPIRE, SUPPRESS, INHIBIT = (
+SEND, REROUTE, DEFER, HOLD, CANCEL, EXPIRE, SUPPRESS, INHIBIT, CAP = (
     "send",
     "reroute",
     "defer",
@@ -419,6 +420,7 @@ SEND, REROUTE, DEFER, HOLD, CANCEL, EXPIRE, SUPPRESS, INHIBIT = (
     "expire",
     "suppress",
     "inhibit",
+    "cap",
 )
 
 
@@ -466,6 +468,7 @@ def gate(
     now: datetime,
     goal_met: bool = False,
     inhibited: tuple[str, datetime] | None = None,
+    delivered: Sequence[PastContact] = (),
 ) -> Verdict:
     """The send-time check of one due contact against the state as it is at NOW.
 
@@ -473,7 +476,13 @@ def gate(
     and the rule's condition still holds (and a follow-up's goal is not met); the channel still
     has address, consent and no suppression (else the rule's next consented channel); outside
     quiet hours in the customer's *current* time zone (else deferred to their end); not paused
-    or silenced (else held).
+    or silenced (else held); within the frequency caps of the local day and week it leaves in,
+    counting the customer's messages already DELIVERED (else held back to the next period).
+
+    Caps were counted when the contact was decided, for the day it was due then; a deferral,
+    a retry or a move to another time zone can carry it into a local day or week that is full
+    since. Only messages already in the customer's hands count here: of two contacts waiting
+    for the same day, the first to leave goes.
     """
     now = _aware_utc(now, "now")
     if rule is None:
@@ -517,6 +526,14 @@ def gate(
     held = controls.holding(rule.name)
     if held is not None:
         return Verdict(HOLD, held, channel)
+    if delivered:
+        lives = [_Live(c.at, c.rule, c.priority, c, False) for c in delivered]
+        full = _cap_reached(now, lives, limits, recipient.zone)
+        if full is not None:
+            text, per = full
+            return Verdict(
+                CAP, f"at send time: {text}", channel, until=_next_period(now, per, recipient.zone)
+            )
     return Verdict(action, reason, channel)
 
 

@@ -2,9 +2,10 @@
 
 A dispatcher works in batches: each is claimed under a lease (renewed while the batch is worked
 through), checked again against the state as it is then (`policy.gate`: the condition, expiry,
-consent and suppressions, quiet hours in the customer's current time zone, pause and silences),
-rendered, and sent a chunk at a time. It marks `sending` and records outcomes only for contacts
-it still owns: a contact another worker took over after a lease ran out is never sent twice.
+consent and suppressions, quiet hours in the customer's current time zone, pause and silences,
+the caps of the local day it leaves in), rendered, and sent a chunk at a time. It marks
+`sending` and records outcomes only for contacts it still owns: a contact another worker took
+over after a lease ran out is never sent twice.
 """
 
 from __future__ import annotations
@@ -39,6 +40,8 @@ from outreach.vocabulary import State
 log = structlog.get_logger("outreach.delivery")
 
 RENDER_ERROR = "render: "
+# Messages in the customer's hands, or that may be: what the gate's caps count.
+_DELIVERED = frozenset({State.SENDING, State.SENT, State.UNKNOWN})
 _FREES_A_PLACE = frozenset(
     {State.CANCELLED, State.EXPIRED, State.FAILED, State.SUPPRESSED, State.SKIPPED}
 )  # how `last_error` marks a contact that failed to render (revived by a good reload)
@@ -92,7 +95,8 @@ class _Batch:
     entities: dict[str, dict[str, records.Record]]
     suppressed: dict[str, set[str]]
     controls: policy.Controls
-    history: dict[str, list[policy.PastContact]]  # the customers' contacts, for inhibitions
+    # The customers' contacts, for inhibitions and caps; a message passing the gate is added.
+    history: dict[str, list[policy.PastContact]]
     members: dict[str, list[ledger.Member]]  # lead dedupe key → the matches waiting in its message
     # Filled by the gate: member id → whether its record still holds (goes in the message).
     included: dict[str, bool] = field(default_factory=dict)
@@ -185,8 +189,8 @@ class Dispatcher:
                 wanted.setdefault(c.about, set()).add(c.entity_id)
                 for member in members.get(c.dedupe_key, ()):
                     wanted[c.about].add(member.entity_id)
-        inhibited = any(rules[c.rule].inhibited_by for c in claimed if c.rule in rules)
-        history = ledger.contacts_of(connection, customer_ids) if inhibited else {}
+        # Every customer's history: inhibitions read it, and the caps of the day a message leaves.
+        history = ledger.contacts_of(connection, customer_ids)
         return _Batch(
             people=records.rows_by_id(connection, "customer", customer_ids),
             entities={about: records.rows_by_id(connection, about, ids) for about, ids in wanted.items()},
@@ -375,6 +379,7 @@ class Dispatcher:
                     rule.goal_condition, {"customer": customer, rule.about: entity}, now
                 )
         step_policy = rule_policy(rule, contact.step) if rule is not None else None
+        history = batch.history.setdefault(contact.customer_id, [])
         verdict = policy.gate(
             rule=step_policy,
             channel=contact.channel,
@@ -385,9 +390,12 @@ class Dispatcher:
             controls=batch.controls,
             now=now,
             goal_met=goal_met,
-            inhibited=policy.inhibition(step_policy, batch.history.get(contact.customer_id, []), now)
+            inhibited=policy.inhibition(step_policy, history, now)
             if step_policy is not None and step_policy.inhibited_by
             else None,
+            delivered=[
+                past for past in history if past.state in _DELIVERED and past.dedupe_key != contact.dedupe_key
+            ],
         )
         if verdict.action == policy.CANCEL:
             return ledger.Outcome(contact, State.CANCELLED, verdict.reason)
@@ -395,7 +403,7 @@ class Dispatcher:
             return ledger.Outcome(contact, State.EXPIRED, verdict.reason)
         if verdict.action == policy.SUPPRESS:
             return ledger.Outcome(contact, State.SUPPRESSED, verdict.reason)
-        if verdict.action == policy.INHIBIT:
+        if verdict.action in (policy.INHIBIT, policy.CAP):
             return ledger.Outcome(contact, State.SKIPPED, verdict.reason, recheck_at=verdict.until)
         if verdict.action == policy.DEFER:
             return ledger.Outcome(
@@ -445,6 +453,12 @@ class Dispatcher:
             to_name=customer.get("name") or None,
         )
         assert who is not None
+        # In the customer's hands from now on, as far as the caps of the rest of the batch go.
+        history.append(
+            policy.PastContact(
+                rule.name, contact.dedupe_key, channel, State.SENDING, now, now, priority=rule.priority
+            )
+        )
         quiet = policy.quiet_hours_for(rule_policy(rule), self.limits)
         return _Ready(contact, message, verdict.action == policy.REROUTE, quiet, who.timezone)
 

@@ -858,6 +858,31 @@ def test_a_deferral_past_the_expiry_is_an_expiry() -> None:
     assert verdict.action == "expire"
 
 
+def test_a_message_carried_into_a_full_local_day_is_held_back_to_the_next_one() -> None:
+    # Counted for its own day when decided; a deferral, a retry or a move brought it to a day
+    # on which the customer already got one.
+    morning = past(rule="stalled-checkout", entity="k-1", at=NOW - timedelta(hours=2))
+    verdict = gate_of(delivered=[morning])
+    assert verdict.action == "cap"
+    assert verdict.until == utc(2026, 11, 25, 0, 0), "midnight in London"
+    assert verdict.reason.startswith("at send time: daily cap reached (1 a day) by stalled-checkout")
+
+
+def test_the_caps_at_send_time_are_the_local_week_of_the_customer_s_current_zone() -> None:
+    # One message a week. The last one left on Sunday in São Paulo, which was already Monday in
+    # Auckland; the customer has moved there since.
+    weekly = Limits(quiet_hours="21:00-09:00", max_per_day=1, max_per_week=1)
+    sunday = past(at=utc(2026, 11, 22, 20, 0))  # 17:00 Sunday in São Paulo, 09:00 Monday in Auckland
+    monday = utc(2026, 11, 23, 20, 0)  # 17:00 Monday in São Paulo, 09:00 Tuesday in Auckland
+    sao_paulo = customer(timezone="America/Sao_Paulo")
+    assert gate_of(recipient=sao_paulo, now=monday, limits=weekly, delivered=[sunday]).action == "send"
+    verdict = gate_of(
+        recipient=customer(timezone="Pacific/Auckland"), now=monday, limits=weekly, delivered=[sunday]
+    )
+    assert verdict.action == "cap" and "weekly cap reached (1 a week)" in verdict.reason
+    assert verdict.until == utc(2026, 11, 29, 11, 0), "00:00 next Monday in Auckland"
+
+
 def test_quiet_hours_come_before_a_pause_so_a_resumed_backlog_never_goes_out_at_night() -> None:
     night = utc(2026, 11, 24, 18, 0)  # 23:30 in Kolkata
     verdict = gate_of(recipient=customer(timezone="Asia/Kolkata"), now=night, controls=Controls())
