@@ -21,16 +21,21 @@ import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
 from sqlalchemy.engine import Engine
+from starlette.testclient import TestClient
 
 from outreach import controls
 from outreach.app import App
 from outreach.channels import OutgoingMessage, Receipt
 from outreach.cli import cli
+from outreach.daemon.http import Health, Inbound, make_app
+from outreach.daemon.metrics import Metrics
 from outreach.errors import TransientDeliveryError
+from outreach.feedback import Secrets
 from outreach.state import ledger
 from outreach.state.models import Customer, Order, SurveyResponse
 from outreach.tick import run_tick
 from outreach.vocabulary import LIVE_STATES
+from tests.integration.http_app import SendGridKey
 from tests.worlds import (
     NOON,
     World,
@@ -195,6 +200,67 @@ def test_a_suppression_added_while_it_waits_reroutes_at_send_time(world: World) 
     assert contact_of(world.engine, "late-delivery", "o1").channel == "email"
 
 
+def test_a_bounce_posted_to_the_webhook_while_emails_wait_reroutes_or_holds_them_back_at_once(
+    world: World,
+) -> None:
+    # Two emails waiting for 09:00 in London: a late parcel (SMS is its other channel) and a
+    # detractor's apology (email only). The address bounces at 23:00.
+    customer(world.engine, "c1", timezone="Europe/London")
+    set_customer(world.engine, "c1", preferred_channel="email")
+    late_order(world.engine, "o1", "c1", now=TEN_PM)
+    insert(
+        world.engine,
+        SurveyResponse,
+        id="s1",
+        customer_id="c1",
+        kind="nps",
+        score=3,
+        comment="late again",
+        responded_at=TEN_PM - timedelta(hours=1),
+        attributes={},
+    )
+    world.tick(TEN_PM)
+    assert {(c.rule, c.state, c.channel, c.send_at) for c in contact_rows(world.engine)} == {
+        ("late-delivery", "pending", "email", NINE_AM),
+        ("detractor-follow-up", "pending", "email", NINE_AM),
+    }
+    key = SendGridKey()
+    eleven_pm = TEN_PM + timedelta(hours=1)
+    rules = world.app.load_rules()
+    client = TestClient(
+        make_app(
+            lambda: Health(True, {}),
+            Metrics(),
+            Inbound(
+                world.engine,
+                Secrets(sendgrid_public_key=key.public_base64),
+                clock=lambda: eleven_pm,
+                rules=lambda: rules,
+            ),
+        )
+    )
+    stamp = str(int(eleven_pm.timestamp()))
+    bounce = {"event": "bounce", "type": "bounce", "email": "c1@example.com", "timestamp": int(stamp)}
+    body = json.dumps([{**bounce, "sg_event_id": "ev-1"}]).encode()
+    response = client.post(
+        "/webhooks/sendgrid/events",
+        content=body,
+        headers={
+            "Content-Type": "application/json",
+            "X-Twilio-Email-Event-Webhook-Signature": key.sign(stamp, body),
+            "X-Twilio-Email-Event-Webhook-Timestamp": stamp,
+        },
+    )
+    assert response.status_code == 204
+    late = contact_of(world.engine, "late-delivery", "o1")
+    assert (late.state, late.channel, late.send_at) == ("pending", "sms", NINE_AM)
+    assert "email" in late.reason and "while it waited" in late.reason
+    apology = contact_of(world.engine, "detractor-follow-up", "s1")
+    assert apology.state == "suppressed" and "no consented channel left" in apology.reason
+    world.tick(NINE_AM)
+    assert [(m["rule"], m["channel"]) for m in world.outbox()] == [("late-delivery", "sms")]
+
+
 # -- the send-time gate: quiet hours and pause ------------------------------------------------------
 
 
@@ -212,6 +278,31 @@ def test_a_customer_who_moves_time_zone_while_a_contact_waits_is_not_woken_in_th
     assert "quiet hours 21:00-09:00 in Pacific/Auckland" in row.reason
     world.dispatch(datetime(2026, 11, 24, 20, 0, tzinfo=UTC))
     assert len(world.outbox()) == 1
+
+
+def test_a_customer_who_moves_east_while_a_contact_waits_gets_no_second_message_in_the_new_local_day(
+    tmp_path: Path, database_url: str, engine: Engine
+) -> None:
+    world = capped(tmp_path, database_url)
+    customer(world.engine, "c1", timezone="Europe/London")
+    eight_pm = datetime(2026, 11, 24, 20, 0, tzinfo=UTC)
+    late_order(world.engine, "o1", "c1", now=eight_pm)
+    world.tick(eight_pm)  # Tuesday's message in London
+    stalled_checkout(world.engine, "k1", "c1", now=TEN_PM)
+    world.tick(TEN_PM)
+    assert contact_of(world.engine, "stalled-checkout", "k1").send_at == NINE_AM  # Wednesday's
+    # In Kolkata both are Wednesday: 01:30 and 14:30.
+    set_customer(world.engine, "c1", timezone="Asia/Kolkata")
+    world.tick(NINE_AM)
+    assert [m["rule"] for m in world.outbox()] == ["late-delivery"]
+    row = contact_of(world.engine, "stalled-checkout", "k1")
+    assert row.state == "skipped"
+    assert row.reason.startswith("at send time: daily cap reached (1 a day) by late-delivery on 2026-11-25")
+    thursday = datetime(2026, 11, 25, 18, 30, tzinfo=UTC)  # 00:00 in Kolkata
+    world.tick(thursday + timedelta(hours=4))  # 04:30 there: decided again, for 09:00
+    world.tick(datetime(2026, 11, 26, 3, 30, tzinfo=UTC))
+    assert [m["rule"] for m in world.outbox()] == ["late-delivery", "stalled-checkout"]
+    world.app.close()
 
 
 def test_a_backlog_held_by_a_pause_and_resumed_at_night_waits_for_the_morning(world: World) -> None:
