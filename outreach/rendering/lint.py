@@ -517,12 +517,13 @@ class _Linter:
             for locale in self.settings.delivery.locales:
                 if self.catalog.file_for(rule.template, kind, locale) is None:
                     path = f"{self._display_root()}/{rule.template}/{filename.format(locale)}"
+                    sender = "the rule" if rule.step[0] == 1 else f"step {rule.step[0]} of the rule"
                     problems.append(
                         Problem(
                             path,
                             None,
                             None,
-                            f"missing: the rule sends {channel} and delivery.locales lists {locale!r}",
+                            f"missing: {sender} sends {channel} and delivery.locales lists {locale!r}",
                             rule=rule.name,
                         )
                     )

@@ -168,6 +168,9 @@ class _FileChecker:
     default_every: timedelta
     template_exists: Callable[[str], bool] | None
     problems: list[Problem] = field(default_factory=list)
+    # Every rule name given, valid or not: an inhibition of a rule with problems of its own is
+    # not also an inhibition of an unknown rule.
+    names: list[str] = field(default_factory=list)
 
     def problem(
         self,
@@ -246,6 +249,7 @@ class _FileChecker:
             raw_name = self.value(fields["name"][1])
             if isinstance(raw_name, str):
                 rule_name = raw_name
+                self.names.append(rule_name)
             elif raw_name is not _UNREADABLE:
                 self.problem(fields["name"][1], "'name' must be text in kebab-case, e.g. name: late-delivery")
 
@@ -653,6 +657,8 @@ def check_rules(
     """Every valid rule under DIRECTORY and every problem found, across all files."""
     problems: list[Problem] = []
     rules: list[Rule] = []
+    defined: set[str] = set()
+    sources: dict[str, list[str]] = {}
     if not directory.is_dir():
         return RuleSet(()), [
             Problem(
@@ -675,6 +681,8 @@ def check_rules(
             continue
         checker = _FileChecker(path, lines, default_every, template_exists)
         rules.extend(checker.rules(root))
+        defined.update(checker.names)
+        sources[str(path)] = lines
         problems.extend(sorted(checker.problems, key=lambda p: (p.line or 0, p.col or 0)))
     seen: dict[str, Rule] = {}
     for rule in rules:
@@ -690,7 +698,7 @@ def check_rules(
                 )
             )
         seen[rule.name] = rule
-    problems.extend(_inhibition_problems(rules))
+    problems.extend(_inhibition_problems(rules, defined, sources))
     rules = [
         replace(
             rule,
@@ -703,34 +711,33 @@ def check_rules(
     return RuleSet(tuple(rules)), problems
 
 
-def _inhibition_problems(rules: list[Rule]) -> list[Problem]:
-    """Inhibitions naming unknown rules, and cycles (a inhibits b inhibits a)."""
-    names = {rule.name for rule in rules}
+def _inhibition_problems(
+    rules: list[Rule], defined: set[str], sources: dict[str, list[str]]
+) -> list[Problem]:
+    """Inhibitions naming unknown rules, and cycles (a inhibits b inhibits a) among RULES.
+
+    DEFINED holds every rule name given, RULES only the rules without problems of their own;
+    SOURCES the lines of each file, shown under a problem.
+    """
+    valid = {rule.name for rule in rules}
     problems: list[Problem] = []
     graph: dict[str, list[str]] = {}
+
+    def problem(rule: Rule, inhibit: Inhibit, message: str) -> Problem:
+        lines = sources.get(rule.file, [])
+        source = lines[inhibit.line - 1] if 0 < inhibit.line <= len(lines) else None
+        return Problem(rule.file, inhibit.line, inhibit.col, message, rule.name, source)
+
     for rule in rules:
         for inhibit in rule.inhibits:
-            if inhibit.rule not in names:
-                problems.append(
-                    Problem(
-                        rule.file,
-                        inhibit.line,
-                        inhibit.col,
-                        f"inhibits unknown rule '{inhibit.rule}'{did_you_mean(inhibit.rule, sorted(names))}",
-                        rule.name,
-                    )
+            if inhibit.rule not in defined:
+                message = (
+                    f"inhibits unknown rule '{inhibit.rule}'{did_you_mean(inhibit.rule, sorted(defined))}"
                 )
+                problems.append(problem(rule, inhibit, message))
             elif inhibit.rule == rule.name:
-                problems.append(
-                    Problem(
-                        rule.file,
-                        inhibit.line,
-                        inhibit.col,
-                        "a rule cannot inhibit itself (use cooldown)",
-                        rule.name,
-                    )
-                )
-            else:
+                problems.append(problem(rule, inhibit, "a rule cannot inhibit itself (use cooldown)"))
+            elif inhibit.rule in valid:
                 graph.setdefault(rule.name, []).append(inhibit.rule)
     by_name = {rule.name: rule for rule in rules}
     reported: set[frozenset[str]] = set()
@@ -741,13 +748,11 @@ def _inhibition_problems(rules: list[Rule]) -> list[Problem]:
             first = by_name[cycle[0]]
             where = next(i for i in first.inhibits if i.rule == cycle[1])
             problems.append(
-                Problem(
-                    first.file,
-                    where.line,
-                    where.col,
+                problem(
+                    first,
+                    where,
                     f"inhibitions form a cycle ({' inhibits '.join(cycle)}): each would silence the other; "
                     "keep the inhibition in one direction",
-                    first.name,
                 )
             )
     return problems
