@@ -577,7 +577,9 @@ def reroute_waiting(
             continue
         rule = by_name.get(contact.rule)
         problem = policy.channel_problem(contact.channel, who) if contact.channel else "no channel"
-        channel, why = policy.choose_channel(rule_policy(rule), who) if rule is not None else (None, "")
+        channel, why = (
+            policy.choose_channel(rule_policy(rule, contact.step), who) if rule is not None else (None, "")
+        )
         reason = (
             f"{contact.channel}: {problem} while it waited; {why}"
             if channel is not None

@@ -785,6 +785,7 @@ class Waiting(NamedTuple):
     rule: str
     customer_id: str
     channel: str | None
+    step: int  # of the journey: a follow-up moves only among its own channels
 
 
 def waiting_contacts(connection: Connection, customer_ids: Iterable[str]) -> list[Waiting]:
@@ -792,9 +793,9 @@ def waiting_contacts(connection: Connection, customer_ids: Iterable[str]) -> lis
     wanted = sorted(set(customer_ids))
     found: list[Waiting] = []
     for start in range(0, len(wanted), 500):
-        query = sa.select(contacts.c.id, contacts.c.rule, contacts.c.customer_id, contacts.c.channel).where(
-            contacts.c.customer_id.in_(wanted[start : start + 500]), contacts.c.state == State.PENDING
-        )
+        query = sa.select(
+            contacts.c.id, contacts.c.rule, contacts.c.customer_id, contacts.c.channel, contacts.c.step
+        ).where(contacts.c.customer_id.in_(wanted[start : start + 500]), contacts.c.state == State.PENDING)
         found.extend(Waiting._make(row) for row in connection.execute(query))
     return found
 

@@ -11,7 +11,8 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from outreach.state.models import Checkout, Order
+from outreach import controls
+from outreach.state.models import Checkout, Customer, Order
 from tests.worlds import NOON, World, build_world, contact_rows, customer, late_order, stalled_checkout
 
 JOURNEYS = """\
@@ -120,6 +121,24 @@ def test_a_step_whose_customer_converted_between_its_decision_and_its_send_is_no
     world.dispatch(step_time)
     second = {m["customer_id"] for m in sent(world, "stalled-checkout") if m["channel"] == "sms"}
     assert first[0] not in second and len(second) == len(first) - 1
+
+
+def test_a_step_waiting_for_its_sms_is_held_back_when_sms_consent_goes_not_moved_to_email(
+    world: World,
+) -> None:
+    checkouts(world, 8)
+    world.tick(NOON)
+    first = sorted({str(m["customer_id"]) for m in sent(world, "stalled-checkout")})
+    step_time = NOON + timedelta(days=1, minutes=1)
+    world.evaluate(step_time)  # step 2, by SMS only, decided and waiting
+    update(world.engine, Customer, first[0], sms_opt_in=False)
+    assert controls.apply_consent_changes(world.app, step_time) == 1  # as after an ingest
+    [step] = [c for c in contact_rows(world.engine) if c.step == 2 and c.customer_id == first[0]]
+    assert step.state == "suppressed" and "no consented channel left" in step.reason
+    world.dispatch(step_time)
+    second = [m for m in sent(world, "stalled-checkout") if m.get("sms", "").startswith("Step 2")]
+    assert {m["customer_id"] for m in second} == set(first[1:])
+    assert not [m for m in sent(world, "stalled-checkout") if m.get("subject") == "Step 2 of 3"]
 
 
 # -- one message for several matches ---------------------------------------------------------------
