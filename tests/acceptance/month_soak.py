@@ -7,17 +7,20 @@ time zones around the world (fractional offsets, both hemispheres' clock changes
 that arrive late or are cancelled, leave baskets and come back for them, answer surveys, move
 to another time zone, withdraw and restore consent by ingest, reply STOP and START (signed,
 through the daemon's Twilio webhook, in English, Arabic and French, with a replayed START now
-and then), and bounce (a signed SendGrid event). Every few hours `Outreach.tick(now)` decides
-and sends. Time and randomness are arguments: the same `SoakConfig` builds the same world.
+and then), and bounce (a signed SendGrid event). Every hour, at uneven minutes,
+`Outreach.tick(now)` decides and sends; a share of provider requests fails with 429 or 503.
+Time and randomness are arguments: the same `SoakConfig` builds the same world, whatever
+outreach does with it (which requests the fake fails depends on the order they arrive in).
 
 After each tick the requests the fake providers accepted are checked against the simulation's
 own model of the world at that instant (not against the ledger's opinion of it): no customer
-over `max_per_day` / `max_per_week` in their local day and ISO week, nothing inside quiet hours
+over `max_per_day` / `max_per_week` in their local day and ISO week (in the zone they live in
+when the message arrives, every earlier message counted in that zone), nothing inside quiet hours
 in the customer's time zone, nothing on a channel whose consent was withdrawn or that bounced or
 said STOP, nothing past its expiry, nothing whose rule's condition no longer held, nothing sent
 twice. At the end the ledger and the providers are reconciled: every accepted request is one
-`sent` contact and the reverse, nothing is left claimed or due, and every match that still holds
-was decided.
+`sent` contact and the reverse, nothing is left claimed or due or failed for want of a template,
+and every match that still holds was decided.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ from starlette.testclient import TestClient
 from twilio.request_validator import RequestValidator
 
 from outreach import Outreach
+from outreach.delivery.dispatch import RENDER_ERROR
 from outreach.feedback import Secrets
 from outreach.quiet_hours import OFF, QuietHours
 from outreach.state import ledger
@@ -642,6 +646,8 @@ class Soak:
                 self._violation(last_tick, f"{what}: due {row.send_at} and never sent")
             elif row.state == State.UNKNOWN:
                 self._violation(last_tick, f"{what}: a send whose outcome is unknown")
+            elif row.state == State.FAILED and (row.last_error or "").startswith(RENDER_ERROR):
+                self._violation(last_tick, f"{what}: a shipped template could not render it")
             elif row.state not in FINAL_STATES | HELD_STATES | {State.PENDING}:
                 self._violation(last_tick, f"{what}: unexpected state")
             elif (
