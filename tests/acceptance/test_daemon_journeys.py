@@ -94,22 +94,17 @@ def test_steps_and_groups_survive_sigkill_at_random_instants_without_duplicates_
             and len([c for c in contacts if c["rule"] == "parcels"]) == len(orders)
         )
 
-    kills = 0
-    for attempt in range(5):
+    # Killed three times whatever happened meanwhile: a fast machine may finish a journey between
+    # two kills, and the restarts after it must not send anything again either.
+    for attempt in range(3):
         daemon = workspace.start(f"run{attempt}")
         daemon.event("started")
         time.sleep(rng.uniform(0.5, 2.5))  # inside a group's wait, or between two steps
-        if done():
-            assert daemon.terminate() == 0
-            break
         daemon.kill()
-        kills += 1
         time.sleep(1.6)  # past the lease
-    else:
-        daemon = workspace.start("last")
-        daemon.wait_for(done, timeout=60, what="every journey finished")
-        assert daemon.terminate() == 0
-    assert kills >= 2
+    daemon = workspace.start("last")
+    daemon.wait_for(done, timeout=60, what="every journey finished")
+    assert daemon.terminate() == 0
 
     contacts = workspace.contacts()
     sent = sent_subjects(fake_providers)

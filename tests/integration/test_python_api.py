@@ -137,8 +137,3 @@ def test_the_http_app_loads_events_stamped_by_the_injected_clock(api: Outreach) 
     )
     assert (loaded.status_code, loaded.json()) == (200, {"table": "customers", "loaded": 1})
     assert api.explain("c-1", NOON).customer_id == "c-1"
-
-
-def test_backtest_has_its_place_and_says_it_is_not_in_this_version(api: Outreach) -> None:
-    with pytest.raises(NotImplementedError, match="backtest"):
-        api.backtest(NOON - timedelta(days=7), NOON)
