@@ -35,18 +35,32 @@ def keep_replaced(connection: Connection, table: str, rows: Sequence[Mapping[str
 
     A record given twice in ROWS keeps one version, the one stored before them.
     """
-    stored = _stored(connection, table, [row["id"] for row in rows])
-    if not stored:
-        return 0
-    kept: list[dict[str, Any]] = []
+    given = sorted({name for row in rows for name in row})
+    # Only the fields given are compared, as plain tuples; the whole row is read for the
+    # records that changed.
+    stored = _stored(connection, table, [row["id"] for row in rows], given)
+    position = {name: index for index, name in enumerate(given)}
+    changed: list[str] = []
     for row in rows:
         old = stored.get(row["id"])
-        if old is not None and any(old.get(name) != value for name, value in row.items()):
-            kept.append({"table_name": table, "record_id": row["id"], "replaced_at": at, "data": encode(old)})
+        if old is not None and any(old[position[name]] != value for name, value in row.items()):
+            changed.append(row["id"])
             del stored[row["id"]]
-    if kept:
-        connection.execute(sa.insert(record_versions), kept)
-    return len(kept)
+    if not changed:
+        return 0
+    names = list(named_table(table).c.keys())
+    whole = {
+        record_id: dict(zip(names, values, strict=True))
+        for record_id, values in _stored(connection, table, changed, names).items()
+    }
+    connection.execute(
+        sa.insert(record_versions),
+        [
+            {"table_name": table, "record_id": record_id, "replaced_at": at, "data": encode(whole[record_id])}
+            for record_id in changed
+        ],
+    )
+    return len(changed)
 
 
 def versions(connection: Connection, table: str) -> dict[str, list[tuple[datetime, Row]]]:
@@ -91,8 +105,11 @@ def _instant_columns(table: str) -> frozenset[str]:
     return frozenset(c.name for c in named_table(table).c if isinstance(c.type, UTCDateTime))
 
 
-def _stored(connection: Connection, table: str, ids: Sequence[str]) -> dict[str, Row]:
-    """The stored rows among IDS, by id: one query, the ids as one parameter (see `ingest`)."""
+def _stored(
+    connection: Connection, table: str, ids: Sequence[str], columns: Sequence[str]
+) -> dict[str, tuple[Any, ...]]:
+    """The COLUMNS (in that order) of the stored rows among IDS, by id: one query, the ids as one
+    parameter (as ingest looks up customers)."""
     if not ids:
         return {}
     target = named_table(table)
@@ -105,4 +122,5 @@ def _stored(connection: Connection, table: str, ids: Sequence[str]) -> dict[str,
                 sa.func.json_each(sa.bindparam("ids", json.dumps(wanted)))
             )
         )
-    return {row["id"]: dict(row) for row in connection.execute(sa.select(target).where(condition)).mappings()}
+    query = sa.select(target.c.id, *(target.c[name] for name in columns)).where(condition)
+    return {row[0]: tuple(row[1:]) for row in connection.execute(query)}

@@ -1110,13 +1110,15 @@ def load_records(
     batch_size: int = BATCH_SIZE,
     after_batch: Callable[[], None] | None = None,
     now: datetime | None = None,
+    keep_versions: bool = True,
 ) -> FileReport:
     """Validate and upsert numbered RECORDS into TABLE inside the caller's transaction.
 
     Writing stops at the first bad line; the caller rolls back when the report is rejected.
     MAX_PROBLEMS bounds the problems kept (0: keep all); bad lines are counted regardless.
     A stored record the load changes keeps its earlier version, replaced at NOW (default: the
-    current time; `state.history`).
+    current time; `state.history`) — unless KEEP_VERSIONS is false, for a table that was empty
+    before the load (a record given twice in it would keep a version that held for no time).
     """
     at = utcnow() if now is None else now
     tally = _Tally(max_problems)
@@ -1145,7 +1147,8 @@ def load_records(
         for line in sorted(pending):
             tally.add(pending[line])
         if not tally.bad_lines and batch:
-            history.keep_replaced(connection, table, batch, at)
+            if keep_versions:
+                history.keep_replaced(connection, table, batch, at)
             upsert_rows(connection, table, batch)
         batch.clear()
         pending.clear()
@@ -1256,6 +1259,8 @@ def ingest_file(
                         batch_size=batch_size,
                         after_batch=tell,
                         now=now,
+                        # A first load of a table has nothing to keep: no lookup per batch.
+                        keep_versions=rows_before > 0,
                     )
             except BaseException:
                 transaction.rollback()
