@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     from outreach.backtest import BacktestResult
     from outreach.checks import Checked
     from outreach.feedback import Secrets
-    from outreach.preview import CustomerExplanation, PreviewResult
+    from outreach.preview import CustomerExplanation, PreviewResult, TickPreview
     from outreach.rules.loader import RuleSet
     from outreach.state.ingest import FileReport
     from outreach.summary import RunSummary
@@ -201,6 +201,14 @@ class Outreach:
         from outreach.preview import preview_rule
 
         return preview_rule(self._app, rule, _aware(now), render=render)
+
+    def preview_tick(self, now: datetime, *, render: bool = False) -> TickPreview:
+        """The whole tick at NOW (`outreach preview --all`): every enabled rule's matches decided
+        together, caps and priorities between rules, exactly as `tick(NOW)` would decide them;
+        writes nothing."""
+        from outreach.preview import preview_tick
+
+        return preview_tick(self._app, _aware(now), render=render)
 
     def explain(self, customer_id: str, now: datetime) -> CustomerExplanation:
         """For every rule, why the customer would or would not be contacted at NOW (`outreach

@@ -6,7 +6,7 @@ shows them as tables.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -119,17 +119,65 @@ def _render(
     )
 
 
+@dataclass(frozen=True)
+class TickMatch:
+    """One match of a whole tick's preview: its rule and the decision it would get."""
+
+    rule: str
+    match: PreviewMatch
+
+    def as_json(self) -> dict[str, Any]:
+        return {"rule": self.rule, **self.match.as_json()}
+
+
+@dataclass(frozen=True)
+class TickPreview:
+    """`preview --all`: every enabled rule at NOW, decided together as `run --once --now` would."""
+
+    now: datetime
+    matches: tuple[TickMatch, ...] = ()
+
+    def as_json(self) -> dict[str, Any]:
+        return {"now": self.now.isoformat(), "matches": [m.as_json() for m in self.matches]}
+
+
 def preview_rule(app: App, name: str, now: datetime, *, render: bool = False) -> PreviewResult:
     """The matches of rule NAME at NOW with the decision each would get; nothing is written."""
     rule = app.load_rules().get(name)
+    found = _preview(app, [rule], now, render=render)
+    return PreviewResult(rule.name, now, tuple(match for _rule, match in found))
+
+
+def preview_tick(
+    app: App, now: datetime, *, render: bool = False, progress: Callable[[int, int], None] | None = None
+) -> TickPreview:
+    """The whole tick at NOW: every enabled rule's matches decided together — caps, priorities
+    and inhibitions between rules — exactly as `run --once --now NOW` would decide them; nothing
+    is written. PROGRESS is told (done, total) as the deciding goes on."""
+    enabled = [rule for rule in app.load_rules() if rule.enabled]
+    found = _preview(app, enabled, now, render=render, progress=progress)
+    return TickPreview(now, tuple(TickMatch(rule, match) for rule, match in found))
+
+
+def _preview(
+    app: App,
+    rules: Sequence[Rule],
+    now: datetime,
+    *,
+    render: bool,
+    progress: Callable[[int, int], None] | None = None,
+) -> list[tuple[str, PreviewMatch]]:
+    """(rule name, match) for every match of RULES at NOW, by rule, customer and record."""
+    by_name = {rule.name: rule for rule in rules}
     renderer = Renderer(app.settings) if render else None
-    found: list[PreviewMatch] = []
+    found: list[tuple[str, PreviewMatch]] = []
     with app.engine.connect() as connection:
-        decisions = plan(connection, [rule], now, limits_of(app.settings))
+        decisions = plan(connection, rules, now, limits_of(app.settings), progress=progress)
         people = (
             records.rows_by_id(connection, "customer", {d.customer_id for d in decisions}) if render else {}
         )
-        for decision in sorted(decisions, key=lambda d: (d.customer_id, d.entity_id)):
+        for decision in sorted(decisions, key=lambda d: (d.rule, d.customer_id, d.entity_id)):
+            rule = by_name[decision.rule]
             message = None
             if renderer is not None and decision.channel:
                 customer = people[decision.customer_id]
@@ -141,17 +189,16 @@ def preview_rule(app: App, name: str, now: datetime, *, render: bool = False) ->
                     )
                 )
                 message = _render(renderer, rule, customer, entity, decision.channel, now)
-            found.append(
-                PreviewMatch(
-                    decision.customer_id,
-                    decision.entity_id,
-                    decision.channel,
-                    decision_word(decision, now),
-                    decision.reason,
-                    message,
-                )
+            match = PreviewMatch(
+                decision.customer_id,
+                decision.entity_id,
+                decision.channel,
+                decision_word(decision, now),
+                decision.reason,
+                message,
             )
-    return PreviewResult(rule.name, now, tuple(found))
+            found.append((rule.name, match))
+    return found
 
 
 # -- explain ------------------------------------------------------------------------------------

@@ -196,7 +196,13 @@ def check(ctx: click.Context, as_json: bool) -> None:
 
 
 @cli.command()
-@click.argument("rule", shell_complete=_rule_names)
+@click.argument("rule", required=False, shell_complete=_rule_names)
+@click.option(
+    "--all",
+    "whole_tick",
+    is_flag=True,
+    help="Every enabled rule at once, decided together as `run --once --now` would (instead of RULE).",
+)
 @click.option(
     "--now",
     "now",
@@ -208,18 +214,34 @@ def check(ctx: click.Context, as_json: bool) -> None:
 @click.option("--render", is_flag=True, help="Also render each message (subject, text, html, sms, segments).")
 @click.pass_context
 @handle_errors
-def preview(ctx: click.Context, rule: str, now: datetime | None, as_json: bool, render: bool) -> None:
-    """Show who RULE would contact at an instant, and why; changes nothing."""
-    from outreach.preview import preview_rule
+def preview(
+    ctx: click.Context, rule: str | None, whole_tick: bool, now: datetime | None, as_json: bool, render: bool
+) -> None:
+    """Show who RULE would contact at an instant, and why; changes nothing.
+
+    With --all instead of RULE: a dry run of the whole tick, every enabled rule competing for the
+    same caps, exactly what `run --once --now TIME` would decide.
+    """
+    if (rule is None) == (not whole_tick):
+        raise click.UsageError("give a RULE or --all" if rule is None else "give a RULE or --all, not both")
+    from outreach.cli.render import print_preview, print_tick_preview
+    from outreach.preview import preview_rule, preview_tick
 
     app = app_of(ctx)
-    result = preview_rule(app, rule, now or utcnow(), render=render)
-    if as_json:
-        emit_json(result.as_json())
+    at = now or utcnow()
+    if rule is not None:
+        result = preview_rule(app, rule, at, render=render)
+        if as_json:
+            emit_json(result.as_json())
+        else:
+            print_preview(out_console, result)
         return
-    from outreach.cli.render import print_preview
-
-    print_preview(out_console, result)
+    with _count_progress("deciding") as progress:
+        tick = preview_tick(app, at, render=render, progress=progress)
+    if as_json:
+        emit_json(tick.as_json())
+    else:
+        print_tick_preview(out_console, tick)
 
 
 def _known_table(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
@@ -594,7 +616,7 @@ def backtest(
     until = end or now
     since = start or until - timedelta(days=7)
     names = [n.strip() for n in rule_names.split(",") if n.strip()] if rule_names else None
-    with _ticks_progress() as progress:
+    with _count_progress("ticks") as progress:
         result = replay(app_of(ctx), since, until, today=now, every=every, rules=names, progress=progress)
     if html_path is not None:
         from outreach.cli.backtest_page import backtest_page
@@ -611,16 +633,17 @@ def backtest(
 
 
 @contextlib.contextmanager
-def _ticks_progress() -> Iterator[Callable[[int, int], None] | None]:
-    """A progress bar over a replay's ticks on a terminal; nothing when stderr is not one."""
+def _count_progress(label: str) -> Iterator[Callable[[int, int], None] | None]:
+    """A progress bar over LABEL's steps (done of total) on a terminal; nothing when stderr is
+    not one."""
     if not err_console.is_terminal:
         yield None
         return
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    columns = (TextColumn("ticks"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    columns = (TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     with Progress(*columns, console=err_console, transient=True) as bars:
-        task = bars.add_task("ticks", total=None)
+        task = bars.add_task(label, total=None)
         yield lambda done, total: bars.update(task, completed=done, total=total)
 
 

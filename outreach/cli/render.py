@@ -3,6 +3,7 @@ only this module knows how they look."""
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -11,7 +12,7 @@ from rich.table import Table
 
 from outreach.checks import Checked
 from outreach.controls import Report, SilenceInfo
-from outreach.preview import CustomerExplanation, PreviewResult, TickDecision
+from outreach.preview import CustomerExplanation, PreviewMatch, PreviewResult, TickDecision, TickPreview
 from outreach.rule_tests import RuleTestRun
 from outreach.state import ledger
 from outreach.summary import ContactOutcome, RunSummary
@@ -29,7 +30,31 @@ def print_preview(console: Console, result: PreviewResult) -> None:
     for match in result.matches:
         table.add_row(match.customer_id, match.entity_id, match.channel or "-", match.decision, match.reason)
     console.print(table)
-    for match in result.matches:
+    _print_messages(console, result.matches)
+
+
+def print_tick_preview(console: Console, result: TickPreview) -> None:
+    """`preview --all`: every match of the tick with its rule, then the decisions counted."""
+    table = Table(title=f"the tick at {result.now.isoformat()}: {len(result.matches)} match(es)")
+    for column in ("rule", "customer", "entity", "channel", "decision", "reason"):
+        table.add_column(column)
+    for m in result.matches:
+        match = m.match
+        table.add_row(
+            m.rule, match.customer_id, match.entity_id, match.channel or "-", match.decision, match.reason
+        )
+    console.print(table)
+    counts = Counter((m.rule, m.match.decision) for m in result.matches)
+    if counts:
+        console.print(
+            "; ".join(f"{rule}: {count} {decision}" for (rule, decision), count in sorted(counts.items())),
+            markup=False,
+        )
+    _print_messages(console, [m.match for m in result.matches])
+
+
+def _print_messages(console: Console, matches: Sequence[PreviewMatch]) -> None:
+    for match in matches:
         message = match.message
         if message is None:
             continue

@@ -11,7 +11,7 @@ explain). Every function takes `now`: the clock is read by the caller, once a ti
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import lru_cache
@@ -263,17 +263,25 @@ def plan(
     limits: policy.Limits,
     *,
     customer_id: str | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> list[policy.Decision]:
     """What would be decided for every match of RULES at NOW; reads the ledger, writes nothing.
 
-    The new decisions are exactly those `evaluate` would record (the same candidates, all of a
-    customer's decided together); every other match — decided before, or held back with nothing
-    changed since — comes back as a "duplicate" saying what the ledger holds for it.
+    The new decisions are exactly those `evaluate` would record (the same candidates, a chunk of
+    customers at a time, all of a customer's decided together); every other match — decided
+    before, or held back with nothing changed since — comes back as a "duplicate" saying what
+    the ledger holds for it. PROGRESS is told (done, total) after each chunk and each rule.
     """
     found = find_all(connection, rules, now, customer_id=customer_id)
-    decided = [*_decide(connection, found.found, now, limits), *(d for _rule, d in found.ended)]
+    chunks = list(_by_customer_chunks(found.found))
+    total = len(chunks) + len(rules)
+    decided = [d for _rule, d in found.ended]
+    for done, chunk in enumerate(chunks, start=1):
+        decided.extend(_decide(connection, chunk, now, limits))
+        if progress is not None:
+            progress(done, total)
     new = {(d.rule, d.entity_id) for d in decided}
-    for rule in rules:
+    for done, rule in enumerate(rules, start=len(chunks) + 1):
         known = [
             m
             for m in find_matches(connection, rule, now, customer_id=customer_id)
@@ -305,6 +313,8 @@ def plan(
                     priority=rule.priority,
                 )
             )
+        if progress is not None:
+            progress(done, total)
     return decided
 
 

@@ -24,6 +24,7 @@ from sqlalchemy.engine import Engine
 from outreach import controls
 from outreach.app import App
 from outreach.cli import cli
+from outreach.preview import preview_tick
 from outreach.state import ledger
 from outreach.state.models import Order, SurveyResponse
 from outreach.tick import run_tick
@@ -241,3 +242,15 @@ def test_an_opened_task_is_posted_to_the_escalation_webhook_and_the_outcome_reco
     run_tick(app, rules, NOON + timedelta(minutes=15))
     app.close()
     assert len(received) == 1, "a task is announced once"
+
+
+def test_a_whole_tick_preview_reports_its_progress_to_the_end(world: World) -> None:
+    for cid in ("c1", "c2"):
+        customer(world.engine, cid)
+        late_order(world.engine, f"o-{cid}", cid)
+    told: list[tuple[int, int]] = []
+    preview = preview_tick(world.app, NOON, progress=lambda done, total: told.append((done, total)))
+    assert len(preview.matches) == 2
+    enabled = [rule for rule in world.app.load_rules() if rule.enabled]
+    total = 1 + len(enabled)  # one chunk of customers decided, then each rule's earlier decisions
+    assert told == [(done, total) for done in range(1, total + 1)]

@@ -120,6 +120,9 @@ def test_preview_and_explain_return_the_values_the_commands_print(api: Outreach)
     api.ingest_records("orders", [LATE])
     preview = api.preview("late-delivery", NOON)
     assert [(m.customer_id, m.entity_id, m.decision) for m in preview.matches] == [("c-1", "o-1", "send")]
+    whole = api.preview_tick(NOON)
+    assert [(m.rule, m.match) for m in whole.matches] == [("late-delivery", preview.matches[0])]
+    assert whole.as_json()["matches"][0]["rule"] == "late-delivery"
     explained = api.explain("c-1", NOON)
     [late] = [r for r in explained.rules if r.rule == "late-delivery"]
     assert late.records[0].holds and late.records[0].decision == "send"
