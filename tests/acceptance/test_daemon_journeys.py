@@ -96,13 +96,17 @@ def test_steps_and_groups_survive_sigkill_at_random_instants_without_duplicates_
 
     # Killed three times whatever happened meanwhile: a fast machine may finish a journey between
     # two kills, and the restarts after it must not send anything again either.
+    interrupted = 0
     for attempt in range(3):
         daemon = workspace.start(f"run{attempt}")
         daemon.event("started")
         time.sleep(rng.uniform(0.5, 2.5))  # inside a group's wait, or between two steps
+        interrupted += not done()
         daemon.kill()
         time.sleep(1.6)  # past the lease
+    assert interrupted >= 1, "no kill came before the journeys were done"
     daemon = workspace.start("last")
+    daemon.event("started")  # its SIGTERM handler is in place: the journeys may be done already
     daemon.wait_for(done, timeout=60, what="every journey finished")
     assert daemon.terminate() == 0
 
