@@ -173,21 +173,19 @@ def _preview(
     found: list[tuple[str, PreviewMatch]] = []
     with app.engine.connect() as connection:
         decisions = plan(connection, rules, now, limits_of(app.settings), progress=progress)
-        people = (
-            records.rows_by_id(connection, "customer", {d.customer_id for d in decisions}) if render else {}
-        )
+        # With RENDER, the customers and records rendered, read once per kind of record.
+        wanted: dict[str, set[str]] = {}
+        if render:
+            for d in decisions:
+                wanted.setdefault("customer", set()).add(d.customer_id)
+                wanted.setdefault(by_name[d.rule].about, set()).add(d.entity_id)
+        read = {about: records.rows_by_id(connection, about, ids) for about, ids in wanted.items()}
         for decision in sorted(decisions, key=lambda d: (d.rule, d.customer_id, d.entity_id)):
             rule = by_name[decision.rule]
             message = None
             if renderer is not None and decision.channel:
-                customer = people[decision.customer_id]
-                entity = (
-                    customer
-                    if rule.about == "customer"
-                    else records.rows_by_id(connection, rule.about, [decision.entity_id]).get(
-                        decision.entity_id
-                    )
-                )
+                customer = read["customer"][decision.customer_id]
+                entity = read[rule.about].get(decision.entity_id)
                 message = _render(renderer, rule, customer, entity, decision.channel, now)
             match = PreviewMatch(
                 decision.customer_id,
