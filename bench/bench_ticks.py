@@ -400,6 +400,8 @@ def main() -> None:
     if not args.skip_ingest:
         print(f"ingest into {database} (outreach ingest, one process per file):", flush=True)
         figures["ingest"] = ingest(url, data, manifest["counts"], environment)
+    else:  # a database loaded before the newest migration
+        run_child([sys.executable, "-m", "outreach", "db", "upgrade"], environment)
 
     from outreach.app import App
     from outreach.settings import load_settings

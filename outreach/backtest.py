@@ -396,13 +396,13 @@ class _Scratch:
             run_table = ""
             for table_name, data in connection.execute(query).all():
                 if table_name != run_table and run:
-                    _write(connection, run_table, run)
+                    _write(connection, run_table, run, now)
                     run = []
                 run_table = table_name
                 run.append(data)
                 customers_changed = customers_changed or table_name == "customers"
             if run:
-                _write(connection, run_table, run)
+                _write(connection, run_table, run, now)
         self.applied_until = now
         return customers_changed
 
@@ -411,14 +411,15 @@ def _event(at: datetime, table: str, data: dict[str, Any]) -> dict[str, Any]:
     return {"at": at, "rank": _RANK[table], "table_name": table, "data": data}
 
 
-def _write(connection: Connection, table: str, encoded: Sequence[Mapping[str, Any]]) -> None:
+def _write(connection: Connection, table: str, encoded: Sequence[Mapping[str, Any]], at: datetime) -> None:
     if table == _SUPPRESSIONS:
         for data in encoded:
             ledger.add_suppression_row(
                 connection, dict(data) | {"created_at": datetime.fromisoformat(data["created_at"])}
             )
         return
-    ingest.upsert_rows(connection, table, [history.decode(table, data) for data in encoded])
+    rows = [history.decode(table, data) for data in encoded]
+    ingest.store_rows(connection, table, rows, at, keep_versions=False)
 
 
 def timeline(

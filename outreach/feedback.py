@@ -298,6 +298,8 @@ def apply_keyword(
         else:
             records.set_sms_consent(connection, customer_id, True)
             ledger.remove_suppression(connection, customer_id, SMS)
+    if keyword != "stop":
+        ledger.reachable_again(connection, customer_ids)  # consent given, suppressed or not
     return customer_ids
 
 

@@ -167,9 +167,10 @@ class Decision:
     """What happens to one candidate, and why.
 
     `state` is "pending" (to be sent at `send_at`), "holdout" (control group, never sent),
-    "suppressed" (no channel with an address and consent), "skipped" (cooldown or a cap; like
-    "suppressed", decided again on a later run — from `recheck_at`, when what held it back may
-    have changed; None: when the customer's consent changes), "expired" (cannot be sent before
+    "suppressed" (no channel with an address and consent: decided again when the customer's
+    address, consent or suppressions change, or at `recheck_at`, its expiry), "skipped" (cooldown
+    or a cap: decided again from `recheck_at`, when what held it back may have changed; None:
+    when the customer's reach changes), "expired" (cannot be sent before
     `expires_at`) or "duplicate" (decided before: write nothing). `send_at` is set for "pending"
     only. `displaced` lists the waiting contacts this one took the place of.
     """
@@ -643,6 +644,10 @@ def _decide_one(candidate: Candidate, seen: _Contacts, limits: Limits, now: date
     ) -> Decision:
         if recheck_at is not None and expires_at is not None:
             recheck_at = min(recheck_at, expires_at)  # then it is decided again, and expires
+        elif state == State.SUPPRESSED:
+            # Decided again once the customer can be reached (the ledger marks it due when an
+            # address, consent or a lifted suppression arrives), or at its expiry, to expire.
+            recheck_at = expires_at
         if state == State.PENDING:
             for victim in victims:
                 seen.live.remove(victim)

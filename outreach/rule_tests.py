@@ -753,7 +753,7 @@ class _Scratch:
         seen = 0
         try:
             for step in test.steps:
-                _load(app, step.records)
+                _load(app, step.records, step.at)
                 report = run_tick(app, ticking, step.at, dispatcher=dispatcher)
                 lines = _outbox_lines(outbox)
                 sent, seen = lines[seen:], len(lines)
@@ -768,11 +768,11 @@ class _Scratch:
         return RuleTestResult(test.file, test.line, test.name, tuple(failures))
 
 
-def _load(app: App, changes: Sequence[RecordChange]) -> None:
-    """Upsert the records as `outreach ingest` does; the reader checked them already."""
+def _load(app: App, changes: Sequence[RecordChange], at: datetime) -> None:
+    """Store the records at AT as `outreach ingest` does; the reader checked them already."""
     with app.engine.begin() as connection:
         for change in changes:
-            ingest.upsert_rows(connection, change.table, [change.values])
+            ingest.store_rows(connection, change.table, [change.values], at, keep_versions=False)
 
 
 def _outbox_lines(path: Path) -> list[dict[str, Any]]:

@@ -174,9 +174,7 @@ def find_candidates(
             )
         ]
     )
-    held = ledger.held_due(
-        connection, rule.name, rule.channels, now, customer_id=customer_id, customer_ids=customer_ids
-    )
+    held = ledger.held_due(connection, rule.name, now, customer_id=customer_id, customer_ids=customer_ids)
     if entity_ids is not None:
         wanted = set(entity_ids)
         held = [h for h in held if h.entity_id in wanted]
@@ -287,13 +285,15 @@ def plan(
             for m in find_matches(connection, rule, now, customer_id=customer_id)
             if (rule.name, m.entity_id) not in new
         ]
-        rows = ledger.first_steps(connection, rule.name, [m.entity_id for m in known])
+        rows = ledger.latest_steps(connection, rule.name, [m.entity_id for m in known])
         for m in known:
             row = rows.get(m.entity_id)
             if row is None:
                 continue
             reason = f"decided {row.decided_at:%Y-%m-%d %H:%M} UTC: {row.state} ({row.reason})"
-            if row.state in (State.SKIPPED, State.SUPPRESSED):
+            if row.state == State.SUPPRESSED:
+                reason = f"held back: {row.reason}; decided again when the customer can be reached"
+            elif row.state == State.SKIPPED:
                 again = (
                     f"at {row.recheck_at:%Y-%m-%d %H:%M} UTC" if row.recheck_at else "when consent changes"
                 )
@@ -311,6 +311,7 @@ def plan(
                     expires_at=None,
                     trace=(("dedupe", reason),),
                     priority=rule.priority,
+                    step=row.step,
                 )
             )
         if progress is not None:

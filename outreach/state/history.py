@@ -29,9 +29,11 @@ record_versions = table_of(RecordVersion)
 Row = dict[str, Any]
 
 
-def keep_replaced(connection: Connection, table: str, rows: Sequence[Mapping[str, Any]], at: datetime) -> int:
+def keep_replaced(
+    connection: Connection, table: str, rows: Sequence[Mapping[str, Any]], at: datetime
+) -> list[str]:
     """Before ROWS (clean records, each with the fields it gives) are written to TABLE, keep the
-    stored version of each record they change, replaced at AT. Returns how many were kept.
+    stored version of each record they change, replaced at AT. Returns the ids of those records.
 
     A record given twice in ROWS keeps one version, the one stored before them.
     """
@@ -47,7 +49,7 @@ def keep_replaced(connection: Connection, table: str, rows: Sequence[Mapping[str
             changed.append(row["id"])
             del stored[row["id"]]
     if not changed:
-        return 0
+        return changed
     names = list(named_table(table).c.keys())
     whole = {
         record_id: dict(zip(names, values, strict=True))
@@ -60,7 +62,7 @@ def keep_replaced(connection: Connection, table: str, rows: Sequence[Mapping[str
             for record_id in changed
         ],
     )
-    return len(changed)
+    return changed
 
 
 def versions(connection: Connection, table: str) -> dict[str, list[tuple[datetime, Row]]]:

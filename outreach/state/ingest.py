@@ -52,7 +52,7 @@ from outreach import encoding, locales
 from outreach.clock import EARLIEST, LATEST, RANGE_TEXT, in_range, parse_instant, utcnow
 from outreach.errors import ConfigError, IngestError, Problem, closest, did_you_mean
 from outreach.memory import collector_paused
-from outreach.state import bulk, history
+from outreach.state import bulk, history, ledger
 from outreach.state.models import BY_NAME, ORDER_STATUSES, SURVEY_KINDS, TABLE_NAMES, named_table
 from outreach.state.records import note_change
 from outreach.vocabulary import CHANNELS
@@ -1036,6 +1036,24 @@ def _prepare(dialect: Dialect, table: str, given: frozenset[str]) -> bulk.Prepar
     return prepared
 
 
+def store_rows(
+    connection: Connection,
+    table: str,
+    rows: Sequence[Mapping[str, Any]],
+    at: datetime,
+    *,
+    keep_versions: bool,
+) -> None:
+    """Write clean ROWS to TABLE at AT, as every writer of customer state does: with KEEP_VERSIONS
+    the stored version of each record they change is kept first (`history`); the contacts held
+    back for want of a channel of each customer written (changed, with KEEP_VERSIONS) are due for
+    a new decision (`ledger.reachable_again`): an address or a consent may have come."""
+    changed = history.keep_replaced(connection, table, rows, at) if keep_versions else None
+    upsert_rows(connection, table, rows)
+    if table == "customers":
+        ledger.reachable_again(connection, [row["id"] for row in rows] if changed is None else changed)
+
+
 def upsert_rows(connection: Connection, table: str, rows: Sequence[Mapping[str, Any]]) -> None:
     """Insert or update ROWS (clean records) by id: given fields are written, the others kept.
 
@@ -1147,9 +1165,7 @@ def load_records(
         for line in sorted(pending):
             tally.add(pending[line])
         if not tally.bad_lines and batch:
-            if keep_versions:
-                history.keep_replaced(connection, table, batch, at)
-            upsert_rows(connection, table, batch)
+            store_rows(connection, table, batch, at, keep_versions=keep_versions)
         batch.clear()
         pending.clear()
         references.clear()

@@ -27,6 +27,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Dialect
 from sqlmodel import Field, SQLModel
 
+from outreach.clock import EARLIEST
 from outreach.state import bulk
 from outreach.state.models import Customer, table_of
 from outreach.state.types import JSONDocument, UTCDateTime
@@ -46,6 +47,16 @@ class Contact(SQLModel, table=True):
         Index("ix_contacts_recheck", "state", "recheck_at"),
         Index("ix_contacts_rule_entity", "rule", "entity_id"),
         Index("ix_contacts_group_key", "group_key"),
+        # Partial: only the sent steps whose next one is not decided, and no rival to
+        # ix_contacts_rule_entity for the queries that name no `next_step_from`.
+        Index(
+            "ix_contacts_next_step",
+            "rule",
+            "step",
+            "next_step_from",
+            sqlite_where=sa.text("next_step_from IS NOT NULL"),
+            postgresql_where=sa.text("next_step_from IS NOT NULL"),
+        ),
     )
 
     id: str = Field(primary_key=True)
@@ -64,6 +75,8 @@ class Contact(SQLModel, table=True):
     recheck_at: datetime | None = Field(default=None, sa_type=UTCDateTime)  # held: decide again from then
     updated_at: datetime = Field(sa_type=UTCDateTime, nullable=False)
     sent_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    # Sent, and the journey's next step not decided yet: its sent time, then NULL (`followups_due`).
+    next_step_from: datetime | None = Field(default=None, sa_type=UTCDateTime)
     attempts: int = Field(default=0, sa_column=Column(Integer, nullable=False, server_default="0"))
     claimed_by: str | None = None
     lease_until: datetime | None = Field(default=None, sa_type=UTCDateTime)
@@ -251,6 +264,7 @@ class ContactView:
     send_at: datetime | None
     sent_at: datetime | None
     provider_status: str | None
+    step: int  # of the rule's journey
 
 
 _VIEW_COLUMNS = [contacts.c[name] for name in ContactView.__dataclass_fields__]
@@ -335,8 +349,23 @@ def record_decisions(connection: Connection, rows: Sequence[dict[str, Any]]) -> 
     """Insert decision rows; a dedupe key already decided is left alone unless it was only held back.
 
     Returns how many rows were written. Safe to run twice, and from several processes at once.
+    A follow-up step decided closes its journey's previous step to `followups_due`.
     """
-    return _record_statement(connection.dialect).execute(connection, rows)
+    written = _record_statement(connection.dialect).execute(connection, rows)
+    followed = [row for row in rows if row.get("step", 1) > 1]
+    if followed:
+        connection.execute(
+            sa.update(contacts)
+            .where(
+                contacts.c.rule == sa.bindparam("b_rule"),
+                contacts.c.entity_id == sa.bindparam("b_entity_id"),
+                contacts.c.step == sa.bindparam("b_step"),
+                contacts.c.next_step_from.is_not(None),
+            )
+            .values(next_step_from=None),
+            [{"b_rule": r["rule"], "b_entity_id": r["entity_id"], "b_step": r["step"] - 1} for r in followed],
+        )
+    return written
 
 
 def undecided(rule: str) -> Callable[[sa.ColumnElement[Any]], sa.ColumnElement[bool]]:
@@ -353,7 +382,7 @@ def undecided(rule: str) -> Callable[[sa.ColumnElement[Any]], sa.ColumnElement[b
 
 
 class Known(NamedTuple):
-    """What the ledger holds for the first contact of a rule about a record."""
+    """What the ledger holds for the latest contact of a rule's journey about a record."""
 
     dedupe_key: str
     state: str
@@ -361,21 +390,24 @@ class Known(NamedTuple):
     channel: str | None
     decided_at: datetime
     recheck_at: datetime | None
+    step: int
 
 
-def first_steps(connection: Connection, rule: str, entity_ids: Sequence[str]) -> dict[str, Known]:
-    """RULE's first contact about each of ENTITY_IDS, by entity id (for previews)."""
+def latest_steps(connection: Connection, rule: str, entity_ids: Sequence[str]) -> dict[str, Known]:
+    """RULE's latest contact about each of ENTITY_IDS (the highest step decided), by entity id
+    (for previews)."""
     found: dict[str, Known] = {}
     wanted = sorted(set(entity_ids))
     columns = [contacts.c[name] for name in Known._fields]
     for start in range(0, len(wanted), 500):
         query = sa.select(contacts.c.entity_id, *columns).where(
-            contacts.c.rule == rule,
-            contacts.c.step == 1,
-            contacts.c.entity_id.in_(wanted[start : start + 500]),
+            contacts.c.rule == rule, contacts.c.entity_id.in_(wanted[start : start + 500])
         )
         for entity_id, *values in connection.execute(query):
-            found[str(entity_id)] = Known._make(values)
+            known = Known._make(values)
+            earlier = found.get(str(entity_id))
+            if earlier is None or earlier.step < known.step:
+                found[str(entity_id)] = known
     return found
 
 
@@ -390,54 +422,43 @@ class Held(NamedTuple):
 def held_due(
     connection: Connection,
     rule: str,
-    channels: Sequence[str],
     now: datetime,
     *,
     customer_id: str | None = None,
     customer_ids: Sequence[str] | None = None,
 ) -> list[Held]:
     """RULE's held-back contacts due for a new decision at NOW: their recheck time has come (a new
-    local day or week for a cap, the end of a cooldown or an inhibition, an expiry), or, held for
-    want of a channel, one of CHANNELS can reach the customer now (consent or an address given,
-    a suppression lifted)."""
-    customers = table_of(Customer)
-    reachable = []
-    for channel in channels:
-        address, consent = (
-            (customers.c.email, customers.c.email_opt_in)
-            if channel == "email"
-            else (customers.c.phone, customers.c.sms_opt_in)
-        )
-        reachable.append(
-            sa.and_(
-                address.is_not(None),
-                consent,
-                ~sa.exists().where(
-                    suppressions.c.customer_id == contacts.c.customer_id, suppressions.c.channel == channel
-                ),
-            )
-        )
-    query = (
-        sa.select(contacts.c.entity_id, contacts.c.customer_id, contacts.c.step)
-        .join(customers, customers.c.id == contacts.c.customer_id)
-        .where(
-            contacts.c.rule == rule,
-            contacts.c.state.in_(sorted(HELD_STATES)),
-            sa.or_(
-                contacts.c.recheck_at.is_(None) & (contacts.c.state == State.SKIPPED),
-                contacts.c.recheck_at <= now,
-                contacts.c.expires_at <= now,
-                sa.and_(contacts.c.state == State.SUPPRESSED, sa.or_(*reachable))
-                if reachable
-                else sa.false(),
-            ),
-        )
+    local day or week for a cap, the end of a cooldown or an inhibition, an expiry, or — held for
+    want of a channel — an address, consent or a lifted suppression that came since:
+    `reachable_again`). Read off the (state, recheck_at) index: what waits costs nothing.
+    (A held row always has a recheck time, but for one held for want of a channel that has no
+    expiry: only `reachable_again` makes that one due.)"""
+    query = sa.select(contacts.c.entity_id, contacts.c.customer_id, contacts.c.step).where(
+        contacts.c.state.in_(sorted(HELD_STATES)), contacts.c.recheck_at <= now, contacts.c.rule == rule
     )
     if customer_id is not None:
         query = query.where(contacts.c.customer_id == customer_id)
     if customer_ids is not None:
         query = query.where(contacts.c.customer_id.in_(list(customer_ids)))
     return [Held._make(row) for row in connection.execute(query)]
+
+
+def reachable_again(connection: Connection, customer_ids: Iterable[str]) -> None:
+    """Something that may let a channel reach these customers happened (an address or consent
+    given, a suppression lifted): their contacts held for want of a channel are due for a new
+    decision at once, whatever the clock of the next tick (`EARLIEST`). Called in the
+    transaction that made the change."""
+    wanted = sorted(set(customer_ids))
+    for start in range(0, len(wanted), 500):
+        connection.execute(
+            sa.update(contacts)
+            .where(
+                contacts.c.customer_id.in_(wanted[start : start + 500]),
+                contacts.c.state == State.SUPPRESSED,
+                sa.or_(contacts.c.recheck_at.is_(None), contacts.c.recheck_at > EARLIEST),
+            )
+            .values(recheck_at=EARLIEST)
+        )
 
 
 def recheck_customers(connection: Connection, customer_ids: Iterable[str], now: datetime) -> None:
@@ -483,18 +504,14 @@ def followups_due(
     connection: Connection, rule: str, steps: Sequence[tuple[int, timedelta]], now: datetime
 ) -> list[FollowUp]:
     """RULE's journeys whose step N (of STEPS: (N, after)) is due at NOW: step N-1 was sent at
-    least `after` ago and step N has not been decided yet."""
-    later = contacts.alias("later")
+    least `after` ago and step N has not been decided yet — read off the index of the sent steps
+    whose next one is not decided (`next_step_from`), so the journeys done cost nothing."""
     found: list[FollowUp] = []
     for number, after in steps:
-        query = sa.select(contacts.c.entity_id, contacts.c.customer_id, contacts.c.sent_at).where(
+        query = sa.select(contacts.c.entity_id, contacts.c.customer_id, contacts.c.next_step_from).where(
             contacts.c.rule == rule,
             contacts.c.step == number - 1,
-            contacts.c.state == State.SENT,
-            contacts.c.sent_at <= now - after,
-            ~sa.exists().where(
-                later.c.rule == rule, later.c.entity_id == contacts.c.entity_id, later.c.step == number
-            ),
+            contacts.c.next_step_from <= now - after,
         )
         found.extend(FollowUp(str(e), str(c), number, sent_at) for e, c, sent_at in connection.execute(query))
     return found
@@ -709,6 +726,9 @@ _FINISH = (
             sa.bindparam("b_provider_id", type_=sa.String()), contacts.c.provider_id
         ),
         sent_at=sa.func.coalesce(sa.bindparam("b_sent_at", type_=UTCDateTime()), contacts.c.sent_at),
+        next_step_from=sa.func.coalesce(
+            sa.bindparam("b_sent_at", type_=UTCDateTime()), contacts.c.next_step_from
+        ),
         send_at=sa.func.coalesce(sa.bindparam("b_send_at", type_=UTCDateTime()), contacts.c.send_at),
         recheck_at=sa.bindparam("b_recheck_at", type_=UTCDateTime()),
         claimed_by=None,
@@ -736,7 +756,7 @@ def finish(connection: Connection, worker: str, outcomes: Sequence[Outcome], now
                     "b_provider_id": o.provider_id,
                     "b_sent_at": o.sent_at,
                     "b_send_at": o.send_at,
-                    "b_recheck_at": o.recheck_at or (now if o.state == State.SUPPRESSED else None),
+                    "b_recheck_at": o.recheck_at or (now if o.state in HELD_STATES else None),
                     "b_now": now,
                 }
                 for o in outcomes
@@ -874,13 +894,17 @@ def add_suppression(
 
 
 def remove_suppression(connection: Connection, customer_id: str, channel: str) -> bool:
-    """Lift a suppression; False if there was none."""
+    """Lift a suppression (the customer's held-back contacts are then decided again); False if
+    there was none."""
     statement = (
         sa.delete(suppressions)
         .where(suppressions.c.customer_id == customer_id, suppressions.c.channel == channel)
         .returning(suppressions.c.customer_id)
     )
-    return connection.execute(statement).first() is not None
+    if connection.execute(statement).first() is None:
+        return False
+    reachable_again(connection, [customer_id])
+    return True
 
 
 def set_control(connection: Connection, key: str, until: datetime | None, reason: str, now: datetime) -> None:

@@ -26,10 +26,12 @@ from outreach.app import App
 from outreach.cli import cli
 from outreach.preview import preview_tick
 from outreach.state import ledger
+from outreach.state.ingest import ingest_file
 from outreach.state.models import Order, SurveyResponse
 from outreach.tick import run_tick
 from tests.worlds import (
     NOON,
+    RULES,
     World,
     build_world,
     contact_of,
@@ -104,6 +106,59 @@ def test_without_any_consent_the_contact_is_suppressed_and_nothing_is_sent(world
     assert world.outbox() == []
     row = contact_of(world.engine, "late-delivery", "o1")
     assert row.state == "suppressed" and row.reason
+
+
+def test_a_contact_held_for_want_of_consent_waits_untouched_then_goes_once_the_customer_opts_in(
+    world: World, tmp_path: Path
+) -> None:
+    customer(world.engine, "c1", sms_opt_in=False, email_opt_in=False)
+    customer(world.engine, "c2", sms_opt_in=False, email_opt_in=False)
+    late_order(world.engine, "o1", "c1")
+    late_order(world.engine, "o2", "c2")
+    world.tick(NOON)
+    held = {c.entity_id: c.updated_at for c in contact_rows(world.engine)}
+    assert {c.state for c in contact_rows(world.engine)} == {"suppressed"}
+    world.tick(NOON + timedelta(minutes=15))
+    assert {c.entity_id: c.updated_at for c in contact_rows(world.engine)} == held, (
+        "nothing that could reach the customers changed: not decided again"
+    )
+    update = tmp_path / "customers.jsonl"
+    update.write_text(json.dumps({"id": "c1", "email_opt_in": True}) + "\n", encoding="utf-8")
+    ingest_file(world.engine, update, now=NOON + timedelta(minutes=20))
+    world.tick(NOON + timedelta(minutes=30))
+    assert [(m["customer_id"], m["channel"]) for m in world.outbox()] == [("c1", "email")]
+    assert contact_of(world.engine, "late-delivery", "o1").state == "sent"
+    still = contact_of(world.engine, "late-delivery", "o2")
+    assert (still.state, still.updated_at) == ("suppressed", held["o2"])
+
+
+def test_a_lifted_suppression_lets_the_held_contact_go_at_the_next_tick(world: World) -> None:
+    customer(world.engine, "c1", sms_opt_in=False)
+    late_order(world.engine, "o1", "c1")
+    with world.engine.begin() as connection:
+        ledger.add_suppression(connection, "c1", "email", "unsubscribe", None, NOON)
+    world.tick(NOON)
+    assert contact_of(world.engine, "late-delivery", "o1").state == "suppressed"
+    with world.engine.begin() as connection:
+        assert ledger.remove_suppression(connection, "c1", "email")  # subscribed again
+    world.tick(NOON + timedelta(minutes=15))
+    assert [m["customer_id"] for m in world.outbox()] == ["c1"]
+
+
+def test_a_contact_held_for_want_of_consent_expires_at_its_expiry_without_a_change(
+    tmp_path: Path, database_url: str, engine: Engine
+) -> None:
+    world = build_world(
+        tmp_path, database_url, rules=RULES.replace("priority: 20\n", "priority: 20\n    expires: 2h\n")
+    )
+    customer(world.engine, "c1", sms_opt_in=False, email_opt_in=False)
+    late_order(world.engine, "o1", "c1")
+    world.tick(NOON)
+    assert contact_of(world.engine, "late-delivery", "o1").state == "suppressed"
+    world.tick(NOON + timedelta(hours=2))
+    row = contact_of(world.engine, "late-delivery", "o1")
+    assert row.state == "expired" and "expired" in row.reason
+    world.app.close()
 
 
 def test_a_holdout_contact_is_recorded_and_never_sent(world: World) -> None:

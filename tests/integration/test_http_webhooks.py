@@ -6,11 +6,13 @@ import json
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from starlette.testclient import TestClient
 
 from outreach.daemon.metrics import Metrics
 from outreach.feedback import Secrets
+from outreach.state import ledger
 from tests.integration.http_app import (
     NOW,
     TWILIO_TOKEN,
@@ -258,6 +260,22 @@ def test_a_replayed_start_after_a_later_stop_changes_nothing(client: TestClient,
     assert post_twilio(client, path, start) == 200  # the same signed request, sent again
     assert customer(engine, "c-1")["sms_opt_in"] is False
     assert suppressions(engine) == {("c-1", "sms"): "STOP"}
+
+
+def test_a_start_makes_a_contact_held_for_want_of_consent_due_at_once(engine: Engine) -> None:
+    add_customer(engine, id="c-1", phone=PHONE, email=None, sms_opt_in=False)
+    add_contact(engine, "ob-8", "c-1", "sms", state="suppressed")
+    with engine.begin() as connection:
+        connection.execute(
+            sa.update(ledger.contacts).where(ledger.contacts.c.id == "ob-8").values(recheck_at=None)
+        )
+        assert ledger.held_due(connection, "late-delivery", NOW) == []  # waits for a change
+    client = make_client(engine, Secrets(twilio_auth_token=TWILIO_TOKEN))
+    start = {"MessageSid": "SM41", "From": PHONE, "Body": "START"}  # no suppression to lift
+    assert post_twilio(client, "/webhooks/twilio/inbound", start) == 200
+    with engine.connect() as connection:
+        [held] = ledger.held_due(connection, "late-delivery", NOW)
+    assert (held.entity_id, held.customer_id) == ("o-ob-8", "c-1")
 
 
 def test_an_arabic_stop_withdraws_sms_consent(client: TestClient, engine: Engine) -> None:
