@@ -229,11 +229,15 @@ class TickDecision:
     channel: str | None
     decision: str
     reason: str
+    step: int = 1  # of the rule's journey
+    of: int = 1  # the journey's length: 1 for a rule without follow-up steps
 
     def as_json(self) -> dict[str, Any]:
         return {
             "rule": self.rule,
             "entity_id": self.entity_id,
+            "step": self.step,
+            "of": self.of,
             "channel": self.channel,
             "decision": self.decision,
             "reason": self.reason,
@@ -249,9 +253,11 @@ class LedgerEntry:
     channel: str | None
     decided_at: datetime
     outbox_id: str
+    step: int = 1  # of the rule's journey: the row of its latest step
 
     def as_json(self) -> dict[str, Any]:
         return {
+            "step": self.step,
             "state": self.state,
             "reason": self.reason,
             "channel": self.channel,
@@ -269,6 +275,8 @@ class RecordExplanation:
     failing: tuple[FailingClause, ...]  # the smallest false or unknown clauses when it does not hold
     decision: str | None  # as `preview` says it; None when the rule does not match
     reason: str | None
+    step: int  # of the journey the decision (or, without one, the latest ledger row) is about
+    of: int  # the journey's length: 1 for a rule without follow-up steps
     steps: tuple[tuple[str, str], ...]
     held: Held | None  # a contact that would wait for the pause or the rule's silence
     competing: tuple[TickDecision, ...]  # the other rules' decisions for the customer in the same tick
@@ -279,6 +287,8 @@ class RecordExplanation:
             "entity_id": self.entity_id,
             "condition": "holds" if self.holds else "does not hold",
             "failing": [clause.as_json() for clause in self.failing],
+            "step": self.step,
+            "of": self.of,
             "decision": self.decision,
             "reason": self.reason,
             "steps": [{"step": step, "outcome": outcome} for step, outcome in self.steps],
@@ -340,9 +350,15 @@ def _held_by(controls: Mapping[str, ledger.Control]) -> tuple[Held | None, dict[
     return paused, silenced
 
 
-def _tick_decision(decision: policy.Decision, now: datetime) -> TickDecision:
+def _tick_decision(decision: policy.Decision, now: datetime, journey_length: int) -> TickDecision:
     return TickDecision(
-        decision.rule, decision.entity_id, decision.channel, decision_word(decision, now), decision.reason
+        decision.rule,
+        decision.entity_id,
+        decision.channel,
+        decision_word(decision, now),
+        decision.reason,
+        decision.step,
+        journey_length,
     )
 
 
@@ -366,7 +382,8 @@ def explain_customer(app: App, customer_id: str, now: datetime) -> CustomerExpla
             if not rule.enabled:  # what it would decide were it enabled, on its own
                 for d in plan(connection, [rule], now, limits, customer_id=customer_id):
                     decided[(d.rule, d.entity_id)] = d
-        tick = tuple(_tick_decision(d, now) for d in together if d.state != "duplicate")
+        length = {rule.name: rule.journey_length for rule in rules}
+        tick = tuple(_tick_decision(d, now, length[d.rule]) for d in together if d.state != "duplicate")
         explained = tuple(
             _explain_rule(
                 rule,
@@ -403,7 +420,7 @@ def _explain_rule(
         decision = decided.get((rule.name, entity["id"]))
         word = None if decision is None else decision_word(decision, now)
         rows = [c for c in history if c.rule == rule.name and c.entity_id == entity["id"]]
-        row = rows[-1] if rows else None
+        row = max(rows, key=lambda c: c.step) if rows else None
         waiting = word in ("send", "deferred") or (row is not None and row.state == "pending")
         explained.append(
             RecordExplanation(
@@ -412,12 +429,14 @@ def _explain_rule(
                 failing=() if holds else tuple(failing_clauses(rule.condition, given, now)),
                 decision=word,
                 reason=None if decision is None else decision.reason,
+                step=decision.step if decision is not None else row.step if row is not None else 1,
+                of=rule.journey_length,
                 steps=() if decision is None else decision.steps,
                 held=(paused or silenced) if waiting else None,
                 competing=competing if decision is not None and rule.enabled else (),
                 ledger=None
                 if row is None
-                else LedgerEntry(row.state, row.reason, row.channel, row.decided_at, row.id),
+                else LedgerEntry(row.state, row.reason, row.channel, row.decided_at, row.id, row.step),
             )
         )
     return RuleExplanation(

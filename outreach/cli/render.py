@@ -68,7 +68,14 @@ def _print_messages(console: Console, matches: Sequence[PreviewMatch]) -> None:
 
 
 def _decision_line(d: TickDecision) -> str:
-    return f"{d.rule} {d.entity_id} → {d.decision}" + (f" ({d.channel})" if d.channel else "")
+    return f"{d.rule} {d.entity_id}{_step_words(d.step, d.of)} → {d.decision}" + (
+        f" ({d.channel})" if d.channel else ""
+    )
+
+
+def _step_words(step: int, of: int) -> str:
+    """ " step 2 of 3" for a rule with follow-up steps; nothing for one without."""
+    return f" step {step} of {of}" if of > 1 else ""
 
 
 def print_explain(console: Console, report: CustomerExplanation) -> None:
@@ -96,7 +103,8 @@ def print_explain(console: Console, report: CustomerExplanation) -> None:
             for step, outcome in record.steps:
                 say(f"    {step}: {outcome}")
             if record.decision is not None:
-                say(f"    → {record.decision}: {record.reason}")
+                step = f",{_step_words(record.step, record.of)}" if record.of > 1 else ""
+                say(f"    → {record.decision}{step}: {record.reason}")
             if record.held is not None:
                 say(f"    held: {record.held.describe()}")
             if record.competing:
@@ -104,7 +112,9 @@ def print_explain(console: Console, report: CustomerExplanation) -> None:
             if record.ledger is not None:
                 row = record.ledger
                 say(
-                    f"    ledger: {row.state} ({row.reason}) via {row.channel or '-'} at {row.decided_at.isoformat()}"
+                    f"    ledger:{_step_words(row.step, record.of) + ':' if record.of > 1 else ''}"
+                    f" {row.state} ({row.reason})"
+                    f" via {row.channel or '-'} at {row.decided_at.isoformat()}"
                 )
 
 

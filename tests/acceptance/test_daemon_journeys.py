@@ -1,6 +1,6 @@
-"""Journeys in real `outreach run` processes killed with SIGKILL at random instants: a follow-up
-step and a grouped message are each sent once, after restarts between the steps and inside a
-group's wait, and none is lost."""
+"""Journeys in real `outreach run` processes — killed with SIGKILL at random instants, and
+several at once on one PostgreSQL database: a follow-up step and a grouped message are each sent
+once, after restarts between the steps and inside a group's wait, and none is lost."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -58,14 +57,13 @@ def sent_subjects(fake: FakeProviders) -> list[tuple[str, str]]:
     return found
 
 
-def test_steps_and_groups_survive_sigkill_at_random_instants_without_duplicates_or_losses(
-    tmp_path: Path, database_url: str, fake_providers: FakeProviders
-) -> None:
+def journeys_workspace(tmp_path: Path, database_url: str, fake: FakeProviders, customers: int) -> Workspace:
+    """A workspace with RULES, CUSTOMERS customers and two late orders for each."""
     workspace = Workspace(
         tmp_path,
         database_url,
         {
-            **fake_providers.environ(),
+            **fake.environ(),
             "OUTREACH_DELIVERY__CONCURRENCY": "2",
             "OUTREACH_DAEMON__LEASE_SECONDS": "1.5",
             "OUTREACH_SENDGRID__TIMEOUT": "0.7",
@@ -74,44 +72,34 @@ def test_steps_and_groups_survive_sigkill_at_random_instants_without_duplicates_
         RULES,
         {"parcels": PARCELS},
     )
-    fake_providers.delay_fraction("sendgrid", 1.0, 0.01)
-    ids = workspace.add_customers(12)
+    fake.delay_fraction("sendgrid", 1.0, 0.01)
+    ids = workspace.add_customers(customers)
     promised = (datetime.now(UTC) - timedelta(days=2)).isoformat()
-    orders: list[dict[str, Any]] = [
-        {"id": f"{cid}-o{n}", "customer_id": cid, "status": "shipped", "promised_at": promised}
-        for cid in ids
-        for n in (1, 2)
-    ]
-    workspace.add_records("orders", orders)
-    rng = random.Random(11)
+    workspace.add_records(
+        "orders",
+        [
+            {"id": f"{cid}-o{n}", "customer_id": cid, "status": "shipped", "promised_at": promised}
+            for cid in ids
+            for n in (1, 2)
+        ],
+    )
+    return workspace
 
-    def done() -> bool:
-        contacts = workspace.contacts()
-        welcome = [c for c in contacts if c["rule"] == "welcome"]
-        return (
-            len(welcome) == 2 * len(ids)
-            and all(c["state"] in FINAL_STATES for c in contacts)
-            and len([c for c in contacts if c["rule"] == "parcels"]) == len(orders)
-        )
 
-    # Killed three times whatever happened meanwhile: a fast machine may finish a journey between
-    # two kills, and the restarts after it must not send anything again either.
-    interrupted = 0
-    for attempt in range(3):
-        daemon = workspace.start(f"run{attempt}")
-        daemon.event("started")
-        time.sleep(rng.uniform(0.5, 2.5))  # inside a group's wait, or between two steps
-        interrupted += not done()
-        daemon.kill()
-        time.sleep(1.6)  # past the lease
-    assert interrupted >= 1, "no kill came before the journeys were done"
-    daemon = workspace.start("last")
-    daemon.event("started")  # its SIGTERM handler is in place: the journeys may be done already
-    daemon.wait_for(done, timeout=60, what="every journey finished")
-    assert daemon.terminate() == 0
-
+def journeys_done(workspace: Workspace, customers: int) -> bool:
     contacts = workspace.contacts()
-    sent = sent_subjects(fake_providers)
+    return (
+        len([c for c in contacts if c["rule"] == "welcome"]) == 2 * customers
+        and all(c["state"] in FINAL_STATES for c in contacts)
+        and len([c for c in contacts if c["rule"] == "parcels"]) == 2 * customers
+    )
+
+
+def assert_each_journey_sent_once(workspace: Workspace, fake: FakeProviders) -> None:
+    """Each step of each welcome journey once, one message naming both late orders per customer."""
+    contacts = workspace.contacts()
+    ids = sorted({c["customer_id"] for c in contacts})
+    sent = sent_subjects(fake)
     assert max(Counter(outbox_id for outbox_id, _ in sent).values()) == 1, (
         "a message reached the provider twice"
     )
@@ -131,4 +119,51 @@ def test_steps_and_groups_survive_sigkill_at_random_instants_without_duplicates_
         if lead["state"] == "sent":
             cid = lead["customer_id"]
             assert f"{cid}-o1" in subjects[lead["id"]] and f"{cid}-o2" in subjects[lead["id"]]
+
+
+def test_steps_and_groups_survive_sigkill_at_random_instants_without_duplicates_or_losses(
+    tmp_path: Path, database_url: str, fake_providers: FakeProviders
+) -> None:
+    workspace = journeys_workspace(tmp_path, database_url, fake_providers, 12)
+    rng = random.Random(11)
+
+    def done() -> bool:
+        return journeys_done(workspace, 12)
+
+    # Killed three times whatever happened meanwhile: a fast machine may finish a journey between
+    # two kills, and the restarts after it must not send anything again either.
+    interrupted = 0
+    for attempt in range(3):
+        daemon = workspace.start(f"run{attempt}")
+        daemon.event("started")
+        time.sleep(rng.uniform(0.5, 2.5))  # inside a group's wait, or between two steps
+        interrupted += not done()
+        daemon.kill()
+        time.sleep(1.6)  # past the lease
+    assert interrupted >= 1, "no kill came before the journeys were done"
+    daemon = workspace.start("last")
+    daemon.event("started")  # its SIGTERM handler is in place: the journeys may be done already
+    daemon.wait_for(done, timeout=60, what="every journey finished")
+    assert daemon.terminate() == 0
+
+    assert_each_journey_sent_once(workspace, fake_providers)
+    workspace.close()
+
+
+@pytest.mark.postgres
+def test_three_workers_on_one_postgresql_database_send_each_step_and_group_once_one_killed(
+    tmp_path: Path, postgres_url: str, fake_providers: FakeProviders
+) -> None:
+    workspace = journeys_workspace(tmp_path, postgres_url, fake_providers, 30)
+    workers = [workspace.start(f"worker{n}") for n in range(3)]
+    for worker in workers:
+        worker.event("started")
+    time.sleep(1.5)  # inside the groups' wait, before the second steps
+    workers[0].kill()
+    survivors = workers[1:]
+    survivors[0].wait_for(lambda: journeys_done(workspace, 30), timeout=90, what="every journey finished")
+    assert [worker.terminate() for worker in survivors] == [0, 0]
+    assert_each_journey_sent_once(workspace, fake_providers)
+    senders = {w.process.pid for w in workers if any(e.get("event") == "contact" for e in w.events())}
+    assert len(senders) >= 2, "the workers shared the sends"
     workspace.close()

@@ -4,14 +4,18 @@ that quiet each other — decided and sent through the real tick at explicit ins
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from rich.console import Console
 from sqlalchemy.engine import Engine
 
 from outreach import controls
+from outreach.cli.render import print_explain
+from outreach.preview import explain_customer
 from outreach.state.models import Checkout, Customer, Order
 from tests.worlds import NOON, World, build_world, contact_rows, customer, late_order, stalled_checkout
 
@@ -237,3 +241,54 @@ def test_report_counts_each_step_sent_and_the_goals_met_after_it(world: World) -
     steps = {(s.step, s.sent, s.goal_met_after) for s in report.steps if s.rule == "stalled-checkout"}
     assert steps == {(1, len(first), 1), (2, len(first) - 1, 1)}
     assert report.as_json()["steps"][0]["rule"] == "stalled-checkout"
+
+
+# -- explain ---------------------------------------------------------------------------------------
+
+
+def explained(world: World, cid: str, at: datetime) -> tuple[dict[str, Any], str]:
+    """`outreach explain` for CID at AT: its JSON document and the text a person reads."""
+    report = explain_customer(world.app, cid, at)
+    console = Console(record=True, width=200)
+    print_explain(console, report)
+    return report.as_json(), console.export_text()
+
+
+def record_of(document: dict[str, Any], rule: str, entity_id: str) -> dict[str, Any]:
+    [entry] = [r for r in document["rules"] if r["rule"] == rule]
+    [record] = [r for r in entry["records"] if r["entity_id"] == entity_id]
+    return record
+
+
+def test_explain_names_the_step_the_group_and_the_inhibition_of_a_decision(world: World) -> None:
+    checkouts(world, 4)
+    world.tick(NOON)
+    cid = sorted(str(m["customer_id"]) for m in sent(world, "stalled-checkout"))[0]
+    kid = f"k{cid[1:]}"
+    due = NOON + timedelta(days=1, minutes=1)
+    document, text = explained(world, cid, due)
+    record = record_of(document, "stalled-checkout", kid)
+    assert (record["step"], record["of"], record["decision"]) == (2, 3, "send")
+    assert (record["ledger"]["step"], record["ledger"]["state"]) == (1, "sent")
+    assert f"stalled-checkout {kid} step 2 of 3 → send (sms)" in text
+    assert "→ send, step 2 of 3:" in text and "ledger: step 1 of 3: sent" in text
+
+    late_order(world.engine, "o1", cid, now=due)
+    late_order(world.engine, "o2", cid, now=due)
+    world.tick(due)  # step 2 meets the late-delivery group waiting for this customer
+    document, text = explained(world, cid, due + timedelta(minutes=10))
+    grouped = record_of(document, "late-delivery", "o2")
+    assert grouped["ledger"]["state"] == "grouped" and "joins the message" in grouped["ledger"]["reason"]
+    assert "step" not in text.split("rule late-delivery", 1)[1], "a rule without steps speaks of none"
+    waiting = record_of(document, "stalled-checkout", kid)
+    assert (waiting["step"], waiting["decision"]) == (2, "duplicate")
+    assert waiting["reason"].startswith("held back: inhibited by late-delivery")
+    inhibited = waiting["ledger"]
+    assert (inhibited["step"], inhibited["state"]) == (2, "skipped")
+    assert inhibited["reason"].startswith("inhibited by late-delivery")
+    assert "ledger: step 2 of 3: skipped (inhibited by late-delivery" in text
+
+    world.tick(due + timedelta(minutes=30))  # the group goes: the inhibition runs 2 days from then
+    document, _ = explained(world, cid, due + timedelta(days=2, minutes=31))
+    resumed = record_of(document, "stalled-checkout", kid)
+    assert (resumed["step"], resumed["decision"]) == (2, "send")
