@@ -10,17 +10,16 @@ from typing import TYPE_CHECKING, Any
 from rich.console import Console
 from rich.table import Table
 
-from outreach.checks import Checked
-from outreach.controls import Report, SilenceInfo
-from outreach.preview import CustomerExplanation, PreviewMatch, PreviewResult, TickDecision, TickPreview
-from outreach.rule_tests import RuleTestRun
-from outreach.state import ledger
-from outreach.summary import ContactOutcome, RunSummary
-from outreach.uplift import Group
-
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # names for annotations only: a command imports what it runs, no more
     from outreach.backtest import BacktestResult
+    from outreach.checks import Checked
+    from outreach.controls import Report, SilenceInfo
+    from outreach.preview import CustomerExplanation, PreviewMatch, PreviewResult, TickDecision, TickPreview
+    from outreach.rule_tests import RuleTestRun
+    from outreach.state import ledger
     from outreach.studio.sending import TestSendResult
+    from outreach.summary import ContactOutcome, RunSummary
+    from outreach.uplift import Group
 
 
 def print_preview(console: Console, result: PreviewResult) -> None:
