@@ -23,18 +23,16 @@ def measure_goals(engine: Engine, rules: Sequence[Rule], now: datetime) -> int:
         for rule in rules:
             if rule.goal_condition is None or rule.goal_window is None:
                 continue
-            candidates = ledger.goal_candidates(connection, rule.name, now - rule.goal_window)
-            for start in range(0, len(candidates), 500):
-                chunk = candidates[start : start + 500]
-                query = matches_query(
-                    rule.about,
-                    rule.goal_condition,
-                    connection.dialect.name,
-                    now,
-                    entity_ids=[e for _c, e in chunk],
-                )
-                reached = {str(entity) for entity, _customer in connection.execute(query)}
-                done = [contact for contact, entity in chunk if entity in reached]
-                ledger.mark_goal_met(connection, done, now)
-                met += len(done)
+            since = now - rule.goal_window
+            # One query: the goal's, among the rule's open matches (the ledger's subquery), so
+            # only the matches that reached it leave the database.
+            query = matches_query(
+                rule.about,
+                rule.goal_condition,
+                connection.dialect.name,
+                now,
+                restrict=ledger.goal_open(rule.name, since),
+            )
+            reached = [str(entity) for entity, _customer in connection.execute(query)]
+            met += ledger.mark_goal_met(connection, rule.name, reached, since, now)
     return met

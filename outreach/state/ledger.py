@@ -45,10 +45,19 @@ class Contact(SQLModel, table=True):
         Index("ix_contacts_provider_id", "provider_id"),
         Index("ix_contacts_rule_decided", "rule", "decided_at"),
         Index("ix_contacts_recheck", "state", "recheck_at"),
-        Index("ix_contacts_rule_entity", "rule", "entity_id"),
+        # With the step: a rule query's "not decided yet" probe is answered by the index alone.
+        Index("ix_contacts_rule_entity_step", "rule", "entity_id", "step"),
+        # The contacts whose goal is still measured (`goal_open`); a met goal leaves it.
+        Index(
+            "ix_contacts_goal_open",
+            "rule",
+            "decided_at",
+            sqlite_where=sa.text("arm IS NOT NULL AND goal_met_at IS NULL"),
+            postgresql_where=sa.text("arm IS NOT NULL AND goal_met_at IS NULL"),
+        ),
         Index("ix_contacts_group_key", "group_key"),
         # Partial: only the sent steps whose next one is not decided, and no rival to
-        # ix_contacts_rule_entity for the queries that name no `next_step_from`.
+        # ix_contacts_rule_entity_step for the queries that name no `next_step_from`.
         Index(
             "ix_contacts_next_step",
             "rule",
@@ -1115,29 +1124,44 @@ def release_ticks(connection: Connection, slots: Sequence[tuple[str, datetime]],
 # -- goals ------------------------------------------------------------------------------------------------
 
 
-def goal_candidates(connection: Connection, rule: str, since: datetime) -> list[tuple[str, str]]:
-    """(contact id, entity id) of RULE's matches assigned to an arm since SINCE whose goal is not yet met.
-
-    Every assigned match is measured, whatever became of it (sent, cancelled because the
-    customer converted first, expired, failed…): leaving any of them out would bias the
-    comparison with the holdout, which loses nobody.
-    """
-    query = sa.select(contacts.c.id, contacts.c.entity_id).where(
+def _goal_open(rule: str, since: datetime) -> sa.ColumnElement[bool]:
+    return sa.and_(
         contacts.c.rule == rule,
         contacts.c.decided_at >= since,
         contacts.c.arm.is_not(None),
         contacts.c.goal_met_at.is_(None),
     )
-    return [(str(cid), str(eid)) for cid, eid in connection.execute(query)]
 
 
-def mark_goal_met(connection: Connection, contact_ids: Sequence[str], now: datetime) -> None:
-    if contact_ids:
-        connection.execute(
+def goal_open(rule: str, since: datetime) -> Callable[[sa.ColumnElement[Any]], sa.ColumnElement[bool]]:
+    """The condition "one of RULE's matches assigned to an arm since SINCE, its goal not yet
+    met" on a record's id column, for the goal's query (`ix_contacts_goal_open` answers it).
+
+    Every assigned match is measured, whatever became of it (sent, cancelled because the
+    customer converted first, expired, failed…): leaving any of them out would bias the
+    comparison with the holdout, which loses nobody.
+    """
+    waiting = sa.select(contacts.c.entity_id).where(_goal_open(rule, since))
+
+    def condition(entity_id: sa.ColumnElement[Any]) -> sa.ColumnElement[bool]:
+        return entity_id.in_(waiting)
+
+    return condition
+
+
+def mark_goal_met(
+    connection: Connection, rule: str, entity_ids: Sequence[str], since: datetime, now: datetime
+) -> int:
+    """The goal of RULE's open matches (`goal_open`) about ENTITY_IDS is met at NOW; how many."""
+    met = 0
+    wanted = sorted(set(entity_ids))
+    for start in range(0, len(wanted), 500):
+        met += connection.execute(
             sa.update(contacts)
-            .where(contacts.c.id.in_(list(contact_ids)), contacts.c.goal_met_at.is_(None))
+            .where(_goal_open(rule, since), contacts.c.entity_id.in_(wanted[start : start + 500]))
             .values(goal_met_at=now)
-        )
+        ).rowcount
+    return met
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from sqlalchemy.engine import Engine
 
 from outreach.errors import DatabaseNotReady
 from outreach.state import ledger
@@ -25,6 +26,18 @@ def test_a_new_sqlite_file_is_migrated_to_the_head(tmp_path: Path) -> None:
     engine = make_engine(f"sqlite:///{tmp_path / 'new.db'}")
     assert current_revision(engine) == SCHEMA_HEAD
     require_current_schema(engine)
+
+
+def test_the_migrations_build_the_schema_the_models_describe(engine: Engine) -> None:
+    """Every table, column and index the code declares is what the migrations made, on both
+    databases: a model changed without its migration (or the reverse) is caught here."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+    from sqlmodel import SQLModel
+
+    with engine.connect() as connection:
+        drift = compare_metadata(MigrationContext.configure(connection), SQLModel.metadata)
+    assert drift == []
 
 
 def test_an_unmigrated_database_is_refused_with_what_to_run(tmp_path: Path) -> None:
