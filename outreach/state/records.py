@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -10,21 +10,30 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from outreach.memory import collector_paused
+from outreach.state.among import among
 from outreach.state.models import StateChange, entity_table, table_of
 
 Record = dict[str, Any]
 
 
-def rows_by_id(connection: Connection, about: str, ids: Iterable[str]) -> dict[str, Record]:
-    """Rows of the `about` entity's table (customer, order, …) by id, as plain dicts."""
+def rows_by_id(
+    connection: Connection, about: str, ids: Iterable[str], fields: Sequence[str] | None = None
+) -> dict[str, Record]:
+    """Rows of the `about` entity's table (customer, order, …) by id, as plain dicts: every
+    column, or only `id` and FIELDS (a customer's attributes are JSON, decoded for each row)."""
     table = entity_table(about)
     wanted = sorted(set(ids))
     found: dict[str, Record] = {}
+    if not wanted:
+        return found
+    columns = (
+        list(table.c) if fields is None else [table.c.id, *(table.c[name] for name in fields if name != "id")]
+    )
+    names = [column.name for column in columns]
     with collector_paused():
-        for start in range(0, len(wanted), 500):
-            rows = connection.execute(sa.select(table).where(table.c.id.in_(wanted[start : start + 500])))
-            for row in rows.mappings().all():
-                found[row["id"]] = dict(row)
+        query = sa.select(*columns).where(among(connection.dialect.name, table.c.id, wanted))
+        for row in connection.execute(query).all():  # one driver call
+            found[row[0]] = dict(zip(names, row, strict=True))
     return found
 
 
@@ -35,16 +44,7 @@ RECIPIENT_FIELDS = ("id", "timezone", "preferred_channel", "email", "phone", "em
 def recipients_by_id(connection: Connection, ids: Iterable[str]) -> dict[str, Record]:
     """The RECIPIENT_FIELDS of these customers, by id (not their attributes: a tick reads
     every matched customer, and decoding JSON it does not use would cost it)."""
-    customers = entity_table("customer")
-    columns = [customers.c[name] for name in RECIPIENT_FIELDS]
-    wanted = sorted(set(ids))
-    found: dict[str, Record] = {}
-    with collector_paused():
-        for start in range(0, len(wanted), 500):
-            query = sa.select(*columns).where(customers.c.id.in_(wanted[start : start + 500]))
-            for row in connection.execute(query):
-                found[row[0]] = dict(zip(RECIPIENT_FIELDS, row, strict=True))
-    return found
+    return rows_by_id(connection, "customer", ids, RECIPIENT_FIELDS)
 
 
 def records_of_customer(connection: Connection, about: str, customer_id: str) -> list[Record]:
