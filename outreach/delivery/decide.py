@@ -21,13 +21,14 @@ import structlog
 from sqlalchemy.engine import Connection, Engine
 
 from outreach import policy
-from outreach.delivery.tasks import task_detail, task_summary
+from outreach.delivery.tasks import CONTACT_FIELDS, task_detail, task_summary
 from outreach.errors import describe
 from outreach.memory import collector_paused
 from outreach.rules.evaluate import find_matches, matches_query
 from outreach.rules.loader import Rule
 from outreach.settings import Settings
 from outreach.state import ledger, records
+from outreach.state.db import large_sqlite_cache
 from outreach.state.models import BY_NAME
 from outreach.vocabulary import About, State
 
@@ -399,12 +400,14 @@ def decide_candidates(
                 connection, [decision_row(d, rule, now) for rule, d in candidates.ended]
             )
         tally.decisions.extend(d for _rule, d in candidates.ended)
-    for chunk in _by_customer_chunks(candidates.found):
+    if candidates.found:
         # Deciding a chunk builds 10^4 small acyclic objects: without the pause the collector
         # scans every live object again and again (half the cost of a first tick, measured).
-        with collector_paused(), engine.begin() as connection:
-            ledger.lock_decisions(connection)
-            _decide_and_record(connection, chunk, now, limits, announce_tasks, tally)
+        with collector_paused(), engine.connect() as connection, large_sqlite_cache(connection):
+            for chunk in _by_customer_chunks(candidates.found):
+                with connection.begin():
+                    ledger.lock_decisions(connection)
+                    _decide_and_record(connection, chunk, now, limits, announce_tasks, tally)
     result = tally.result()
     return TickResult(result.decisions, result.recorded, result.tasks, result.displaced, candidates.failed)
 
@@ -535,7 +538,7 @@ def _open_tasks(
     escalated = [d for d in decisions if rules[d.rule].escalate and d.state != policy.DUPLICATE]
     if not escalated:
         return
-    people = records.rows_by_id(connection, "customer", {d.customer_id for d in escalated})
+    people = records.rows_by_id(connection, "customer", {d.customer_id for d in escalated}, CONTACT_FIELDS)
     entities: dict[str, dict[str, records.Record]] = {}
     for about in {rules[d.rule].about for d in escalated} - {"customer"}:
         ids = [d.entity_id for d in escalated if rules[d.rule].about == about]

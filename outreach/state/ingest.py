@@ -53,6 +53,7 @@ from outreach.clock import EARLIEST, LATEST, RANGE_TEXT, in_range, parse_instant
 from outreach.errors import ConfigError, IngestError, Problem, closest, did_you_mean
 from outreach.memory import collector_paused
 from outreach.state import bulk, history, ledger
+from outreach.state.db import large_sqlite_cache
 from outreach.state.models import BY_NAME, ORDER_STATUSES, SURVEY_KINDS, TABLE_NAMES, named_table
 from outreach.state.records import note_change
 from outreach.vocabulary import CHANNELS
@@ -1193,25 +1194,6 @@ def load_records(
     return FileReport(source, table, count, tally.bad_lines, tuple(tally.problems))
 
 
-# SQLite caches 2 MB of pages by default. A file of a million rows then spills dirty index
-# pages to the WAL and writes them again and again: 15-20 % of the CPU time of loading the
-# orders of bench/ at 1M customers. 64 MB holds the pages a load keeps coming back to.
-LOAD_CACHE_KIB = 65536
-
-
-def _enlarge_sqlite_cache(connection: Connection) -> Callable[[], None]:
-    """Give a SQLite connection a cache big enough for a bulk load; return what puts it back."""
-    if connection.dialect.name != "sqlite":
-        return lambda: None
-    previous = int(connection.exec_driver_sql("PRAGMA cache_size").scalar_one())
-    connection.exec_driver_sql(f"PRAGMA cache_size=-{LOAD_CACHE_KIB}")
-
-    def restore() -> None:
-        connection.exec_driver_sql(f"PRAGMA cache_size={previous}")
-
-    return restore
-
-
 def ingest_file(
     engine: Engine,
     path: str | Path,
@@ -1261,10 +1243,9 @@ def ingest_file(
 
         with engine.connect() as connection:
             transaction = connection.begin()
-            restore_cache = _enlarge_sqlite_cache(connection)
             try:
                 rows_before = count_rows(connection, table)
-                with collector_paused():
+                with collector_paused(), large_sqlite_cache(connection):
                     report = load_records(
                         connection,
                         table,
@@ -1281,8 +1262,6 @@ def ingest_file(
             except BaseException:
                 transaction.rollback()
                 raise
-            finally:
-                restore_cache()
             if report.rejected:
                 transaction.rollback()
             else:

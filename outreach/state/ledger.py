@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -29,6 +30,7 @@ from sqlmodel import Field, SQLModel
 
 from outreach.clock import EARLIEST
 from outreach.state import bulk
+from outreach.state.among import among
 from outreach.state.models import Customer, table_of
 from outreach.state.types import JSONDocument, UTCDateTime
 from outreach.vocabulary import FINAL_STATES, HELD_STATES, State
@@ -189,8 +191,11 @@ inbound_events = table_of(InboundEvent)
 
 
 def new_id() -> str:
-    """A random 128-bit id, as hex (like uuid4().hex, without building a UUID: a tick makes 10^5)."""
-    return os.urandom(16).hex()
+    """A 128-bit id as 32 hex digits, laid out as a UUIDv7's (RFC 9562) without its version bits:
+    the time in milliseconds, then 80 random bits. Ids made one after the other sort together,
+    so a tick's 10^5 new rows go to the end of the primary key's index instead of all over it
+    (a tenth of the cost of recording a first tick's decisions, measured with bench/)."""
+    return f"{time.time_ns() // 1_000_000:012x}{os.urandom(10).hex()}"
 
 
 def _insert(connection: Connection, table: sa.Table) -> Any:
@@ -246,15 +251,16 @@ def contacts_of(connection: Connection, customer_ids: Iterable[str]) -> dict[str
     """Every ledger row of these customers, oldest first."""
     wanted = sorted(set(customer_ids))
     history: dict[str, list[PastRow]] = {cid: [] for cid in wanted}
+    if not wanted:
+        return history
     customer = contacts.c.customer_id
-    for start in range(0, len(wanted), 500):
-        query = (
-            sa.select(customer, *_PAST_COLUMNS)
-            .where(customer.in_(wanted[start : start + 500]))
-            .order_by(contacts.c.decided_at)
-        )
-        for row in connection.execute(query):
-            history[row[0]].append(PastRow._make(row[1:]))
+    query = (
+        sa.select(customer, *_PAST_COLUMNS)
+        .where(among(connection.dialect.name, customer, wanted))
+        .order_by(contacts.c.decided_at)
+    )
+    for row in connection.execute(query).all():  # one driver call
+        history[row[0]].append(PastRow._make(row[1:]))
     return history
 
 
@@ -290,12 +296,13 @@ def contacts_of_customer(connection: Connection, customer_id: str) -> list[Conta
 def suppressed_channels(connection: Connection, customer_ids: Iterable[str]) -> dict[str, set[str]]:
     wanted = sorted(set(customer_ids))
     found: dict[str, set[str]] = {}
-    for start in range(0, len(wanted), 500):
-        query = sa.select(suppressions.c.customer_id, suppressions.c.channel).where(
-            suppressions.c.customer_id.in_(wanted[start : start + 500])
-        )
-        for customer_id, channel in connection.execute(query):
-            found.setdefault(customer_id, set()).add(channel)
+    if not wanted:
+        return found
+    query = sa.select(suppressions.c.customer_id, suppressions.c.channel).where(
+        among(connection.dialect.name, suppressions.c.customer_id, wanted)
+    )
+    for customer_id, channel in connection.execute(query):
+        found.setdefault(customer_id, set()).add(channel)
     return found
 
 
@@ -1005,18 +1012,42 @@ def task_row(
     }
 
 
+# The fields of a task row (`task_row`).
+_TASK_COLUMNS = (
+    "id",
+    "dedupe_key",
+    "rule",
+    "customer_id",
+    "entity_id",
+    "summary",
+    "status",
+    "created_at",
+    "detail",
+    "webhook_attempts",
+    "webhook_next_at",
+)
+
+
+@lru_cache(maxsize=4)
+def _open_statement(dialect: Dialect) -> bulk.Prepared:
+    statement = (
+        (postgresql.insert if dialect.name == "postgresql" else sqlite.insert)(tasks)
+        .values({name: sa.bindparam(name) for name in _TASK_COLUMNS})
+        .on_conflict_do_nothing(index_elements=["dedupe_key"])
+    )
+    return bulk.prepare(dialect, statement, tasks, {})
+
+
 def open_tasks(connection: Connection, rows: Sequence[dict[str, Any]]) -> list[str]:
-    """Open the tasks of ROWS (`task_row`) in one statement; the ids of those opened (a match
-    with a task already has none opened again)."""
+    """Open the tasks of ROWS (`task_row`) in one statement; the ids of those opened, in the
+    order of ROWS (a match with a task already has none opened again)."""
     if not rows:
         return []
-    statement = (
-        _insert(connection, tasks).on_conflict_do_nothing(index_elements=["dedupe_key"]).returning(tasks.c.id)
-    )
-    opened: list[str] = []
-    for start in range(0, len(rows), 500):
-        opened.extend(str(row[0]) for row in connection.execute(statement, list(rows[start : start + 500])))
-    return opened
+    _open_statement(connection.dialect).execute(connection, rows)
+    ids = [row["id"] for row in rows]
+    query = sa.select(tasks.c.id).where(among(connection.dialect.name, tasks.c.id, ids))
+    opened = {str(task_id) for task_id in connection.execute(query).scalars()}
+    return [task_id for task_id in ids if task_id in opened]
 
 
 def list_tasks(
