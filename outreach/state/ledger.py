@@ -465,16 +465,17 @@ def reachable_again(connection: Connection, customer_ids: Iterable[str]) -> None
     decision at once, whatever the clock of the next tick (`EARLIEST`). Called in the
     transaction that made the change."""
     wanted = sorted(set(customer_ids))
-    for start in range(0, len(wanted), 500):
-        connection.execute(
-            sa.update(contacts)
-            .where(
-                contacts.c.customer_id.in_(wanted[start : start + 500]),
-                contacts.c.state == State.SUPPRESSED,
-                sa.or_(contacts.c.recheck_at.is_(None), contacts.c.recheck_at > EARLIEST),
-            )
-            .values(recheck_at=EARLIEST)
+    if not wanted:
+        return
+    connection.execute(
+        sa.update(contacts)
+        .where(
+            among(connection.dialect.name, contacts.c.customer_id, wanted),
+            contacts.c.state == State.SUPPRESSED,
+            sa.or_(contacts.c.recheck_at.is_(None), contacts.c.recheck_at > EARLIEST),
         )
+        .values(recheck_at=EARLIEST)
+    )
 
 
 def recheck_customers(connection: Connection, customer_ids: Iterable[str], now: datetime) -> None:
