@@ -13,7 +13,6 @@ and records outcomes only for rows it still owns, and renews its lease while it 
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -674,19 +673,6 @@ def claim_due(
     return [Claimed(**row) for row in connection.execute(statement).mappings()]
 
 
-def _ids_parameter(connection: Connection, ids: Sequence[str]) -> tuple[Any, dict[str, Any]]:
-    """`contacts.id IN <ids>` with the ids as one parameter, so the statement's text never changes
-    (an expanded `IN` list is rendered anew for every execution)."""
-    if connection.dialect.name == "postgresql":
-        return contacts.c.id == sa.func.any(sa.bindparam("b_ids", type_=postgresql.ARRAY(sa.String()))), {
-            "b_ids": list(ids)
-        }
-    each: sa.Select[Any] = sa.select(sa.column("value")).select_from(
-        sa.func.json_each(sa.bindparam("b_ids", type_=sa.String()))
-    )
-    return contacts.c.id.in_(each.scalar_subquery()), {"b_ids": json.dumps(list(ids))}
-
-
 def mark_sending(
     connection: Connection, worker: str, ids: Sequence[str], now: datetime, lease_until: datetime
 ) -> set[str]:
@@ -694,16 +680,19 @@ def mark_sending(
     marked, which are those WORKER still owns — send nothing else."""
     if not ids:
         return set()
-    among, parameters = _ids_parameter(connection, ids)
     statement = (
         sa.update(contacts)
-        .where(among, contacts.c.state == State.CLAIMED, contacts.c.claimed_by == worker)
+        .where(
+            among(connection.dialect.name, contacts.c.id, ids),
+            contacts.c.state == State.CLAIMED,
+            contacts.c.claimed_by == worker,
+        )
         .values(
             state=State.SENDING, attempts=contacts.c.attempts + 1, lease_until=lease_until, updated_at=now
         )
         .returning(contacts.c.id)
     )
-    return {str(row[0]) for row in connection.execute(statement, parameters)}
+    return {str(row[0]) for row in connection.execute(statement)}
 
 
 def renew_lease(connection: Connection, worker: str, until: datetime, now: datetime) -> int:
