@@ -154,14 +154,19 @@ def test_steps_and_groups_survive_sigkill_at_random_instants_without_duplicates_
 def test_three_workers_on_one_postgresql_database_send_each_step_and_group_once_one_killed(
     tmp_path: Path, postgres_url: str, fake_providers: FakeProviders
 ) -> None:
-    workspace = journeys_workspace(tmp_path, postgres_url, fake_providers, 30)
+    # More customers than a worker claims at once (a batch of 100), so that each wave of sends
+    # (first steps, grouped messages, second steps) is split between the workers.
+    customers = 120
+    workspace = journeys_workspace(tmp_path, postgres_url, fake_providers, customers)
     workers = [workspace.start(f"worker{n}") for n in range(3)]
     for worker in workers:
         worker.event("started")
     time.sleep(1.5)  # inside the groups' wait, before the second steps
     workers[0].kill()
     survivors = workers[1:]
-    survivors[0].wait_for(lambda: journeys_done(workspace, 30), timeout=90, what="every journey finished")
+    survivors[0].wait_for(
+        lambda: journeys_done(workspace, customers), timeout=90, what="every journey finished"
+    )
     assert [worker.terminate() for worker in survivors] == [0, 0]
     assert_each_journey_sent_once(workspace, fake_providers)
     senders = {w.process.pid for w in workers if any(e.get("event") == "contact" for e in w.events())}
