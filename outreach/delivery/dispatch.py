@@ -173,7 +173,7 @@ class Dispatcher:
             if not claimed or batch is None:
                 return stats
             self._batch = batch
-            self._dispatch_batch(claimed, batch, clock, stats)
+            self._dispatch_batch(claimed, batch, now, clock, stats)
             if len(claimed) < self.batch:
                 return stats
         return stats
@@ -204,16 +204,19 @@ class Dispatcher:
         self,
         claimed: Sequence[ledger.Claimed],
         batch: _Batch,
+        claimed_at: datetime,
         clock: Callable[[], datetime],
         stats: DispatchStats,
     ) -> None:
         """A chunk of `concurrency` contacts at a time, pipelined: while one chunk's requests are
         on the wire, the next is checked and rendered, and one commit both records the outcomes
         of the chunk before and marks the next one `sending` (a durable commit costs
-        milliseconds on PostgreSQL; this way it overlaps the sends). The same commit renews the
-        lease of everything the batch still holds. After a crash at most two chunks read
-        `unknown`."""
+        milliseconds on PostgreSQL; this way it overlaps the sends). Once a third of the lease
+        has passed, the same commit renews the lease of everything the batch still holds (not
+        at every chunk: on PostgreSQL each renewal writes a new version of every row the batch
+        holds, index entries and all). After a crash at most two chunks read `unknown`."""
         unwritten: list[ledger.Outcome] = []
+        renewed = claimed_at
         in_flight: list[Future[ledger.Outcome]] = []
         for start in range(0, len(claimed), self.concurrency):
             now = clock()
@@ -237,7 +240,9 @@ class Dispatcher:
                 owned = ledger.mark_sending(
                     connection, self.worker, [r.contact.id for r in ready], now, now + self.lease
                 )
-                ledger.renew_lease(connection, self.worker, now + self.lease, now)
+                if now - renewed >= self.lease / 3:
+                    ledger.renew_lease(connection, self.worker, now + self.lease, now)
+                    renewed = now
             self._record(unwritten, stats)
             lost = [r for r in ready if r.contact.id not in owned]
             if lost:

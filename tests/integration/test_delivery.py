@@ -181,6 +181,38 @@ def test_a_contact_whose_condition_cleared_before_sending_is_cancelled(world: Wo
     assert row.state == "cancelled" and "no longer holds" in row.reason
 
 
+def test_a_batch_sent_for_longer_than_its_lease_keeps_its_contacts_from_another_worker(
+    world: World,
+) -> None:
+    ids = [f"c{n}" for n in range(10)]
+    for cid in ids:
+        customer(world.engine, cid)
+        late_order(world.engine, f"o-{cid}", cid)
+    world.evaluate(NOON)
+    lease = timedelta(seconds=60)
+    first, other = world.dispatcher("first", lease=lease), world.dispatcher("other", lease=lease)
+    # Seven seconds pass whenever the first worker reads the clock: its batch of ten outlasts
+    # the lease. At each of those instants, the other worker dispatches too.
+    instants = (NOON + timedelta(seconds=7 * n) for n in range(1, 1000))
+    taken: list[int] = []
+    last = NOON
+
+    def clock() -> datetime:
+        nonlocal last
+        last = next(instants)
+        taken.append(other.dispatch_once(last).sent)
+        return last
+
+    try:
+        assert first.dispatch_once(NOON, clock=clock).sent == len(ids)
+    finally:
+        first.close()
+        other.close()
+    assert last > NOON + lease
+    assert set(taken) == {0}, "the other worker took over claimed contacts"
+    assert sorted(m["customer_id"] for m in world.outbox()) == ids
+
+
 def test_pause_holds_all_sending_but_records_matches_and_resume_releases_them(world: World) -> None:
     customer(world.engine, "c1")
     late_order(world.engine, "o1", "c1")
