@@ -43,7 +43,7 @@ import orjson
 import phonenumbers
 from babel.numbers import list_currencies
 from email_validator.rfc_constants import CASE_INSENSITIVE_MAILBOX_NAMES, DOT_ATOM_TEXT
-from sqlalchemy import Table, func, select, text
+from sqlalchemy import Select, Table, func, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Dialect, Engine
 from sqlalchemy.sql.dml import Insert
@@ -987,7 +987,11 @@ def state_table(name: str) -> Table:
 
 
 @lru_cache(maxsize=256)
-def _upsert_statement(dialect: str, table: str, given: frozenset[str]) -> Insert:
+def _upsert_statement(
+    dialect: str, table: str, given: frozenset[str], rows_from: Select[Any] | None = None
+) -> Insert:
+    """The upsert of clean rows of TABLE by id, of one row's parameters or of the rows of
+    ROWS_FROM (`bulk`'s staged writes): GIVEN fields are written, the others kept."""
     target = state_table(table)
     statement: sqlite.Insert | postgresql.Insert
     if dialect == "sqlite":
@@ -996,6 +1000,8 @@ def _upsert_statement(dialect: str, table: str, given: frozenset[str]) -> Insert
         statement = postgresql.insert(target)
     else:
         raise ConfigError(f"cannot load files into a {dialect} database: use SQLite or PostgreSQL")
+    if rows_from is not None:
+        statement = bulk.rows_of(statement, (), rows_from)
     update = {name: statement.excluded[name] for name in sorted(given) if name != "id"}
     if not update:
         return statement.on_conflict_do_nothing(index_elements=["id"])
@@ -1028,7 +1034,11 @@ def _groups(rows: Sequence[Mapping[str, Any]]) -> list[tuple[frozenset[str], lis
 def _prepare(dialect: Dialect, table: str, given: frozenset[str]) -> bulk.Prepared:
     # The required fields, absent here, are in every row.
     prepared = bulk.prepare(
-        dialect, _upsert_statement(dialect.name, table, given), state_table(table), defaults(table)
+        dialect,
+        _upsert_statement(dialect.name, table, given),
+        state_table(table),
+        defaults(table),
+        staged=lambda rows_from: _upsert_statement(dialect.name, table, given, rows_from),
     )
     if sorted(name for name, _ in prepared.defaults) != sorted(state_table(table).c.keys()):
         raise AssertionError(

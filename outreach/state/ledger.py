@@ -335,13 +335,12 @@ _DECISION_COLUMNS = (
 )
 
 
-@lru_cache(maxsize=4)
-def _record_statement(dialect: Dialect) -> bulk.Prepared:
-    statement = (postgresql.insert if dialect.name == "postgresql" else sqlite.insert)(contacts).values(
-        {name: sa.bindparam(name) for name in _DECISION_COLUMNS}
-    )
-    excluded = statement.excluded
-    statement = statement.on_conflict_do_update(
+def _record_insert(dialect: str, rows_from: sa.Select[Any] | None = None) -> sa.Insert:
+    """The upsert of decision rows: of one row's parameters, or of the rows of ROWS_FROM."""
+    insert = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(contacts)
+    insert = bulk.rows_of(insert, _DECISION_COLUMNS, rows_from)
+    excluded = insert.excluded
+    return insert.on_conflict_do_update(
         index_elements=["dedupe_key"],
         # A match once assigned to an arm stays in it (intention to treat), held back again or not.
         set_={name: excluded[name] for name in _DECISION_UPDATABLE}
@@ -350,6 +349,10 @@ def _record_statement(dialect: Dialect) -> bulk.Prepared:
         # row of the executemany binds its own columns and nothing else.
         where=contacts.c.state.in_([sa.literal_column(f"'{state}'") for state in sorted(HELD_STATES)]),
     )
+
+
+@lru_cache(maxsize=4)
+def _record_statement(dialect: Dialect) -> bulk.Prepared:
     # A field a row leaves out gets the model's default, as an insert through the ORM would.
     fields = Contact.model_fields
     defaults = {
@@ -357,7 +360,14 @@ def _record_statement(dialect: Dialect) -> bulk.Prepared:
         for name in _DECISION_COLUMNS
         if not fields[name].is_required()
     }
-    return bulk.prepare(dialect, statement, contacts, defaults)
+    return bulk.prepare(
+        dialect,
+        _record_insert(dialect.name),
+        contacts,
+        defaults,
+        staged=lambda rows_from: _record_insert(dialect.name, rows_from),
+        key="dedupe_key",
+    )
 
 
 def record_decisions(connection: Connection, rows: Sequence[dict[str, Any]]) -> int:
@@ -1018,14 +1028,24 @@ _TASK_COLUMNS = (
 )
 
 
+def _open_insert(dialect: str, rows_from: sa.Select[Any] | None = None) -> sa.Insert:
+    """The insert of task rows, a task already open for the match left alone: of one row's
+    parameters, or of the rows of ROWS_FROM."""
+    insert = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(tasks)
+    insert = bulk.rows_of(insert, _TASK_COLUMNS, rows_from)
+    return insert.on_conflict_do_nothing(index_elements=["dedupe_key"])
+
+
 @lru_cache(maxsize=4)
 def _open_statement(dialect: Dialect) -> bulk.Prepared:
-    statement = (
-        (postgresql.insert if dialect.name == "postgresql" else sqlite.insert)(tasks)
-        .values({name: sa.bindparam(name) for name in _TASK_COLUMNS})
-        .on_conflict_do_nothing(index_elements=["dedupe_key"])
+    return bulk.prepare(
+        dialect,
+        _open_insert(dialect.name),
+        tasks,
+        {},
+        staged=lambda rows_from: _open_insert(dialect.name, rows_from),
+        key="dedupe_key",
     )
-    return bulk.prepare(dialect, statement, tasks, {})
 
 
 def open_tasks(connection: Connection, rows: Sequence[dict[str, Any]]) -> list[str]:

@@ -120,6 +120,33 @@ def test_records_are_upserted_by_id_writing_only_the_fields_they_give(engine: En
     assert count(engine, "orders") == 3
 
 
+def test_a_thousand_records_are_stored_as_given_and_updated_writing_only_the_fields_they_give(
+    engine: Engine, tmp_path: Path
+) -> None:
+    """As many records in a batch as make PostgreSQL copy them through a temporary table."""
+    awkward = 'tab\there, newline\nthere, back\\slash, "quotes", \\N, مريم'
+    people = [
+        {"id": f"c-{n}", "name": f"{awkward} {n}", "attributes": {"note": awkward, "n": n}}
+        for n in range(1000)
+    ]
+    ingest_file(engine, write_jsonl(tmp_path / "customers.jsonl", people))
+    # Half of them again, with a phone: the name and attributes they leave out are kept.
+    ingest_file(
+        engine,
+        write_jsonl(
+            tmp_path / "customers.jsonl",
+            [{"id": f"c-{n}", "phone": "+442079460101"} for n in range(0, 1000, 2)],
+        ),
+    )
+
+    stored = rows(engine, "customers")
+    assert len(stored) == 1000
+    for n in range(1000):
+        customer = stored[f"c-{n}"]
+        assert (customer["name"], customer["attributes"]) == (f"{awkward} {n}", {"note": awkward, "n": n})
+        assert customer["phone"] == ("+442079460101" if n % 2 == 0 else None)
+
+
 def test_null_clears_a_stored_field(engine: Engine, tmp_path: Path) -> None:
     load_good_files(engine)
 
