@@ -16,6 +16,7 @@ decisions at 1M customers took 55 µs a row that way (py-spy, `bench/bench_ticks
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -186,7 +187,8 @@ def _stage(
     key: str,
 ) -> _Staged:
     quote = dialect.identifier_preparer.quote
-    name = f"staged_{table.name}"
+    # Named by its columns too: statements staging different columns of a table never share one.
+    name = f"staged_{table.name}_{hashlib.sha1(','.join(names).encode()).hexdigest()[:8]}"
     staging = sa.Table(name, sa.MetaData(), *(sa.Column(n, table.c[n].type) for n in names))
     insert = staged(sa.select(*staging.c)).compile(dialect=dialect)
     if insert.params:
