@@ -99,7 +99,12 @@ class Prepared:
         if not rows:
             return 0
         staged = self.staged
-        if staged is not None and len(rows) >= STAGED_FROM and _unique(rows, staged.key):
+        if (
+            staged is not None
+            and len(rows) >= STAGED_FROM
+            and _unique(rows, staged.key)
+            and _may_stage(connection)
+        ):
             return self._execute_staged(connection, staged, rows)
         result = connection.exec_driver_sql(self.sql, self.parameters(rows))
         return int(result.rowcount)
@@ -121,6 +126,19 @@ class Prepared:
         finally:
             cursor.close()
         return written
+
+
+_TEMPORARY = "outreach.bulk.temporary"  # the key of `_may_stage`'s answer in a connection's info
+
+
+def _may_stage(connection: Connection) -> bool:
+    """Whether the role may create temporary tables here (PUBLIC may, unless an administrator
+    revoked it): asked once per connection of the pool; without it, writes are not staged."""
+    info = connection.connection.info
+    if _TEMPORARY not in info:
+        query = "SELECT has_database_privilege(current_database(), 'TEMPORARY')"
+        info[_TEMPORARY] = bool(connection.exec_driver_sql(query).scalar())
+    return bool(info[_TEMPORARY])
 
 
 def _unique(rows: Sequence[Mapping[str, Any]], key: str) -> bool:

@@ -4,12 +4,21 @@ PostgreSQL, through COPY into a temporary table and one INSERT … SELECT."""
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
 
+from outreach.database_url import normalise_url
 from outreach.state import bulk, ledger
+from outreach.state.db import make_engine
+from outreach.state.ingest import ingest_file, state_table
+from outreach.state.migrate import upgrade
+from tests.conftest import POSTGRES_URL
+from tests.integration.test_ingest import write_jsonl
 
 NOW = datetime(2026, 12, 7, 12, 0, tzinfo=UTC)
 # More rows than a staged write needs, so that PostgreSQL takes that path.
@@ -104,3 +113,40 @@ def test_a_large_write_of_tasks_opens_only_those_not_open_already_in_order(engin
     assert opened == [row["id"] for n, row in enumerate(rows) if n % 4]
     assert len(details) == ROWS
     assert all(detail == {"comment": AWKWARD, "score": 2} for detail in details.values())
+
+
+@pytest.mark.postgres
+def test_a_role_that_may_not_create_temporary_tables_still_writes_large_batches(tmp_path: Path) -> None:
+    """Where an administrator revoked TEMPORARY from PUBLIC, large writes are not staged: the
+    same rows are written one statement each, and nothing fails."""
+    if not POSTGRES_URL:
+        pytest.skip("set OUTREACH_TEST_POSTGRES_URL to run the PostgreSQL tests")
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(normalise_url(POSTGRES_URL), isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
+        connection.exec_driver_sql(f'CREATE ROLE "{name}" LOGIN')
+        connection.exec_driver_sql(f'REVOKE TEMPORARY ON DATABASE "{name}" FROM PUBLIC')
+    url = sa.make_url(normalise_url(POSTGRES_URL)).set(database=name, username=name, password=None)
+    owner = sa.create_engine(url.set(username=sa.make_url(normalise_url(POSTGRES_URL)).username))
+    with owner.begin() as connection:
+        connection.exec_driver_sql(f'GRANT ALL ON SCHEMA public TO "{name}"')
+    owner.dispose()
+    engine = make_engine(url.render_as_string(hide_password=False))
+    try:
+        upgrade(engine)
+        people = write_jsonl(
+            tmp_path / "customers.jsonl", [{"id": f"c-{n}", "name": AWKWARD} for n in range(ROWS)]
+        )
+        assert not ingest_file(engine, people).rejected
+        with engine.begin() as connection:
+            assert ledger.record_decisions(connection, [decision(n) for n in range(ROWS)]) == ROWS
+            assert len(stored(connection)) == ROWS
+            names = {row.name for row in connection.execute(sa.select(state_table("customers")))}
+        assert names == {AWKWARD}
+    finally:
+        engine.dispose()
+        with admin.connect() as connection:
+            connection.exec_driver_sql(f'DROP DATABASE "{name}" WITH (FORCE)')
+            connection.exec_driver_sql(f'DROP ROLE "{name}"')
+        admin.dispose()
