@@ -45,7 +45,7 @@ STAGED_FROM = 500
 class _Staged:
     """The statements of a staged write (PostgreSQL)."""
 
-    create: str  # the temporary table, once per connection; its rows go at each commit
+    create: str  # the temporary table, if the session has none yet; its rows go at each commit
     copy: str  # COPY into it
     insert: str  # the statement, its rows read from the temporary table
     empty: str  # for the next write in the same transaction

@@ -986,7 +986,6 @@ def state_table(name: str) -> Table:
     return named_table(name)
 
 
-@lru_cache(maxsize=256)
 def _upsert_statement(
     dialect: str, table: str, given: frozenset[str], rows_from: Select[Any] | None = None
 ) -> Insert:
@@ -1000,8 +999,7 @@ def _upsert_statement(
         statement = postgresql.insert(target)
     else:
         raise ConfigError(f"cannot load files into a {dialect} database: use SQLite or PostgreSQL")
-    if rows_from is not None:
-        statement = bulk.rows_of(statement, (), rows_from)
+    statement = bulk.rows_of(statement, target.c.keys(), rows_from)
     update = {name: statement.excluded[name] for name in sorted(given) if name != "id"}
     if not update:
         return statement.on_conflict_do_nothing(index_elements=["id"])
