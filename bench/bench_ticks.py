@@ -197,10 +197,10 @@ def analyze(url: str) -> None:
 
 
 def reset_ledger(app: Any, now: datetime) -> None:
-    """No contact, task or tick recorded; sending paused."""
+    """No contact, task, tick or sweep recorded; sending paused."""
     from outreach.controls import pause
 
-    tables = ("contacts", "tasks", "rule_ticks", "controls")
+    tables = ("contacts", "tasks", "rule_ticks", "rule_sweeps", "controls")
     with app.engine.begin() as connection:
         if app.engine.dialect.name == "postgresql":  # no dead rows left for the next tick to step over
             connection.exec_driver_sql(f"TRUNCATE {', '.join(tables)}")

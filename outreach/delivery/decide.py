@@ -11,6 +11,7 @@ explain). Every function takes `now`: the clock is read by the caller, once a ti
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -20,14 +21,14 @@ from typing import Any, NamedTuple
 import structlog
 from sqlalchemy.engine import Connection, Engine
 
-from outreach import policy
+from outreach import __version__, policy
 from outreach.delivery.tasks import CONTACT_FIELDS, task_detail, task_summary
 from outreach.errors import describe
 from outreach.memory import collector_paused
-from outreach.rules.evaluate import find_matches, matches_query
+from outreach.rules.evaluate import Since, find_matches, matches_query
 from outreach.rules.loader import Rule
 from outreach.settings import Settings
-from outreach.state import ledger, records
+from outreach.state import ledger, records, sweeps
 from outreach.state.db import large_sqlite_cache
 from outreach.state.models import BY_NAME
 from outreach.vocabulary import About, State
@@ -42,6 +43,12 @@ CHUNK_CUSTOMERS = 2000
 def limits_of(settings: Settings) -> policy.Limits:
     d = settings.delivery
     return policy.Limits(quiet_hours=d.quiet_hours, max_per_day=d.max_per_day, max_per_week=d.max_per_week)
+
+
+def sweep_fingerprint(rule: Rule) -> str:
+    """What a rule's sweep found depends on: the kind of record, the condition (its repr is the
+    typed tree) and the version of outreach that compiles it."""
+    return hashlib.sha256(f"{__version__}\0{rule.about}\0{rule.condition!r}".encode()).hexdigest()
 
 
 def rule_policy(rule: Rule, step: int = 1) -> policy.RulePolicy:
@@ -151,11 +158,13 @@ def find_candidates(
     customer_id: str | None = None,
     entity_ids: Sequence[str] | None = None,
     customer_ids: Sequence[str] | None = None,
+    since: Since | None = None,
 ) -> Candidates:
     """What RULE has to decide at NOW (optionally for one customer, or among ENTITY_IDS):
 
     - its matches the ledger knows nothing of: the rule's query carries an anti-join against the
-      ledger, so a match decided before never leaves the database;
+      ledger, so a match decided before never leaves the database; after a sweep (SINCE), only
+      among the records that can have become matches since (`outreach.state.sweeps`);
     - its held-back contacts whose new decision has come due (`ledger.held_due`), if they still
       match — those that no longer do end, cancelled;
     - the follow-up steps of its journeys that have come due, while `when` still holds and the
@@ -172,6 +181,7 @@ def find_candidates(
                 entity_ids=entity_ids,
                 restrict=ledger.undecided(rule.name),
                 customer_ids=customer_ids,
+                since=since,
             )
         ]
     )
@@ -334,20 +344,36 @@ def evaluate(
     A rule with `escalate: true` also opens a task for a person for every match it decides,
     whether or not a message can be sent (a cap or missing consent never hides a detractor from
     a person); with ANNOUNCE_TASKS their webhook is due at once.
+
+    Each rule's evaluation is a sweep (`outreach.state.sweeps`): once its decisions are
+    recorded, the next tick only looks at the records that can have become matches since.
     """
     every = Candidates()
+    conditions = {rule.name: sweep_fingerprint(rule) for rule in rules}
+    with engine.connect() as connection:
+        before = sweeps.usable(connection, conditions, now)
+    swept: list[sweeps.Sweep] = []
     for rule in rules:
         # One rule's query failing (a bad edit, a database error) must not stop the others.
         try:
             with engine.connect() as connection:
-                one = find_candidates(connection, rule, now)
+                horizon = sweeps.horizon(connection)
+                last = before.get(rule.name)
+                since = None if last is None else Since(last.swept_at, sweeps.written_since(last.horizon))
+                one = find_candidates(connection, rule, now, since=since)
         except Exception as exc:  # noqa: BLE001 - reported per rule, by name, in /healthz and the log
             log.error("rule_failed", rule=rule.name, error=describe(exc))
             every.failed[rule.name] = describe(exc)
             continue
         every.found.extend(one.found)
         every.ended.extend(one.ended)
-    return decide_candidates(engine, every, now, limits, announce_tasks=announce_tasks)
+        if horizon is not None:
+            swept.append(sweeps.Sweep(rule.name, conditions[rule.name], now, horizon))
+    result = decide_candidates(engine, every, now, limits, announce_tasks=announce_tasks)
+    if swept:
+        with engine.begin() as connection:
+            sweeps.record(connection, swept)
+    return result
 
 
 def evaluate_records(

@@ -19,6 +19,15 @@ from outreach.rules.to_sql import compile_sql
 from outreach.state.models import entity_table
 
 
+class Since(NamedTuple):
+    """An earlier sweep of the same condition, at the instant NOW, that saw every record WRITTEN
+    says false of (given its table): only the records written since, or of which the condition
+    did not hold at NOW, can be matches it did not find."""
+
+    now: datetime
+    written: Callable[[sa.Table], ColumnElement[bool]]
+
+
 class Match(NamedTuple):
     """A rule's condition holds for one entity (an order, a checkout, …) of one customer."""
 
@@ -36,14 +45,16 @@ def matches_query(
     entity_ids: Sequence[str] | None = None,
     restrict: Callable[[ColumnElement[Any]], ColumnElement[bool]] | None = None,
     customer_ids: Sequence[str] | None = None,
+    since: Since | None = None,
 ) -> Select[Any]:
     """SELECT entity id, customer id of every entity of kind ABOUT for which CONDITION holds at NOW.
 
     RESTRICT, given the entity's id column, adds a condition of the caller's (the ledger's
-    "not decided yet" anti-join, say)."""
+    "not decided yet" anti-join, say); SINCE leaves out what an earlier sweep already found."""
     entity = entity_table(about)
     customers = entity_table("customer")
     where = compile_sql(condition, dialect, now)
+    read = [entity]
     if about == "customer":
         query = sa.select(entity.c.id, entity.c.id).where(where)
         owner = entity.c.id
@@ -52,8 +63,12 @@ def matches_query(
         # The join costs a lookup per candidate row: only pay it when the rule reads the customer.
         if "customer" in paths_of(condition):
             query = query.join(customers, customers.c.id == entity.c.customer_id)
+            read.append(customers)
         query = query.where(where)
         owner = entity.c.customer_id
+    if since is not None:
+        held_then = sa.func.coalesce(compile_sql(condition, dialect, since.now), sa.false())
+        query = query.where(sa.or_(*(since.written(table) for table in read), sa.not_(held_then)))
     if customer_id is not None:
         query = query.where(owner == customer_id)
     if customer_ids is not None:
@@ -74,8 +89,10 @@ def find_matches(
     entity_ids: Sequence[str] | None = None,
     restrict: Callable[[ColumnElement[Any]], ColumnElement[bool]] | None = None,
     customer_ids: Sequence[str] | None = None,
+    since: Since | None = None,
 ) -> list[Match]:
-    """Every match of RULE at NOW (optionally for one customer, or among ENTITY_IDS), in one query."""
+    """Every match of RULE at NOW (optionally for one customer, or among ENTITY_IDS, or not
+    found by the sweep SINCE), in one query."""
     connection = bind.connection() if isinstance(bind, Session) else bind
     query = matches_query(
         rule.about,
@@ -86,6 +103,7 @@ def find_matches(
         entity_ids,
         restrict,
         customer_ids,
+        since,
     )
     # A large audience is 10^5 rows: fetch them in one driver call and build each Match with
     # tuple.__new__ (C) rather than the NamedTuple's Python-level __new__.

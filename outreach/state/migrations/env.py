@@ -3,7 +3,7 @@
 import sqlmodel
 from alembic import context
 
-from outreach.state import ledger, models, test_sends  # noqa: F401
+from outreach.state import ledger, models, sweeps, test_sends  # noqa: F401
 
 target_metadata = sqlmodel.SQLModel.metadata
 

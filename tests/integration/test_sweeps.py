@@ -1,0 +1,244 @@
+"""A tick after a sweep looks only at what can have changed, and misses nothing a whole sweep finds.
+
+On PostgreSQL a rule's evaluation remembers its instant and the database's horizon
+(`outreach.state.sweeps`); the next one leaves out every record written before it whose
+condition already held then. These tests change records, customers and the clock between ticks
+and check, after every tick, that every current match of every rule has its decision — on both
+databases, so SQLite (which sweeps whole) is the reference behaviour.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from outreach.delivery.decide import sweep_fingerprint
+from outreach.rules.evaluate import Since, find_matches
+from outreach.state import ledger, sweeps
+from outreach.state.db import make_engine
+from outreach.state.migrate import upgrade
+from outreach.state.models import Checkout, Customer, Order
+from tests.worlds import NOON, RULES, World, build_world, customer, insert, late_order
+
+# late-delivery and stalled-checkout read only their record, vip-welcome only the customer;
+# vip-late reads both, so a change of the customer alone can make an unchanged order match.
+SWEEP_RULES = (
+    RULES
+    + """
+  - name: vip-late
+    about: order
+    when: >
+      customer.attributes.tier == "vip" and order.delivered_at is null
+      and order.promised_at < now() - 6h
+    channels: [email]
+    template: notice
+    priority: 5
+"""
+)
+STEPS = (timedelta(minutes=15), timedelta(hours=1), timedelta(hours=7), timedelta(days=1))
+
+
+@pytest.fixture
+def postgres_engine(postgres_url: str) -> Iterator[Engine]:
+    engine = make_engine(postgres_url)
+    upgrade(engine)
+    yield engine
+    engine.dispose()
+
+
+def undecided_matches(world: World, now: datetime) -> dict[str, set[str]]:
+    """Per rule, the records that match at NOW (the bare query, no ledger) without a decision."""
+    missing: dict[str, set[str]] = {}
+    with world.engine.connect() as connection:
+        decided = {
+            (rule, entity)
+            for rule, entity in connection.execute(
+                sa.select(ledger.contacts.c.rule, ledger.contacts.c.entity_id).where(
+                    ledger.contacts.c.step == 1
+                )
+            )
+        }
+        for rule in world.app.load_rules():
+            found = {m.entity_id for m in find_matches(connection, rule, now)}
+            left = {entity for entity in found if (rule.name, entity) not in decided}
+            if left:
+                missing[rule.name] = left
+    return missing
+
+
+def update(engine: Engine, model: type, record_id: str, **values: object) -> None:
+    table = model.__table__  # type: ignore[attr-defined]
+    with engine.begin() as connection:
+        connection.execute(sa.update(table).where(table.c.id == record_id).values(**values))
+
+
+def churn(world: World, rng: random.Random, now: datetime, serial: int) -> None:
+    """Records and customers written between two ticks: new ones, changed ones, most left alone."""
+    engine = world.engine
+    people = [f"c{n}" for n in range(12)]
+    for n in range(rng.randint(0, 4)):
+        insert(
+            engine,
+            Order,
+            id=f"o{serial}-{n}",
+            customer_id=rng.choice(people),
+            status=rng.choice(["placed", "shipped", "cancelled"]),
+            promised_at=now + timedelta(hours=rng.randint(-72, 48)),
+            delivered_at=None,
+            total=10.0,
+            attributes={},
+        )
+    for n in range(rng.randint(0, 2)):
+        insert(
+            engine,
+            Checkout,
+            id=f"k{serial}-{n}",
+            customer_id=rng.choice(people),
+            started_at=now + timedelta(minutes=rng.randint(-300, 60)),
+            completed_at=None,
+            items=[],
+            attributes={},
+        )
+    with engine.connect() as connection:
+        orders = sorted(connection.execute(sa.select(Order.__table__.c.id)).scalars())  # type: ignore[attr-defined]
+    for oid in rng.sample(orders, k=min(len(orders), rng.randint(0, 3))):
+        change = rng.choice(["deliver", "undeliver", "promise", "cancel"])
+        if change == "deliver":
+            update(engine, Order, oid, delivered_at=now)
+        elif change == "undeliver":
+            update(engine, Order, oid, delivered_at=None, status="shipped")
+        elif change == "promise":
+            update(engine, Order, oid, promised_at=now + timedelta(hours=rng.randint(-60, 30)))
+        else:
+            update(engine, Order, oid, status="cancelled")
+    for cid in rng.sample(people, k=rng.randint(0, 2)):
+        update(engine, Customer, cid, attributes={"tier": rng.choice(["vip", "basic"])})
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_every_match_is_decided_after_every_tick_while_records_customers_and_time_change(
+    tmp_path: Path, database_url: str, engine: Engine, seed: int
+) -> None:
+    world = build_world(tmp_path, database_url, rules=SWEEP_RULES)
+    rng = random.Random(seed)
+    for n in range(12):
+        customer(world.engine, f"c{n}", attributes={"tier": "vip"} if n % 4 == 0 else {})
+    now = NOON
+    for serial in range(10):
+        churn(world, rng, now, serial)
+        world.evaluate(now)
+        assert undecided_matches(world, now) == {}, f"tick {serial} at {now:%d %H:%M}"
+        now += rng.choice(STEPS)
+    if world.engine.dialect.name == "postgresql":  # every tick after the first built on a sweep
+        with world.engine.connect() as connection:
+            recorded = connection.execute(
+                sa.select(sweeps.rule_sweeps.c.rule, sweeps.rule_sweeps.c.swept_at)
+            ).all()
+        assert {rule for rule, _at in recorded} == {
+            "late-delivery",
+            "stalled-checkout",
+            "detractor-follow-up",
+            "vip-welcome",
+            "vip-late",
+        }
+
+
+@pytest.mark.postgres
+def test_the_query_after_a_sweep_reads_only_records_written_since_or_come_due_by_time(
+    tmp_path: Path, postgres_url: str, postgres_engine: Engine
+) -> None:
+    world = build_world(tmp_path, postgres_url, rules=SWEEP_RULES)
+    customer(world.engine, "c1")
+    for n in range(20):
+        late_order(world.engine, f"late-{n}", "c1")
+    # Promised 20 hours ago: late (more than a day) only in 5 hours.
+    insert(
+        world.engine,
+        Order,
+        id="soon",
+        customer_id="c1",
+        status="shipped",
+        promised_at=NOON - timedelta(hours=20),
+        total=1.0,
+        attributes={},
+    )
+    sweep_past_every_write(world, NOON)
+    update(world.engine, Order, "late-3", carrier="new carrier")
+    late_order(world.engine, "new", "c1")
+    later = NOON + timedelta(hours=5)
+    [rule] = [r for r in world.app.load_rules() if r.name == "late-delivery"]
+    with world.engine.connect() as connection:
+        [sweep] = sweeps.usable(connection, {rule.name: sweep_fingerprint(rule)}, later).values()
+        since = Since(sweep.swept_at, sweeps.written_since(sweep.horizon))
+        narrowed = {m.entity_id for m in find_matches(connection, rule, later, since=since)}
+        whole = {m.entity_id for m in find_matches(connection, rule, later)}
+    assert narrowed == {"late-3", "new", "soon"}
+    assert len(whole) == 22
+
+
+@pytest.mark.postgres
+def test_a_record_written_by_a_load_still_running_during_a_sweep_is_decided_at_the_next(
+    tmp_path: Path, postgres_url: str, postgres_engine: Engine
+) -> None:
+    world = build_world(tmp_path, postgres_url, rules=SWEEP_RULES)
+    customer(world.engine, "c1")
+    late_order(world.engine, "seen", "c1")
+    with world.engine.connect() as load:
+        loading = load.begin()
+        load.execute(
+            sa.insert(Order.__table__).values(  # type: ignore[attr-defined]
+                id="in-flight",
+                customer_id="c1",
+                status="shipped",
+                promised_at=NOON - timedelta(days=2),
+                total=1.0,
+                attributes={},
+            )
+        )
+        customer(world.engine, "c2")  # written after the load began, committed before the sweep
+        world.evaluate(NOON)  # the load has not committed: this sweep cannot see its order
+        loading.commit()
+    assert undecided_matches(world, NOON) == {"late-delivery": {"in-flight"}}
+    world.evaluate(NOON + timedelta(minutes=15))
+    assert undecided_matches(world, NOON + timedelta(minutes=15)) == {}
+
+
+def test_a_rule_whose_condition_changed_is_swept_whole(
+    tmp_path: Path, database_url: str, engine: Engine
+) -> None:
+    world = build_world(tmp_path, database_url, rules=RULES.replace("now() - 1d", "now() - 3d"))
+    customer(world.engine, "c1")
+    late_order(world.engine, "two-days-late", "c1")  # promised two days ago: not late by three
+    world.evaluate(NOON)
+    assert undecided_matches(world, NOON) == {}
+    (tmp_path / "rules" / "rules.yaml").write_text(RULES, encoding="utf-8")  # late by one day again
+    world.evaluate(NOON + timedelta(minutes=15))
+    assert ledger_entities(world.engine, "late-delivery") == {"two-days-late"}
+
+
+def sweep_past_every_write(world: World, now: datetime) -> None:
+    """A sweep at NOW whose horizon lies past every order written so far. Another test's
+    transaction still running on the server holds the horizon back (a sweep cannot know what
+    such a transaction wrote): sweep again until none from before is left."""
+    for _attempt in range(100):
+        world.evaluate(now)
+        with world.engine.connect() as connection:
+            newest = connection.exec_driver_sql("SELECT max(xmin::text::bigint) FROM orders").scalar_one()
+            horizon = connection.execute(sa.select(sa.func.min(sweeps.rule_sweeps.c.horizon))).scalar_one()
+        if horizon % 2**32 > newest:
+            return
+        time.sleep(0.05)
+    pytest.fail("another transaction on the server ran through 100 sweeps")
+
+
+def ledger_entities(engine: Engine, rule: str) -> set[str]:
+    with engine.connect() as connection:
+        query = sa.select(ledger.contacts.c.entity_id).where(ledger.contacts.c.rule == rule)
+        return set(connection.execute(query).scalars())
