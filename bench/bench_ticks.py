@@ -8,7 +8,7 @@
    ingest`, one process per file, into DATA/ticks.db, or on PostgreSQL into a database of its
    own, `outreach_bench_CUSTOMERS` on the server of --database-url (dropped and created again;
    then VACUUM ANALYZE, as autovacuum would). --skip-ingest reuses what an earlier run loaded.
-2. The ledger is emptied and sending paused (`outreach.controls.pause`): a tick then evaluates,
+2. The ledger (and the rules' sweeps) emptied and sending paused (`outreach.controls.pause`): a tick then evaluates,
    decides and records, and the dispatcher stops at the pause.
 3. First tick at --now, in a child process of its own (the peak RSS the kernel recorded for it,
    from wait4): `outreach.tick.run_tick`, what the daemon's rule jobs run — decide + record,
@@ -24,7 +24,12 @@
 6. The ledger grown with rows of earlier weeks (--ledger-rows, default 0, 250k, 500k, 1M more):
    copies of the first tick's rows for other records, as a ledger of past ticks would hold them
    (sent, cancelled, held out, still suppressed; the stalled-checkout journeys' second steps),
-   and a steady tick against the bare queries at each size.
+   and a steady tick against the bare queries at each size; on PostgreSQL also, at each size, a
+   tick that sweeps whole (the rules' sweeps forgotten first: what a tick cost before it built
+   on the last sweep, and what SQLite does), in turn with the other two.
+7. --churn N,M,…: before each steady tick, N undelivered orders rewritten unchanged (new row
+   versions, most of them decided already), then the tick beside the bare queries: what a tick
+   costs when that much was written since the last.
 
 Targets at 1,000,000 customers: steady tick ≤ 1.5× the bare queries (in process and as a
 process), first tick ≥ 50,000 decisions recorded per second and ≤ 5× the bare queries, peak
@@ -282,6 +287,12 @@ def pad_ledger(app: Any, first: datetime, rows: int, week: int) -> int:
     return week
 
 
+def whole_text(point: dict[str, Any]) -> str:
+    if "whole_ms" not in point:
+        return ""
+    return f"; sweeping whole {point['whole_ms']:,.1f} ms, ratio {point['whole_ratio']:.2f}"
+
+
 # -- measuring --------------------------------------------------------------------------------------
 
 
@@ -296,26 +307,41 @@ def bare_queries(app: Any, rules: list[Any], now: datetime) -> tuple[int, float]
     return matches, time.perf_counter() - started
 
 
-def steady_in_process(app: Any, rules: list[Any], instants: list[datetime]) -> dict[str, Any]:
-    """A steady tick at each instant beside the bare queries at the same instant, in ABBA order."""
+def forget_sweeps(app: Any) -> None:
+    """The next tick evaluates every rule over all its matches, as if none had been swept."""
+    with app.engine.begin() as connection:
+        connection.exec_driver_sql("DELETE FROM rule_sweeps")
+
+
+def steady_in_process(
+    app: Any, rules: list[Any], instants: list[datetime], whole: bool = False
+) -> dict[str, Any]:
+    """A steady tick at each instant beside the bare queries at the same instant, in ABBA order;
+    with WHOLE (PostgreSQL) also a tick that sweeps whole (its rules' sweeps forgotten first),
+    at the same instant, before or after the other in turn."""
     from outreach.tick import run_tick
 
     bare: list[float] = []
     ticks: list[float] = []
+    wholes: list[float] = []
     recorded: list[int] = []
     matches = 0
     for index, at in enumerate(instants):
-        order = ("bare", "tick") if index % 2 == 0 else ("tick", "bare")
+        order = ["bare", "tick"] if index % 2 == 0 else ["tick", "bare"]
+        if whole:
+            order.insert(index % 3, "whole")
         for what in order:
             if what == "bare":
                 matches, seconds = bare_queries(app, rules, at)
                 bare.append(seconds)
-            else:
-                started = time.perf_counter()
-                report = run_tick(app, rules, at)
-                ticks.append(time.perf_counter() - started)
-                recorded.append(report.decided.recorded)
-    return {
+                continue
+            if what == "whole":
+                forget_sweeps(app)
+            started = time.perf_counter()
+            report = run_tick(app, rules, at)
+            (wholes if what == "whole" else ticks).append(time.perf_counter() - started)
+            recorded.append(report.decided.recorded)
+    figures = {
         "matches": matches,
         "bare_ms": statistics.median(bare) * 1000,
         "tick_ms": statistics.median(ticks) * 1000,
@@ -323,6 +349,47 @@ def steady_in_process(app: Any, rules: list[Any], instants: list[datetime]) -> d
         "recorded": recorded,
         "bare_all_ms": [round(s * 1000, 1) for s in bare],
         "tick_all_ms": [round(s * 1000, 1) for s in ticks],
+    }
+    if wholes:
+        figures |= {
+            "whole_ms": statistics.median(wholes) * 1000,
+            "whole_ratio": statistics.median(wholes) / statistics.median(bare),
+            "whole_all_ms": [round(s * 1000, 1) for s in wholes],
+        }
+    return figures
+
+
+def churned_ticks(app: Any, rules: list[Any], instants: list[datetime], count: int) -> dict[str, Any]:
+    """At each instant, COUNT undelivered orders (late-delivery's candidates, most of them decided
+    already) rewritten unchanged, as a load that sends them again does, then a steady tick beside
+    the bare queries, in ABBA order: what a tick costs when that much has changed since the last."""
+    import sqlalchemy as sa
+
+    from outreach.tick import run_tick
+
+    rewrite = sa.text(
+        "UPDATE orders SET carrier = carrier WHERE id IN"
+        " (SELECT id FROM orders WHERE delivered_at IS NULL ORDER BY id LIMIT :count)"
+    )
+    figures: dict[str, list[float]] = {"tick": [], "bare": []}
+    for index, at in enumerate(instants):
+        with app.engine.begin() as connection:
+            connection.execute(rewrite, {"count": count})
+        order = ("bare", "tick") if index % 2 == 0 else ("tick", "bare")
+        for what in order:
+            started = time.perf_counter()
+            if what == "bare":
+                bare_queries(app, rules, at)
+            else:
+                run_tick(app, rules, at)
+            figures[what].append((time.perf_counter() - started) * 1000)
+    return {
+        "rewritten": count,
+        "tick_ms": statistics.median(figures["tick"]),
+        "bare_ms": statistics.median(figures["bare"]),
+        "ratio": statistics.median(figures["tick"]) / statistics.median(figures["bare"]),
+        "tick_all_ms": [round(ms, 1) for ms in figures["tick"]],
+        "bare_all_ms": [round(ms, 1) for ms in figures["bare"]],
     }
 
 
@@ -373,6 +440,11 @@ def main() -> None:
         help="rows of earlier weeks the ledger is grown by, in turn (comma-separated; empty: skip)",
     )
     parser.add_argument("--growth-rounds", type=int, default=4, help="steady ticks timed at each ledger size")
+    parser.add_argument(
+        "--churn",
+        default="",
+        help="orders rewritten before a steady tick, in turn, after the ledger has grown (comma-separated)",
+    )
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
     parser.add_argument("--child", choices=("bare", "tick"), help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -392,6 +464,7 @@ def main() -> None:
         parsed = make_url(args.database_url).set(database=f"outreach_bench_{args.customers}")
         url = parsed.render_as_string(hide_password=False)
         database = "postgresql"
+    postgres = database == "postgresql"
     environment = {
         **os.environ,
         "OUTREACH_DATABASE__URL": url,
@@ -488,14 +561,30 @@ def main() -> None:
             )
         instants = [at + EVERY * (i + 1) for i in range(args.growth_rounds)]
         at = instants[-1]
-        point = steady_in_process(app, rules, instants) | {"padding": padded, "ledger_rows": ledger_rows(app)}
+        point = steady_in_process(app, rules, instants, whole=postgres) | {
+            "padding": padded,
+            "ledger_rows": ledger_rows(app),
+        }
         growth.append(point)
         print(
             f"  ledger {point['ledger_rows']:>9,} rows: steady tick {point['tick_ms']:,.1f} ms, bare queries"
-            f" {point['bare_ms']:,.1f} ms, ratio {point['ratio']:.2f}",
+            f" {point['bare_ms']:,.1f} ms, ratio {point['ratio']:.2f}" + whole_text(point),
             flush=True,
         )
     figures["growth"] = growth
+
+    churned: list[dict[str, Any]] = []
+    for count in [int(n) for n in args.churn.split(",") if n.strip()]:
+        instants = [at + EVERY * (i + 1) for i in range(args.growth_rounds)]
+        at = instants[-1]
+        point = churned_ticks(app, rules, instants, count)
+        churned.append(point)
+        print(
+            f"  {count:>9,} orders rewritten before each tick: steady tick {point['tick_ms']:,.1f} ms,"
+            f" bare queries {point['bare_ms']:,.1f} ms, ratio {point['ratio']:.2f}",
+            flush=True,
+        )
+    figures["churn"] = churned
     print("  load average: {:.1f} {:.1f} {:.1f}".format(*os.getloadavg()), flush=True)
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2, default=str) + "\n")
