@@ -163,28 +163,30 @@ def find_candidates(
     """What RULE has to decide at NOW (optionally for one customer, or among ENTITY_IDS):
 
     - its matches the ledger knows nothing of: the rule's query carries an anti-join against the
-      ledger, so a match decided before never leaves the database; after a sweep (SINCE), only
-      among the records that can have become matches since (`outreach.state.sweeps`);
+      ledger, so a match decided before never leaves the database; after a sweep (SINCE), the
+      records that can have become matches since (`outreach.state.sweeps`), looked up in the
+      ledger by key;
     - its held-back contacts whose new decision has come due (`ledger.held_due`), if they still
       match — those that no longer do end, cancelled;
     - the follow-up steps of its journeys that have come due, while `when` still holds and the
       goal is not met.
     """
-    found = Candidates(
-        [
-            Found(rule, m.customer_id, m.entity_id)
-            for m in find_matches(
-                connection,
-                rule,
-                now,
-                customer_id=customer_id,
-                entity_ids=entity_ids,
-                restrict=ledger.undecided(rule.name),
-                customer_ids=customer_ids,
-                since=since,
-            )
-        ]
+    matches = find_matches(
+        connection,
+        rule,
+        now,
+        customer_id=customer_id,
+        entity_ids=entity_ids,
+        customer_ids=customer_ids,
+        restrict=ledger.undecided(rule.name) if since is None else None,
+        since=since,
     )
+    if since is not None:
+        # The few records a sweep leaves are checked against the ledger by key, not joined to it:
+        # the planner cannot tell how few they are, and would hash every contact of the rule.
+        known = ledger.decided_among(connection, rule.name, [m.entity_id for m in matches])
+        matches = [m for m in matches if m.entity_id not in known]
+    found = Candidates([Found(rule, m.customer_id, m.entity_id) for m in matches])
     held = ledger.held_due(connection, rule.name, now, customer_id=customer_id, customer_ids=customer_ids)
     if entity_ids is not None:
         wanted = set(entity_ids)

@@ -406,6 +406,20 @@ def undecided(rule: str) -> Callable[[sa.ColumnElement[Any]], sa.ColumnElement[b
     return condition
 
 
+def decided_among(connection: Connection, rule: str, entity_ids: Iterable[str]) -> set[str]:
+    """Of ENTITY_IDS, those RULE has decided something about: `undecided`'s check, by key, for
+    records already in hand (a few, after a sweep), one index probe each."""
+    wanted = set(entity_ids)
+    if not wanted:
+        return set()
+    query = sa.select(contacts.c.entity_id).where(
+        contacts.c.rule == rule,
+        contacts.c.step == 1,
+        among(connection.dialect.name, contacts.c.entity_id, wanted),
+    )
+    return {str(entity) for entity in connection.execute(query).scalars()}
+
+
 class Known(NamedTuple):
     """What the ledger holds for the latest contact of a rule's journey about a record."""
 
