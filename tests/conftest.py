@@ -56,10 +56,20 @@ def database_url(request: pytest.FixtureRequest) -> str:
     return request.getfixturevalue(name)
 
 
-@pytest.fixture
-def engine(database_url: str) -> Iterator[Engine]:
-    """A migrated engine on each database."""
-    engine = make_engine(database_url)
+def _migrated(url: str) -> Iterator[Engine]:
+    engine = make_engine(url)
     upgrade(engine)
     yield engine
     engine.dispose()
+
+
+@pytest.fixture
+def engine(database_url: str) -> Iterator[Engine]:
+    """A migrated engine on each database."""
+    yield from _migrated(database_url)
+
+
+@pytest.fixture
+def postgres_engine(postgres_url: str) -> Iterator[Engine]:
+    """A migrated engine on PostgreSQL only."""
+    yield from _migrated(postgres_url)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -22,8 +21,6 @@ from sqlalchemy.engine import Engine
 from outreach.delivery.decide import sweep_fingerprint
 from outreach.rules.evaluate import Since, find_matches
 from outreach.state import ledger, sweeps
-from outreach.state.db import make_engine
-from outreach.state.migrate import upgrade
 from outreach.state.models import Checkout, Customer, Order
 from tests.worlds import NOON, RULES, World, build_world, customer, insert, late_order
 
@@ -43,14 +40,6 @@ SWEEP_RULES = (
 """
 )
 STEPS = (timedelta(minutes=15), timedelta(hours=1), timedelta(hours=7), timedelta(days=1))
-
-
-@pytest.fixture
-def postgres_engine(postgres_url: str) -> Iterator[Engine]:
-    engine = make_engine(postgres_url)
-    upgrade(engine)
-    yield engine
-    engine.dispose()
 
 
 def undecided_matches(world: World, now: datetime) -> dict[str, set[str]]:
