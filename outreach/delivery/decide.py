@@ -19,9 +19,11 @@ from functools import lru_cache
 from typing import Any, NamedTuple
 
 import structlog
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection, Engine
 
-from outreach import __version__, policy
+from outreach import policy
+from outreach.clock import EARLIEST
 from outreach.delivery.tasks import CONTACT_FIELDS, task_detail, task_summary
 from outreach.errors import describe
 from outreach.memory import collector_paused
@@ -46,9 +48,13 @@ def limits_of(settings: Settings) -> policy.Limits:
 
 
 def sweep_fingerprint(rule: Rule) -> str:
-    """What a rule's sweep found depends on: the kind of record, the condition (its repr is the
-    typed tree) and the version of outreach that compiles it."""
-    return hashlib.sha256(f"{__version__}\0{rule.about}\0{rule.condition!r}".encode()).hexdigest()
+    """What a rule's sweep found depends on: its query, as outreach compiles it for PostgreSQL at
+    a fixed instant, with its parameters. A changed `when`, or a change in the compiler or the
+    tables, gives another, and the rule is swept whole again."""
+    query = matches_query(rule.about, rule.condition, "postgresql", EARLIEST)
+    compiled = query.compile(dialect=postgresql.dialect())  # type: ignore[no-untyped-call]
+    parameters = sorted((name, repr(value)) for name, value in compiled.params.items())
+    return hashlib.sha256(f"{compiled}\0{parameters!r}".encode()).hexdigest()
 
 
 def rule_policy(rule: Rule, step: int = 1) -> policy.RulePolicy:
@@ -353,7 +359,7 @@ def evaluate(
     every = Candidates()
     conditions = {rule.name: sweep_fingerprint(rule) for rule in rules}
     with engine.connect() as connection:
-        before = sweeps.usable(connection, conditions, now)
+        before = sweeps.usable(connection, conditions)
     swept: list[sweeps.Sweep] = []
     for rule in rules:
         # One rule's query failing (a bad edit, a database error) must not stop the others.
@@ -370,7 +376,7 @@ def evaluate(
         every.found.extend(one.found)
         every.ended.extend(one.ended)
         if horizon is not None:
-            swept.append(sweeps.Sweep(rule.name, conditions[rule.name], now, horizon))
+            swept.append(sweeps.Sweep(rule.name, conditions[rule.name], now, *horizon))
     result = decide_candidates(engine, every, now, limits, announce_tasks=announce_tasks)
     if swept:
         with engine.begin() as connection:

@@ -15,8 +15,9 @@ database's: on PostgreSQL every row version carries the id of the transaction th
 exact even for a load that was still running when the sweep read. SQLite keeps no such thing:
 there a rule is swept whole at every tick.
 
-A sweep is only used by the rule it was made for, with the same condition (a changed `when`, a
-new version of outreach sweeps whole again), at a later instant, within 2^30 transactions.
+A sweep is only used by the rule it was made for, with the same condition (a changed `when`, or
+a change in how outreach compiles it, sweeps whole again), on the same database (a restore or a
+cutover to another server sweeps whole), within 2^30 transactions.
 """
 
 from __future__ import annotations
@@ -52,9 +53,19 @@ class RuleSweep(SQLModel, table=True):
     condition: str  # what the matches depend on (`outreach.delivery.decide.sweep_fingerprint`)
     swept_at: datetime = Field(sa_type=UTCDateTime, nullable=False)
     horizon: int = Field(sa_type=BigInteger, nullable=False)
+    # Which database the horizon counts the transactions of: the server's system identifier and
+    # the database's oid (`_WHERE_AND_WHEN`).
+    database: str
 
 
 rule_sweeps = table_of(RuleSweep)
+
+
+class Horizon(NamedTuple):
+    """Every transaction of DATABASE below XID had ended when it was read."""
+
+    xid: int
+    database: str
 
 
 class Sweep(NamedTuple):
@@ -62,54 +73,65 @@ class Sweep(NamedTuple):
     condition: str
     swept_at: datetime
     horizon: int
+    database: str
 
 
-def horizon(connection: Connection) -> int | None:
+# A snapshot's bounds (64 bits: epoch and xid) and the database they count in. The system
+# identifier is new with every cluster (initdb; a logical replica has its own), the oid with every
+# database (a pg_restore into a new one): on another database the same xids mean other writes.
+_WHERE_AND_WHEN = (
+    "SELECT pg_snapshot_{bound}(pg_current_snapshot())::text,"
+    " (SELECT system_identifier FROM pg_control_system())::text || '/' ||"
+    " (SELECT oid FROM pg_database WHERE datname = current_database())::text"
+)
+
+
+def _read(connection: Connection, bound: str) -> Horizon:
+    xid, database = connection.exec_driver_sql(_WHERE_AND_WHEN.format(bound=bound)).one()
+    return Horizon(int(xid), str(database))
+
+
+def horizon(connection: Connection) -> Horizon | None:
     """Read before a sweep's query: every transaction below it had ended, so what it wrote is
     what the query sees; None where the database cannot tell (SQLite)."""
     if connection.dialect.name != "postgresql":
         return None
-    return int(
-        connection.exec_driver_sql("SELECT pg_snapshot_xmin(pg_current_snapshot())::text").scalar_one()
-    )
+    return _read(connection, "xmin")
 
 
-def usable(connection: Connection, wanted: Mapping[str, str], now: datetime) -> dict[str, Sweep]:
-    """The last sweeps of the rules of WANTED (rule → fingerprint) that a sweep at NOW may build on."""
+def usable(connection: Connection, wanted: Mapping[str, str]) -> dict[str, Sweep]:
+    """The last sweeps of the rules of WANTED (rule → fingerprint) that a sweep may build on.
+
+    The instant of the sweep does not matter: a record that matches now and did not then is in
+    the query either way, so a clock set back (or a worker's clock ahead) costs nothing."""
     if connection.dialect.name != "postgresql" or not wanted:
         return {}
-    newest = int(
-        connection.exec_driver_sql("SELECT pg_snapshot_xmax(pg_current_snapshot())::text").scalar_one()
-    )
+    newest = _read(connection, "xmax")
     query = sa.select(rule_sweeps).where(rule_sweeps.c.rule.in_(sorted(wanted)))
     found = {}
     for row in connection.execute(query):
-        sweep = Sweep(row.rule, row.condition, row.swept_at, row.horizon)
+        sweep = Sweep(row.rule, row.condition, row.swept_at, row.horizon, row.database)
         if (
             sweep.condition == wanted[sweep.rule]
-            and sweep.swept_at <= now
-            and 0 <= newest - sweep.horizon < _OLDEST_USABLE
+            and sweep.database == newest.database
+            and 0 <= newest.xid - sweep.horizon < _OLDEST_USABLE
         ):
             found[sweep.rule] = sweep
     return found
 
 
 def record(connection: Connection, sweeps: Sequence[Sweep]) -> None:
-    """Remember SWEEPS, once every decision they found is committed; a rule keeps its newest."""
+    """Remember SWEEPS, once every decision they found is committed.
+
+    Every such sweep is one the next may build on, whichever of two racing workers wrote last:
+    each decided every match it saw before it was recorded."""
     for sweep in sweeps:
         statement = postgresql.insert(rule_sweeps).values(sweep._asdict())
         excluded = statement.excluded
         connection.execute(
             statement.on_conflict_do_update(
                 index_elements=["rule"],
-                set_={
-                    "condition": excluded.condition,
-                    "swept_at": excluded.swept_at,
-                    "horizon": excluded.horizon,
-                },
-                where=sa.or_(
-                    rule_sweeps.c.condition != excluded.condition, rule_sweeps.c.swept_at <= excluded.swept_at
-                ),
+                set_={name: excluded[name] for name in Sweep._fields if name != "rule"},
             )
         )
 

@@ -9,8 +9,14 @@ databases, so SQLite (which sweeps whole) is the reference behaviour.
 
 from __future__ import annotations
 
+import json
+import os
 import random
+import subprocess
+import sys
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -20,12 +26,15 @@ from sqlalchemy.engine import Engine
 
 from outreach.delivery.decide import sweep_fingerprint
 from outreach.rules.evaluate import Since, find_matches
+from outreach.rules.loader import load_rules
 from outreach.state import ledger, sweeps
 from outreach.state.models import Checkout, Customer, Order
-from tests.worlds import NOON, RULES, World, build_world, customer, insert, late_order
+from tests.worlds import NOON, RULES, World, build_world, customer, insert, late_order, write_world
 
 # late-delivery and stalled-checkout read only their record, vip-welcome only the customer;
 # vip-late reads both, so a change of the customer alone can make an unchanged order match.
+# gold-or-very-late is unknown (SQL's NULL, not false) for a customer without a tier until its
+# order is two days late: it comes true by time from unknown, not from false.
 SWEEP_RULES = (
     RULES
     + """
@@ -37,8 +46,25 @@ SWEEP_RULES = (
     channels: [email]
     template: notice
     priority: 5
+
+  - name: gold-or-very-late
+    about: order
+    when: >
+      order.delivered_at is null
+      and (customer.attributes.tier == "gold" or order.promised_at < now() - 2d)
+    channels: [email]
+    template: notice
+    priority: 4
 """
 )
+SWEEP_RULE_NAMES = {
+    "late-delivery",
+    "stalled-checkout",
+    "detractor-follow-up",
+    "vip-welcome",
+    "vip-late",
+    "gold-or-very-late",
+}
 STEPS = (timedelta(minutes=15), timedelta(hours=1), timedelta(hours=7), timedelta(days=1))
 
 
@@ -108,7 +134,7 @@ def churn(world: World, rng: random.Random, now: datetime, serial: int) -> None:
         else:
             update(engine, Order, oid, status="cancelled")
     for cid in rng.sample(people, k=rng.randint(0, 2)):
-        update(engine, Customer, cid, attributes={"tier": rng.choice(["vip", "basic"])})
+        update(engine, Customer, cid, attributes={"tier": rng.choice(["vip", "gold", "basic"])})
 
 
 @pytest.mark.parametrize("seed", range(4))
@@ -130,13 +156,7 @@ def test_every_match_is_decided_after_every_tick_while_records_customers_and_tim
             recorded = connection.execute(
                 sa.select(sweeps.rule_sweeps.c.rule, sweeps.rule_sweeps.c.swept_at)
             ).all()
-        assert {rule for rule, _at in recorded} == {
-            "late-delivery",
-            "stalled-checkout",
-            "detractor-follow-up",
-            "vip-welcome",
-            "vip-late",
-        }
+        assert {rule for rule, _at in recorded} == SWEEP_RULE_NAMES
 
 
 @pytest.mark.postgres
@@ -164,7 +184,7 @@ def test_the_query_after_a_sweep_reads_only_records_written_since_or_come_due_by
     later = NOON + timedelta(hours=5)
     [rule] = [r for r in world.app.load_rules() if r.name == "late-delivery"]
     with world.engine.connect() as connection:
-        [sweep] = sweeps.usable(connection, {rule.name: sweep_fingerprint(rule)}, later).values()
+        [sweep] = sweeps.usable(connection, {rule.name: sweep_fingerprint(rule)}).values()
         since = Since(sweep.swept_at, sweeps.written_since(sweep.horizon))
         narrowed = {m.entity_id for m in find_matches(connection, rule, later, since=since)}
         whole = {m.entity_id for m in find_matches(connection, rule, later)}
@@ -231,3 +251,109 @@ def ledger_entities(engine: Engine, rule: str) -> set[str]:
     with engine.connect() as connection:
         query = sa.select(ledger.contacts.c.entity_id).where(ledger.contacts.c.rule == rule)
         return set(connection.execute(query).scalars())
+
+
+@pytest.mark.postgres
+def test_a_tick_builds_on_the_sweep_until_its_row_is_deleted(
+    tmp_path: Path, postgres_url: str, postgres_engine: Engine
+) -> None:
+    # What the README says: a ledger row deleted by hand is not decided again while the rule's
+    # sweep stands, because the record was seen; deleting the sweep's row sweeps whole.
+    world = build_world(tmp_path, postgres_url, rules=SWEEP_RULES)
+    customer(world.engine, "c1")
+    late_order(world.engine, "late", "c1")
+    sweep_past_every_write(world, NOON)
+    with world.engine.begin() as connection:
+        connection.execute(sa.delete(ledger.contacts).where(ledger.contacts.c.rule == "late-delivery"))
+    world.evaluate(NOON + timedelta(minutes=15))
+    assert ledger_entities(world.engine, "late-delivery") == set()
+    with world.engine.begin() as connection:
+        connection.execute(sa.delete(sweeps.rule_sweeps).where(sweeps.rule_sweeps.c.rule == "late-delivery"))
+    world.evaluate(NOON + timedelta(minutes=30))
+    assert ledger_entities(world.engine, "late-delivery") == {"late"}
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize(
+    ("change", "used"),
+    [
+        ({}, True),
+        ({"swept_at": NOON + timedelta(days=1)}, True),  # a sweep "after" the tick: a clock set back
+        ({"horizon": sweeps.rule_sweeps.c.horizon - 2**30 - 1}, False),  # too old to compare xids
+        ({"horizon": sweeps.rule_sweeps.c.horizon + 2**20}, False),  # ahead of the server: a restore
+        ({"database": "7000000000000000000/16384"}, False),  # another server or database
+        ({"condition": "an older compiler"}, False),
+    ],
+    ids=["as-recorded", "later-instant", "too-old", "ahead", "other-database", "other-query"],
+)
+def test_a_sweep_is_built_on_only_on_the_database_and_query_it_was_made_for(
+    tmp_path: Path, postgres_url: str, postgres_engine: Engine, change: dict[str, object], used: bool
+) -> None:
+    world = build_world(tmp_path, postgres_url, rules=SWEEP_RULES)
+    customer(world.engine, "c1")
+    world.evaluate(NOON)
+    [rule] = [r for r in world.app.load_rules() if r.name == "late-delivery"]
+    with world.engine.begin() as connection:
+        table = sweeps.rule_sweeps
+        if change:
+            connection.execute(sa.update(table).where(table.c.rule == rule.name).values(**change))
+        found = sweeps.usable(connection, {rule.name: sweep_fingerprint(rule)})
+    assert (rule.name in found) is used
+
+
+@pytest.mark.postgres
+def test_ticks_racing_on_one_database_decide_every_match_once(
+    tmp_path: Path, postgres_url: str, postgres_engine: Engine
+) -> None:
+    # Two workers evaluate the same rules at the same instant; whichever records its sweep last,
+    # the next round builds on a sweep that saw everything it claims to have seen.
+    world = build_world(tmp_path, postgres_url, rules=SWEEP_RULES)
+    for n in range(12):
+        customer(world.engine, f"c{n}", attributes={"tier": "vip"} if n % 4 == 0 else {})
+    rng = random.Random(7)
+    now = NOON
+    for serial in range(6):
+        churn(world, rng, now, serial)
+        start = threading.Barrier(2)
+
+        def tick(at: datetime = now, start: threading.Barrier = start) -> None:
+            start.wait()
+            world.evaluate(at)
+
+        with ThreadPoolExecutor(2) as pool:
+            for future in [pool.submit(tick) for _ in range(2)]:
+                future.result()
+        assert undecided_matches(world, now) == {}, f"round {serial}"
+        now += rng.choice(STEPS)
+    with world.engine.connect() as connection:
+        keys = connection.execute(
+            sa.select(ledger.contacts.c.rule, ledger.contacts.c.entity_id, ledger.contacts.c.step)
+        ).all()
+    assert len(keys) == len(set(keys)) > 0
+
+
+def test_a_rules_fingerprint_is_its_query_the_same_in_every_process(tmp_path: Path) -> None:
+    # A fingerprint that differed between two `outreach run` processes would make every tick
+    # sweep whole; one that ignored the query would let a changed rule build on an old sweep.
+    def fingerprints(rules: str) -> dict[str, str]:
+        write_world(tmp_path / "w", rules)
+        return {rule.name: sweep_fingerprint(rule) for rule in load_rules(tmp_path / "w" / "rules").rules}
+
+    here = fingerprints(SWEEP_RULES)
+    assert fingerprints(SWEEP_RULES.replace("now() - 1d", "now() - 24h")) == here  # the same query
+    moved = fingerprints(SWEEP_RULES.replace("now() - 1d", "now() - 25h"))
+    assert {name for name in here if moved[name] != here[name]} == {"late-delivery"}
+    script = (
+        "import json, sys; from pathlib import Path; from outreach.rules.loader import load_rules;"
+        " from outreach.delivery.decide import sweep_fingerprint;"
+        " print(json.dumps({r.name: sweep_fingerprint(r) for r in load_rules(Path(sys.argv[1])).rules}))"
+    )
+    for seed in ("1", "2"):
+        shown = subprocess.run(
+            [sys.executable, "-c", script, str(tmp_path / "w" / "rules")],
+            env={**os.environ, "PYTHONHASHSEED": seed},
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        assert json.loads(shown.stdout) == moved
