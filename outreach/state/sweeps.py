@@ -86,16 +86,24 @@ _WHERE_AND_WHEN = (
 )
 
 
-def _read(connection: Connection, bound: str) -> Horizon:
+def _read(connection: Connection, bound: str) -> Horizon | None:
+    """A bound of the current snapshot and the database it counts in; None on SQLite, or where
+    the role may not read the server's identity (it was revoked from PUBLIC): without it a
+    horizon could be taken for one of another server, so no sweep is built on."""
+    if connection.dialect.name != "postgresql":
+        return None
+    allowed = connection.exec_driver_sql(
+        "SELECT has_function_privilege('pg_catalog.pg_control_system()', 'EXECUTE')"
+    ).scalar_one()
+    if not allowed:
+        return None
     xid, database = connection.exec_driver_sql(_WHERE_AND_WHEN.format(bound=bound)).one()
     return Horizon(int(xid), str(database))
 
 
 def horizon(connection: Connection) -> Horizon | None:
     """Read before a sweep's query: every transaction below it had ended, so what it wrote is
-    what the query sees; None where the database cannot tell (SQLite)."""
-    if connection.dialect.name != "postgresql":
-        return None
+    what the query sees; None where the database cannot tell (`_read`)."""
     return _read(connection, "xmin")
 
 
@@ -104,9 +112,9 @@ def usable(connection: Connection, wanted: Mapping[str, str]) -> dict[str, Sweep
 
     The instant of the sweep does not matter: a record that matches now and did not then is in
     the query either way, so a clock set back (or a worker's clock ahead) costs nothing."""
-    if connection.dialect.name != "postgresql" or not wanted:
+    newest = _read(connection, "xmax") if wanted else None
+    if newest is None:
         return {}
-    newest = _read(connection, "xmax")
     query = sa.select(rule_sweeps).where(rule_sweeps.c.rule.in_(sorted(wanted)))
     found = {}
     for row in connection.execute(query):

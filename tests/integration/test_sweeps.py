@@ -16,6 +16,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -28,6 +29,8 @@ from outreach.delivery.decide import sweep_fingerprint
 from outreach.rules.evaluate import Since, find_matches
 from outreach.rules.loader import load_rules
 from outreach.state import ledger, sweeps
+from outreach.state.db import make_engine
+from outreach.state.migrate import upgrade
 from outreach.state.models import Checkout, Customer, Order
 from tests.worlds import NOON, RULES, World, build_world, customer, insert, late_order, write_world
 
@@ -357,3 +360,44 @@ def test_a_rules_fingerprint_is_its_query_the_same_in_every_process(tmp_path: Pa
             check=True,
         )
         assert json.loads(shown.stdout) == moved
+
+
+@pytest.mark.postgres
+def test_a_role_that_may_not_read_the_servers_identity_sweeps_whole_and_misses_nothing(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    # `pg_control_system()` revoked from PUBLIC, as a hardened server may have it: no horizon can
+    # be told apart from another server's, so no sweep is recorded and every tick sweeps whole.
+    name = f"revoked_{uuid.uuid4().hex[:10]}"
+    admin_url = sa.make_url(postgres_url).set(query={})
+    admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.exec_driver_sql(f"CREATE ROLE {name} LOGIN")
+        connection.exec_driver_sql(f"CREATE DATABASE {name} OWNER {name}")
+    own = sa.create_engine(admin_url.set(database=name), isolation_level="AUTOCOMMIT")
+    with own.connect() as connection:
+        connection.exec_driver_sql("REVOKE EXECUTE ON FUNCTION pg_control_system() FROM PUBLIC")
+    own.dispose()
+    try:
+        url = admin_url.set(username=name, database=name).render_as_string(False)
+        migrating = make_engine(url)
+        upgrade(migrating)
+        migrating.dispose()
+        world = build_world(tmp_path, url)
+        customer(world.engine, "c1")
+        late_order(world.engine, "late", "c1")
+        world.evaluate(NOON)
+        late_order(world.engine, "later", "c1")
+        world.evaluate(NOON + timedelta(minutes=15))
+        assert ledger_entities(world.engine, "late-delivery") == {"late", "later"}
+        with world.engine.connect() as connection:
+            assert (
+                connection.execute(sa.select(sa.func.count()).select_from(sweeps.rule_sweeps)).scalar_one()
+                == 0
+            )
+        world.engine.dispose()
+    finally:
+        with admin.connect() as connection:
+            connection.exec_driver_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+            connection.exec_driver_sql(f"DROP ROLE IF EXISTS {name}")
+        admin.dispose()
