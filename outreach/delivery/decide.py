@@ -357,7 +357,8 @@ def evaluate(
     recorded, the next tick only looks at the records that can have become matches since.
     """
     every = Candidates()
-    conditions = {rule.name: sweep_fingerprint(rule) for rule in rules}
+    kept = sweeps.kept_on(engine.dialect.name)
+    conditions = {rule.name: sweep_fingerprint(rule) for rule in rules} if kept else {}
     with engine.connect() as connection:
         before = sweeps.usable(connection, conditions)
     swept: list[sweeps.Sweep] = []

@@ -86,11 +86,17 @@ _WHERE_AND_WHEN = (
 )
 
 
+def kept_on(dialect: str) -> bool:
+    """Whether sweeps are kept on a database of DIALECT: only PostgreSQL can tell what was
+    written since one."""
+    return dialect == "postgresql"
+
+
 def _read(connection: Connection, bound: str) -> Horizon | None:
     """A bound of the current snapshot and the database it counts in; None on SQLite, or where
     the role may not read the server's identity (it was revoked from PUBLIC): without it a
     horizon could be taken for one of another server, so no sweep is built on."""
-    if connection.dialect.name != "postgresql":
+    if not kept_on(connection.dialect.name):
         return None
     allowed = connection.exec_driver_sql(
         "SELECT has_function_privilege('pg_catalog.pg_control_system()', 'EXECUTE')"
