@@ -97,10 +97,19 @@ def update(engine: Engine, model: type, record_id: str, **values: object) -> Non
         connection.execute(sa.update(table).where(table.c.id == record_id).values(**values))
 
 
+PEOPLE = 12
+
+
+def add_people(world: World) -> None:
+    """The customers `churn` writes for: one in four a vip, the rest with no tier at all."""
+    for n in range(PEOPLE):
+        customer(world.engine, f"c{n}", attributes={"tier": "vip"} if n % 4 == 0 else {})
+
+
 def churn(world: World, rng: random.Random, now: datetime, serial: int) -> None:
     """Records and customers written between two ticks: new ones, changed ones, most left alone."""
     engine = world.engine
-    people = [f"c{n}" for n in range(12)]
+    people = [f"c{n}" for n in range(PEOPLE)]
     for n in range(rng.randint(0, 4)):
         insert(
             engine,
@@ -146,8 +155,7 @@ def test_every_match_is_decided_after_every_tick_while_records_customers_and_tim
 ) -> None:
     world = build_world(tmp_path, database_url, rules=SWEEP_RULES)
     rng = random.Random(seed)
-    for n in range(12):
-        customer(world.engine, f"c{n}", attributes={"tier": "vip"} if n % 4 == 0 else {})
+    add_people(world)
     now = NOON
     for serial in range(10):
         churn(world, rng, now, serial)
@@ -311,8 +319,7 @@ def test_ticks_racing_on_one_database_decide_every_match_once(
     # Two workers evaluate the same rules at the same instant; whichever records its sweep last,
     # the next round builds on a sweep that saw everything it claims to have seen.
     world = build_world(tmp_path, postgres_url, rules=SWEEP_RULES)
-    for n in range(12):
-        customer(world.engine, f"c{n}", attributes={"tier": "vip"} if n % 4 == 0 else {})
+    add_people(world)
     rng = random.Random(7)
     now = NOON
     for serial in range(6):
