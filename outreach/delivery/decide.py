@@ -11,7 +11,6 @@ explain). Every function takes `now`: the clock is read by the caller, once a ti
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -19,15 +18,13 @@ from functools import lru_cache
 from typing import Any, NamedTuple
 
 import structlog
-from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection, Engine
 
 from outreach import policy
-from outreach.clock import EARLIEST
 from outreach.delivery.tasks import CONTACT_FIELDS, task_detail, task_summary
 from outreach.errors import describe
 from outreach.memory import collector_paused
-from outreach.rules.evaluate import Since, find_matches, matches_query
+from outreach.rules.evaluate import Since, find_matches, matches_query, query_fingerprint
 from outreach.rules.loader import Rule
 from outreach.settings import Settings
 from outreach.state import ledger, records, sweeps
@@ -45,16 +42,6 @@ CHUNK_CUSTOMERS = 2000
 def limits_of(settings: Settings) -> policy.Limits:
     d = settings.delivery
     return policy.Limits(quiet_hours=d.quiet_hours, max_per_day=d.max_per_day, max_per_week=d.max_per_week)
-
-
-def sweep_fingerprint(rule: Rule) -> str:
-    """What a rule's sweep found depends on: its query, as outreach compiles it for PostgreSQL at
-    a fixed instant, with its parameters. A changed `when`, or a change in the compiler or the
-    tables, gives another, and the rule is swept whole again."""
-    query = matches_query(rule.about, rule.condition, "postgresql", EARLIEST)
-    compiled = query.compile(dialect=postgresql.dialect())  # type: ignore[no-untyped-call]
-    parameters = sorted((name, repr(value)) for name, value in compiled.params.items())
-    return hashlib.sha256(f"{compiled}\0{parameters!r}".encode()).hexdigest()
 
 
 def rule_policy(rule: Rule, step: int = 1) -> policy.RulePolicy:
@@ -358,7 +345,7 @@ def evaluate(
     """
     every = Candidates()
     kept = sweeps.kept_on(engine.dialect.name)
-    conditions = {rule.name: sweep_fingerprint(rule) for rule in rules} if kept else {}
+    conditions = {rule.name: query_fingerprint(rule.about, rule.condition) for rule in rules} if kept else {}
     with engine.connect() as connection:
         before = sweeps.usable(connection, conditions)
     swept: list[sweeps.Sweep] = []

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from functools import lru_cache
 from typing import Any, NamedTuple
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import ColumnElement, Select
 
+from outreach.clock import EARLIEST
 from outreach.memory import collector_paused
 from outreach.rules.expressions import Expr, paths_of
 from outreach.rules.to_python import compile_python
@@ -78,6 +81,16 @@ def matches_query(
     if restrict is not None:
         query = query.where(restrict(entity.c.id))
     return query
+
+
+def query_fingerprint(about: str, condition: Expr) -> str:
+    """What a rule's matches depend on, for its sweep (`outreach.state.sweeps`): its query, as
+    compiled for PostgreSQL at a fixed instant, with its parameters. A changed `when`, or a
+    change in the compiler or the tables, gives another, and the rule is swept whole again."""
+    query = matches_query(about, condition, "postgresql", EARLIEST)
+    compiled = query.compile(dialect=postgresql.dialect())  # type: ignore[no-untyped-call]
+    parameters = sorted((name, repr(value)) for name, value in compiled.params.items())
+    return hashlib.sha256(f"{compiled}\0{parameters!r}".encode()).hexdigest()
 
 
 def find_matches(

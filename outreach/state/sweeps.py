@@ -50,7 +50,7 @@ class RuleSweep(SQLModel, table=True):
     __tablename__ = "rule_sweeps"
 
     rule: str = Field(primary_key=True)
-    condition: str  # what the matches depend on (`outreach.delivery.decide.sweep_fingerprint`)
+    condition: str  # what the matches depend on (`outreach.rules.evaluate.query_fingerprint`)
     swept_at: datetime = Field(sa_type=UTCDateTime, nullable=False)
     horizon: int = Field(sa_type=BigInteger, nullable=False)
     # Which database the horizon counts the transactions of: the server's system identifier and

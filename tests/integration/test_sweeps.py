@@ -25,8 +25,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from outreach.delivery.decide import sweep_fingerprint
-from outreach.rules.evaluate import Since, find_matches
+from outreach.rules.evaluate import Since, find_matches, query_fingerprint
 from outreach.rules.loader import load_rules
 from outreach.state import ledger, sweeps
 from outreach.state.db import make_engine
@@ -195,7 +194,9 @@ def test_the_query_after_a_sweep_reads_only_records_written_since_or_come_due_by
     later = NOON + timedelta(hours=5)
     [rule] = [r for r in world.app.load_rules() if r.name == "late-delivery"]
     with world.engine.connect() as connection:
-        [sweep] = sweeps.usable(connection, {rule.name: sweep_fingerprint(rule)}).values()
+        [sweep] = sweeps.usable(
+            connection, {rule.name: query_fingerprint(rule.about, rule.condition)}
+        ).values()
         since = Since(sweep.swept_at, sweeps.written_since(sweep.horizon))
         narrowed = {m.entity_id for m in find_matches(connection, rule, later, since=since)}
         whole = {m.entity_id for m in find_matches(connection, rule, later)}
@@ -308,7 +309,7 @@ def test_a_sweep_is_built_on_only_on_the_database_and_query_it_was_made_for(
         table = sweeps.rule_sweeps
         if change:
             connection.execute(sa.update(table).where(table.c.rule == rule.name).values(**change))
-        found = sweeps.usable(connection, {rule.name: sweep_fingerprint(rule)})
+        found = sweeps.usable(connection, {rule.name: query_fingerprint(rule.about, rule.condition)})
     assert (rule.name in found) is used
 
 
@@ -347,7 +348,10 @@ def test_a_rules_fingerprint_is_its_query_the_same_in_every_process(tmp_path: Pa
     # sweep whole; one that ignored the query would let a changed rule build on an old sweep.
     def fingerprints(rules: str) -> dict[str, str]:
         write_world(tmp_path / "w", rules)
-        return {rule.name: sweep_fingerprint(rule) for rule in load_rules(tmp_path / "w" / "rules").rules}
+        return {
+            rule.name: query_fingerprint(rule.about, rule.condition)
+            for rule in load_rules(tmp_path / "w" / "rules").rules
+        }
 
     here = fingerprints(SWEEP_RULES)
     assert fingerprints(SWEEP_RULES.replace("now() - 1d", "now() - 24h")) == here  # the same query
@@ -355,8 +359,9 @@ def test_a_rules_fingerprint_is_its_query_the_same_in_every_process(tmp_path: Pa
     assert {name for name in here if moved[name] != here[name]} == {"late-delivery"}
     script = (
         "import json, sys; from pathlib import Path; from outreach.rules.loader import load_rules;"
-        " from outreach.delivery.decide import sweep_fingerprint;"
-        " print(json.dumps({r.name: sweep_fingerprint(r) for r in load_rules(Path(sys.argv[1])).rules}))"
+        " from outreach.rules.evaluate import query_fingerprint;"
+        " print(json.dumps({r.name: query_fingerprint(r.about, r.condition)"
+        " for r in load_rules(Path(sys.argv[1])).rules}))"
     )
     for seed in ("1", "2"):
         shown = subprocess.run(
@@ -378,14 +383,14 @@ def test_a_role_that_may_not_read_the_servers_identity_sweeps_whole_and_misses_n
     name = f"revoked_{uuid.uuid4().hex[:10]}"
     admin_url = sa.make_url(postgres_url).set(query={})
     admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.exec_driver_sql(f"CREATE ROLE {name} LOGIN")
-        connection.exec_driver_sql(f"CREATE DATABASE {name} OWNER {name}")
-    own = sa.create_engine(admin_url.set(database=name), isolation_level="AUTOCOMMIT")
-    with own.connect() as connection:
-        connection.exec_driver_sql("REVOKE EXECUTE ON FUNCTION pg_control_system() FROM PUBLIC")
-    own.dispose()
-    try:
+    try:  # whatever fails, the role and its database are dropped
+        with admin.connect() as connection:
+            connection.exec_driver_sql(f"CREATE ROLE {name} LOGIN")
+            connection.exec_driver_sql(f"CREATE DATABASE {name} OWNER {name}")
+        own = sa.create_engine(admin_url.set(database=name), isolation_level="AUTOCOMMIT")
+        with own.connect() as connection:
+            connection.exec_driver_sql("REVOKE EXECUTE ON FUNCTION pg_control_system() FROM PUBLIC")
+        own.dispose()
         url = admin_url.set(username=name, database=name).render_as_string(False)
         migrating = make_engine(url)
         upgrade(migrating)
