@@ -43,9 +43,22 @@ class Contact(SQLModel, table=True):
         UniqueConstraint("dedupe_key", name="uq_contacts_dedupe_key"),
         Index("ix_contacts_due", "state", "send_at"),
         Index("ix_contacts_customer", "customer_id", "decided_at"),
-        Index("ix_contacts_provider_id", "provider_id"),
+        # Partial where most rows hold NULL (a decision has no provider id, group or recheck
+        # time yet): every query compares the column, which implies IS NOT NULL.
+        Index(
+            "ix_contacts_provider_id",
+            "provider_id",
+            sqlite_where=sa.text("provider_id IS NOT NULL"),
+            postgresql_where=sa.text("provider_id IS NOT NULL"),
+        ),
         Index("ix_contacts_rule_decided", "rule", "decided_at"),
-        Index("ix_contacts_recheck", "state", "recheck_at"),
+        Index(
+            "ix_contacts_recheck",
+            "state",
+            "recheck_at",
+            sqlite_where=sa.text("recheck_at IS NOT NULL"),
+            postgresql_where=sa.text("recheck_at IS NOT NULL"),
+        ),
         # With the step: a rule query's "not decided yet" probe is answered by the index alone.
         Index("ix_contacts_rule_entity_step", "rule", "entity_id", "step"),
         # The contacts whose goal is still measured (`goal_open`); a met goal leaves it.
@@ -56,7 +69,12 @@ class Contact(SQLModel, table=True):
             sqlite_where=sa.text("arm IS NOT NULL AND goal_met_at IS NULL"),
             postgresql_where=sa.text("arm IS NOT NULL AND goal_met_at IS NULL"),
         ),
-        Index("ix_contacts_group_key", "group_key"),
+        Index(
+            "ix_contacts_group_key",
+            "group_key",
+            sqlite_where=sa.text("group_key IS NOT NULL"),
+            postgresql_where=sa.text("group_key IS NOT NULL"),
+        ),
         # Partial: only the sent steps whose next one is not decided, and no rival to
         # ix_contacts_rule_entity_step for the queries that name no `next_step_from`.
         Index(
