@@ -1045,6 +1045,10 @@ def _prepare(dialect: Dialect, table: str, given: frozenset[str]) -> bulk.Prepar
     return prepared
 
 
+# Customers marked `reachable_again` per statement at the end of a load.
+REACH_CHUNK = 10_000
+
+
 def store_rows(
     connection: Connection,
     table: str,
@@ -1052,15 +1056,21 @@ def store_rows(
     at: datetime,
     *,
     keep_versions: bool,
+    reach: set[str] | None = None,
 ) -> None:
     """Write clean ROWS to TABLE at AT, as every writer of customer state does: with KEEP_VERSIONS
     the stored version of each record they change is kept first (`history`); the contacts held
     back for want of a channel of each customer written (changed, with KEEP_VERSIONS) are due for
-    a new decision (`ledger.reachable_again`): an address or a consent may have come."""
+    a new decision (`ledger.reachable_again`): an address or a consent may have come. With REACH
+    those customers are added to it instead, for the caller to mark just before it commits."""
     changed = history.keep_replaced(connection, table, rows, at) if keep_versions else None
     upsert_rows(connection, table, rows)
     if table == "customers":
-        ledger.reachable_again(connection, [row["id"] for row in rows] if changed is None else changed)
+        customers = [row["id"] for row in rows] if changed is None else changed
+        if reach is None:
+            ledger.reachable_again(connection, customers)
+        else:
+            reach.update(customers)
 
 
 def upsert_rows(connection: Connection, table: str, rows: Sequence[Mapping[str, Any]]) -> None:
@@ -1152,6 +1162,7 @@ def load_records(
     count = 0
     needs_customer = "customer_id" in FIELDS[table]
     batch: list[dict[str, Any]] = []
+    reach: set[str] = set()  # the customers written whose reach may have changed
     pending: dict[int, list[Problem]] = {}
     # (line, customer id) of every record naming a well-formed customer id, bad records too,
     # so a line is told all that is wrong with it at once.
@@ -1174,7 +1185,7 @@ def load_records(
         for line in sorted(pending):
             tally.add(pending[line])
         if not tally.bad_lines and batch:
-            store_rows(connection, table, batch, at, keep_versions=keep_versions)
+            store_rows(connection, table, batch, at, keep_versions=keep_versions, reach=reach)
         batch.clear()
         pending.clear()
         references.clear()
@@ -1199,6 +1210,12 @@ def load_records(
         if len(batch) + len(pending) >= batch_size:
             flush()
     flush()
+    if not tally.bad_lines:
+        # Marked at the end: on PostgreSQL this takes the decision lock until the caller
+        # commits, which must not stall every tick for the whole of a long load.
+        wanted = sorted(reach)
+        for start in range(0, len(wanted), REACH_CHUNK):
+            ledger.reachable_again(connection, wanted[start : start + REACH_CHUNK])
     return FileReport(source, table, count, tally.bad_lines, tuple(tally.problems))
 
 

@@ -504,10 +504,19 @@ def reachable_again(connection: Connection, customer_ids: Iterable[str]) -> None
     """Something that may let a channel reach these customers happened (an address or consent
     given, a suppression lifted): their contacts held for want of a channel are due for a new
     decision at once, whatever the clock of the next tick (`EARLIEST`). Called in the
-    transaction that made the change."""
+    transaction that made the change, as late in it as it can be: on PostgreSQL it takes the
+    decision lock, held until that transaction ends.
+
+    The lock is what makes the mark reach a decision made meanwhile: a decider reads the
+    customer under it, and until the change commits it reads the customer as it was, so it may
+    hold a contact back for want of a channel. Under the lock this update runs either before
+    that decider (which then reads the change once it commits) or after it has committed (so
+    the update sees its row). On SQLite the database's write lock already orders the two."""
     wanted = sorted(set(customer_ids))
     if not wanted:
         return
+    if connection.dialect.name == "postgresql":
+        lock_decisions(connection)
     connection.execute(
         sa.update(contacts)
         .where(
