@@ -37,6 +37,11 @@ from outreach.vocabulary import FINAL_STATES, HELD_STATES, State
 __all__ = ["FINAL_STATES", "HELD_STATES"]
 
 
+def _partial_index(name: str, *columns: str, where: str) -> Index:
+    """An index of only the rows for which WHERE holds, on both databases."""
+    return Index(name, *columns, sqlite_where=sa.text(where), postgresql_where=sa.text(where))
+
+
 class Contact(SQLModel, table=True):
     __tablename__ = "contacts"
     __table_args__ = (
@@ -45,45 +50,20 @@ class Contact(SQLModel, table=True):
         Index("ix_contacts_customer", "customer_id", "decided_at"),
         # Partial where most rows hold NULL (a decision has no provider id, group or recheck
         # time yet): every query compares the column, which implies IS NOT NULL.
-        Index(
-            "ix_contacts_provider_id",
-            "provider_id",
-            sqlite_where=sa.text("provider_id IS NOT NULL"),
-            postgresql_where=sa.text("provider_id IS NOT NULL"),
-        ),
+        _partial_index("ix_contacts_provider_id", "provider_id", where="provider_id IS NOT NULL"),
         Index("ix_contacts_rule_decided", "rule", "decided_at"),
-        Index(
-            "ix_contacts_recheck",
-            "state",
-            "recheck_at",
-            sqlite_where=sa.text("recheck_at IS NOT NULL"),
-            postgresql_where=sa.text("recheck_at IS NOT NULL"),
-        ),
+        _partial_index("ix_contacts_recheck", "state", "recheck_at", where="recheck_at IS NOT NULL"),
         # With the step: a rule query's "not decided yet" probe is answered by the index alone.
         Index("ix_contacts_rule_entity_step", "rule", "entity_id", "step"),
         # The contacts whose goal is still measured (`goal_open`); a met goal leaves it.
-        Index(
-            "ix_contacts_goal_open",
-            "rule",
-            "decided_at",
-            sqlite_where=sa.text("arm IS NOT NULL AND goal_met_at IS NULL"),
-            postgresql_where=sa.text("arm IS NOT NULL AND goal_met_at IS NULL"),
+        _partial_index(
+            "ix_contacts_goal_open", "rule", "decided_at", where="arm IS NOT NULL AND goal_met_at IS NULL"
         ),
-        Index(
-            "ix_contacts_group_key",
-            "group_key",
-            sqlite_where=sa.text("group_key IS NOT NULL"),
-            postgresql_where=sa.text("group_key IS NOT NULL"),
-        ),
+        _partial_index("ix_contacts_group_key", "group_key", where="group_key IS NOT NULL"),
         # Partial: only the sent steps whose next one is not decided, and no rival to
         # ix_contacts_rule_entity_step for the queries that name no `next_step_from`.
-        Index(
-            "ix_contacts_next_step",
-            "rule",
-            "step",
-            "next_step_from",
-            sqlite_where=sa.text("next_step_from IS NOT NULL"),
-            postgresql_where=sa.text("next_step_from IS NOT NULL"),
+        _partial_index(
+            "ix_contacts_next_step", "rule", "step", "next_step_from", where="next_step_from IS NOT NULL"
         ),
     )
 
