@@ -1045,10 +1045,6 @@ def _prepare(dialect: Dialect, table: str, given: frozenset[str]) -> bulk.Prepar
     return prepared
 
 
-# Customers marked `reachable_again` per statement at the end of a load.
-REACH_CHUNK = 10_000
-
-
 def store_rows(
     connection: Connection,
     table: str,
@@ -1213,9 +1209,7 @@ def load_records(
     if not tally.bad_lines:
         # Marked at the end: on PostgreSQL this takes the decision lock until the caller
         # commits, which must not stall every tick for the whole of a long load.
-        wanted = sorted(reach)
-        for start in range(0, len(wanted), REACH_CHUNK):
-            ledger.reachable_again(connection, wanted[start : start + REACH_CHUNK])
+        ledger.reachable_again(connection, reach)
     return FileReport(source, table, count, tally.bad_lines, tuple(tally.problems))
 
 

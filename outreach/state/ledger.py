@@ -497,15 +497,16 @@ def reachable_again(connection: Connection, customer_ids: Iterable[str]) -> None
         return
     if connection.dialect.name == "postgresql":
         lock_decisions(connection)
-    connection.execute(
-        sa.update(contacts)
-        .where(
-            among(connection.dialect.name, contacts.c.customer_id, wanted),
-            contacts.c.state == State.SUPPRESSED,
-            sa.or_(contacts.c.recheck_at.is_(None), contacts.c.recheck_at > EARLIEST),
+    for start in range(0, len(wanted), 10_000):  # a load's customers, in statements of bounded size
+        connection.execute(
+            sa.update(contacts)
+            .where(
+                among(connection.dialect.name, contacts.c.customer_id, wanted[start : start + 10_000]),
+                contacts.c.state == State.SUPPRESSED,
+                sa.or_(contacts.c.recheck_at.is_(None), contacts.c.recheck_at > EARLIEST),
+            )
+            .values(recheck_at=EARLIEST)
         )
-        .values(recheck_at=EARLIEST)
-    )
 
 
 def recheck_customers(connection: Connection, customer_ids: Iterable[str], now: datetime) -> None:
