@@ -29,7 +29,7 @@ from sqlmodel import Field, SQLModel
 
 from outreach.clock import EARLIEST
 from outreach.state import bulk
-from outreach.state.among import among
+from outreach.state.among import among, among_bound, bound_ids
 from outreach.state.models import Customer, table_of
 from outreach.state.types import JSONDocument, UTCDateTime
 from outreach.vocabulary import FINAL_STATES, HELD_STATES, State
@@ -712,19 +712,33 @@ def mark_sending(
     marked, which are those WORKER still owns — send nothing else."""
     if not ids:
         return set()
-    statement = (
+    dialect = connection.dialect.name
+    rows = connection.execute(
+        _mark_sending(dialect),
+        {"b_ids": bound_ids(dialect, ids), "b_worker": worker, "b_until": lease_until, "b_now": now},
+    )
+    return {str(row[0]) for row in rows}
+
+
+@lru_cache(maxsize=4)
+def _mark_sending(dialect: str) -> sa.Update:
+    """`mark_sending`'s statement, built once (it runs for every chunk a dispatcher sends):
+    building and compiling it anew cost more than running it."""
+    return (
         sa.update(contacts)
         .where(
-            among(connection.dialect.name, contacts.c.id, ids),
+            among_bound(dialect, contacts.c.id, "b_ids"),
             contacts.c.state == State.CLAIMED,
-            contacts.c.claimed_by == worker,
+            contacts.c.claimed_by == sa.bindparam("b_worker"),
         )
         .values(
-            state=State.SENDING, attempts=contacts.c.attempts + 1, lease_until=lease_until, updated_at=now
+            state=State.SENDING,
+            attempts=contacts.c.attempts + 1,
+            lease_until=sa.bindparam("b_until", type_=UTCDateTime()),
+            updated_at=sa.bindparam("b_now", type_=UTCDateTime()),
         )
         .returning(contacts.c.id)
     )
-    return {str(row[0]) for row in connection.execute(statement)}
 
 
 def renew_lease(connection: Connection, worker: str, until: datetime, now: datetime) -> int:
