@@ -215,25 +215,30 @@ class Dispatcher:
         has passed, the same commit renews the lease of everything the batch still holds (not
         at every chunk: on PostgreSQL each renewal writes a new version of every row the batch
         holds, index entries and all). After a crash at most two chunks read `unknown`."""
+        # One connection for the batch: a checkout per chunk would cost a round trip (the pool's
+        # ping) for every chunk.
+        with self.engine.connect() as connection:
+            self._send_chunks(connection, claimed, batch, claimed_at, clock, stats)
+
+    def _send_chunks(
+        self,
+        connection: Connection,
+        claimed: Sequence[ledger.Claimed],
+        batch: _Batch,
+        claimed_at: datetime,
+        clock: Callable[[], datetime],
+        stats: DispatchStats,
+    ) -> None:
+        chunks = [claimed[i : i + self.concurrency] for i in range(0, len(claimed), self.concurrency)]
         unwritten: list[ledger.Outcome] = []
         renewed = claimed_at
         in_flight: list[Future[ledger.Outcome]] = []
-        for start in range(0, len(claimed), self.concurrency):
-            now = clock()
-            ready: list[_Ready] = []
-            for contact in claimed[start : start + self.concurrency]:
-                try:
-                    checked = self._prepare(contact, batch, now)
-                except Exception as exc:  # one bad contact must not stop the others; it stays visible
-                    log.exception("dispatch_error", outbox_id=contact.id, rule=contact.rule)
-                    checked = ledger.Outcome(
-                        contact, State.FAILED, f"internal error: {type(exc).__name__}", last_error=repr(exc)
-                    )
-                if isinstance(checked, _Ready):
-                    ready.append(checked)
-                else:
-                    unwritten.append(checked)
-            with self.engine.begin() as connection:
+        checked = self._check(chunks[0], batch, clock()) if chunks else None
+        for index in range(len(chunks)):
+            assert checked is not None
+            now, ready, stopped = checked
+            unwritten.extend(stopped)
+            with connection.begin():
                 self._write(connection, unwritten, now)
                 # Committed before the requests leave: after a crash these rows read "may have
                 # been sent". Only rows this worker still owns are marked, and only those leave.
@@ -248,14 +253,39 @@ class Dispatcher:
             if lost:
                 log.warning("claims_taken_over", worker=self.worker, outbox_ids=[r.contact.id for r in lost])
             submitted = [self._submit(r, clock) for r in ready if r.contact.id in owned]
+            stats.rerouted += sum(r.rerouted for r in ready if r.contact.id in owned)
+            # The next chunk is checked and rendered before waiting for the chunk before this
+            # one, not after: once that chunk has answered, only the commit stands between it
+            # and the next chunk's requests, and the senders are not left idle meanwhile.
+            checked = self._check(chunks[index + 1], batch, clock()) if index + 1 < len(chunks) else None
             unwritten = [future.result() for future in in_flight]
             in_flight = submitted
-            stats.rerouted += sum(r.rerouted for r in ready if r.contact.id in owned)
         unwritten.extend(future.result() for future in in_flight)
         if unwritten:
-            with self.engine.begin() as connection:
+            with connection.begin():
                 self._write(connection, unwritten, clock())
             self._record(unwritten, stats)
+
+    def _check(
+        self, contacts: Sequence[ledger.Claimed], batch: _Batch, now: datetime
+    ) -> tuple[datetime, list[_Ready], list[ledger.Outcome]]:
+        """A chunk through the send-time gate at NOW: the messages ready to go, and what happens
+        instead to the rest."""
+        ready: list[_Ready] = []
+        stopped: list[ledger.Outcome] = []
+        for contact in contacts:
+            try:
+                checked = self._prepare(contact, batch, now)
+            except Exception as exc:  # one bad contact must not stop the others; it stays visible
+                log.exception("dispatch_error", outbox_id=contact.id, rule=contact.rule)
+                checked = ledger.Outcome(
+                    contact, State.FAILED, f"internal error: {type(exc).__name__}", last_error=repr(exc)
+                )
+            if isinstance(checked, _Ready):
+                ready.append(checked)
+            else:
+                stopped.append(checked)
+        return now, ready, stopped
 
     def _submit(self, ready: _Ready, clock: Callable[[], datetime]) -> Future[ledger.Outcome]:
         if self._pool is not None:
