@@ -7,6 +7,7 @@ import functools
 from babel import Locale, UnknownLocaleError
 
 
+@functools.lru_cache(maxsize=1024)
 def canonical(tag: str) -> str:
     """`ar_eg` → `ar-EG`: language lower case, region upper case, script title case (BCP 47)."""
     parts = [p for p in tag.replace("_", "-").split("-") if p]

@@ -28,7 +28,7 @@ import functools
 import re
 import string
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -277,18 +277,42 @@ class Blank(str):
         return blank
 
 
+# Values templates see as they are: checked by exact type first, the common case of a field.
+_PLAIN: frozenset[type] = frozenset({int, float, bool, type(None), datetime, date, clock_time})
+
+
 def to_view(value: Any, path: str) -> Any:
     """VALUE as templates see it: JSON objects become free-form Records, lists become tuples,
     blank text becomes `Blank` (falsy, and an error when printed)."""
+    kind = type(value)
+    if kind in _PLAIN or (kind is str and value and not value.isspace()):
+        return value
     if isinstance(value, Record):
         return value
     if isinstance(value, str) and not value.strip():
         return Blank(value, path)
     if isinstance(value, Mapping):
-        return Record(path, {str(k): to_view(v, f"{path}.{k}") for k, v in value.items()}, free_form=True)
+        return Record(path, _views(value.items(), path, str), free_form=True)
     if isinstance(value, (list, tuple)):
         return tuple(to_view(v, f"{path}[{i}]") for i, v in enumerate(value))
     return value
+
+
+def _views(items: Iterable[tuple[Any, Any]], path: str, key: Callable[[Any], str]) -> dict[str, Any]:
+    """The fields of a record as templates see them; a field's path is built only when its view
+    needs one (a nested record, a list, blank text)."""
+    views: dict[str, Any] = {}
+    for name, value in items:
+        kind = type(value)
+        if kind in _PLAIN or (kind is str and value and not value.isspace()):
+            views[key(name)] = value
+        else:
+            views[key(name)] = to_view(value, f"{path}.{name}")
+    return views
+
+
+def _same(name: str) -> str:
+    return name
 
 
 def record_of(entity: Any, path: str) -> Record:
@@ -300,7 +324,7 @@ def record_of(entity: Any, path: str) -> Record:
         values = dict(entity)
     else:
         raise TypeError(f"{path}: cannot show a {type(entity).__name__} to templates")
-    return Record(path, {k: to_view(v, f"{path}.{k}") for k, v in values.items()}, free_form=False)
+    return Record(path, _views(values.items(), path, _same), free_form=False)
 
 
 def _check_printf(fmt_string: str, budget: Budget) -> None:
@@ -483,8 +507,14 @@ def _bounded_concat(pieces: Iterable[str]) -> str:
     return "".join(parts)
 
 
+# What a template prints as it is, without the checks below (`Blank` is a subclass of str).
+_PRINTABLE: frozenset[type] = frozenset({str, int, float})
+
+
 def _finalize(value: Any) -> Any:
     active_scope()
+    if type(value) in _PRINTABLE:
+        return value
     if value is None:
         raise TemplateRuntimeError(
             "prints an empty value (None): guard it with {% if … %} "
@@ -621,6 +651,12 @@ class SafeEnvironment(ImmutableSandboxedEnvironment):
         self.filters[VALUE_GUARD] = _bounded_value
         self.globals["range"] = _bounded_range
 
+    def make_globals(self, d: MutableMapping[str, Any] | None) -> MutableMapping[str, Any]:
+        """A template's globals as one plain dict rather than Jinja's chain over the
+        environment's: every render copies them, and the globals never change once templates
+        are compiled."""
+        return {**self.globals, **(d or {})}
+
     # --- what templates may touch -------------------------------------------------------
 
     def is_safe_attribute(self, obj: Any, attr: str, value: Any) -> bool:
@@ -693,9 +729,11 @@ class SafeEnvironment(ImmutableSandboxedEnvironment):
         try:
             pieces: list[str] = []
             size = 0
+            limit = scope.budget.limits.max_output
             for piece in template.generate(dict(variables)):
                 size += len(piece)
-                scope.budget.allow_output(size)
+                if size > limit:
+                    scope.budget.allow_output(size)
                 pieces.append(piece)
             scope.budget.check_time()
             return "".join(pieces)

@@ -246,6 +246,7 @@ class Renderer:
         self._catalog = compiled.catalog
         self._env = compiled.environment
         self._limits = compiled.environment.limits
+        self._company = record_of(settings.company, "company")  # read-only, the same for every message
 
     @property
     def templates(self) -> tuple[str, ...]:
@@ -483,7 +484,7 @@ class Renderer:
                 },
                 free_form=False,
             ),
-            "company": record_of(self._settings.company, "company"),
+            "company": self._company,
             "unsubscribe_url": _unsubscribe_url(self._settings, str(customer.get("id", ""))),
             "now": to_view(to_utc(now), "now"),
             "lang": locale,
