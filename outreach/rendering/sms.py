@@ -90,7 +90,7 @@ def forces_ucs2(cluster: str, *, smart_encoding: bool = False) -> bool:
 
 def encoding_of(text: str) -> str:
     """GSM-7 if every character has a GSM-7 code, else UCS-2."""
-    return GSM7 if all(ch in GSM7_CHARACTERS for ch in text) else UCS2
+    return GSM7 if GSM7_CHARACTERS.issuperset(text) else UCS2
 
 
 def _utf16_units(cluster: str) -> int:
@@ -128,7 +128,12 @@ def count_segments(text: str, *, smart_encoding: bool = False) -> Segments:
     SMART_ENCODING: count what Twilio sends with Smart Encoding on.
     """
     encoding, parts, costs = _pieces(text, smart_encoding)
-    ucs2 = tuple(dict.fromkeys([c for c in parts if len(c) > 1 or c not in GSM7_CHARACTERS]))
+    # In a GSM-7 message every cluster is one GSM-7 character: nothing to look for.
+    ucs2 = (
+        ()
+        if encoding == GSM7
+        else tuple(dict.fromkeys([c for c in parts if len(c) > 1 or c not in GSM7_CHARACTERS]))
+    )
     return Segments(encoding, len(_packed(costs, encoding)), sum(costs), ucs2)
 
 
