@@ -102,6 +102,10 @@ class _Batch:
     included: dict[str, bool] = field(default_factory=dict)
 
 
+# The batch claimed after the one being sent, with what the gate reads for it; None: no more.
+_Following = tuple[list[ledger.Claimed], "_Batch"] | None
+
+
 class Dispatcher:
     """Sends due contacts, a batch at a time: claim → gate → render → mark sending → send → record.
 
@@ -165,18 +169,27 @@ class Dispatcher:
             stats.paused = True
             return stats
         held = sorted(controls.silenced or {})
-        while not self.stopping.is_set():
-            with self.engine.begin() as connection:
-                claimed = ledger.claim_due(connection, self.worker, now, self.lease, self.batch, held)
-                # Read after the claim, so the gate sees the state as it is now.
-                batch = self._read(connection, claimed, now) if claimed else None
-            if not claimed or batch is None:
-                return stats
+        following = self._claim(now, held)
+        while following is not None:
+            claimed, batch = following
             self._batch = batch
-            self._dispatch_batch(claimed, batch, now, clock, stats)
-            if len(claimed) < self.batch:
-                return stats
+            # A full batch claims the next one while its own last requests are on the wire, so
+            # the senders are not left idle during the claim and its reads.
+            full = len(claimed) >= self.batch
+            following = self._dispatch_batch(
+                claimed, batch, now, clock, stats, then=(lambda: self._claim(now, held)) if full else None
+            )
         return stats
+
+    def _claim(self, now: datetime, held: Sequence[str]) -> tuple[list[ledger.Claimed], _Batch] | None:
+        """The next batch of due contacts and what the gate reads for it; None when there is none
+        (or the dispatcher is stopping)."""
+        if self.stopping.is_set():
+            return None
+        with self.engine.begin() as connection:
+            claimed = ledger.claim_due(connection, self.worker, now, self.lease, self.batch, held)
+            # Read after the claim, so the gate sees the state as it is now.
+            return (claimed, self._read(connection, claimed, now)) if claimed else None
 
     def _read(self, connection: Connection, claimed: Sequence[ledger.Claimed], now: datetime) -> _Batch:
         customer_ids = [c.customer_id for c in claimed]
@@ -207,18 +220,22 @@ class Dispatcher:
         claimed_at: datetime,
         clock: Callable[[], datetime],
         stats: DispatchStats,
-    ) -> None:
+        then: Callable[[], _Following] | None = None,
+    ) -> _Following:
         """A chunk of `concurrency` contacts at a time, pipelined: while one chunk's requests are
         on the wire, the next is checked and rendered, and one commit both records the outcomes
         of the chunk before and marks the next one `sending` (a durable commit costs
         milliseconds on PostgreSQL; this way it overlaps the sends). Once a third of the lease
         has passed, the same commit renews the lease of everything the batch still holds (not
         at every chunk: on PostgreSQL each renewal writes a new version of every row the batch
-        holds, index entries and all). After a crash at most two chunks read `unknown`."""
+        holds, index entries and all). After a crash at most two chunks read `unknown`.
+
+        THEN, when given, is called once the last chunk's requests have left, before waiting for
+        their answers; what it returns is returned."""
         # One connection for the batch: a checkout per chunk would cost a round trip (the pool's
         # ping) for every chunk.
         with self.engine.connect() as connection:
-            self._send_chunks(connection, claimed, batch, claimed_at, clock, stats)
+            return self._send_chunks(connection, claimed, batch, claimed_at, clock, stats, then)
 
     def _send_chunks(
         self,
@@ -228,7 +245,10 @@ class Dispatcher:
         claimed_at: datetime,
         clock: Callable[[], datetime],
         stats: DispatchStats,
-    ) -> None:
+        then: Callable[[], _Following] | None,
+    ) -> _Following:
+        following: _Following = None
+        failure: Exception | None = None
         chunks = [claimed[i : i + self.concurrency] for i in range(0, len(claimed), self.concurrency)]
         unwritten: list[ledger.Outcome] = []
         renewed = claimed_at
@@ -257,7 +277,13 @@ class Dispatcher:
             # The next chunk is checked and rendered before waiting for the chunk before this
             # one, not after: once that chunk has answered, only the commit stands between it
             # and the next chunk's requests, and the senders are not left idle meanwhile.
-            checked = self._check(chunks[index + 1], batch, clock()) if index + 1 < len(chunks) else None
+            if index + 1 < len(chunks):
+                checked = self._check(chunks[index + 1], batch, clock())
+            elif then is not None:
+                try:
+                    following = then()
+                except Exception as exc:  # noqa: BLE001 - raised once the answers on the wire are recorded
+                    failure = exc
             unwritten = [future.result() for future in in_flight]
             in_flight = submitted
         unwritten.extend(future.result() for future in in_flight)
@@ -265,6 +291,9 @@ class Dispatcher:
             with connection.begin():
                 self._write(connection, unwritten, clock())
             self._record(unwritten, stats)
+        if failure is not None:
+            raise failure
+        return following
 
     def _check(
         self, contacts: Sequence[ledger.Claimed], batch: _Batch, now: datetime
