@@ -846,13 +846,17 @@ def _peek(stream: Any, size: int) -> bytes:
         return b""
 
 
+_LONG_DIGITS = re.compile(rb"[0-9]{20}")
+
+
 def read_jsonl(stream: IO[bytes], source: str) -> Iterator[Numbered]:
     """Each non-blank line of a JSONL stream as (line number, object or problem).
 
     orjson parses a line in a fifth of the time of the json module, but only strict RFC 8259
-    JSON; a line it refuses is parsed again by the json module, which words the error. What
-    only the json module accepts (huge integers, 1e400, lone surrogates, deep nesting) is then
-    refused by the validation of each field; NaN and Infinity are refused here.
+    JSON; a line it refuses, or one with a number it would bend (an integer beyond 64 bits, which
+    it reads as a float), is parsed by the json module, which words the error. What only the
+    json module accepts (huge integers, 1e400, lone surrogates, deep nesting) is then refused by
+    the validation of each field; NaN and Infinity are refused here.
     """
     wide = encoding.wide_encoding(_peek(stream, 4))
     if wide is not None:
@@ -877,7 +881,13 @@ def read_jsonl(stream: IO[bytes], source: str) -> Iterator[Numbered]:
                 )
                 continue
             try:
-                value = orjson.loads(raw)
+                # orjson reads an integer beyond 64 bits as a float, silently: a line with a
+                # run of 20 digits (in a number, or in a string) is read by the json module.
+                value = (
+                    orjson.loads(raw)
+                    if _LONG_DIGITS.search(raw) is None
+                    else _lenient_line(raw, number, source)
+                )
             except orjson.JSONDecodeError:
                 value = _lenient_line(raw, number, source)
             if isinstance(value, (dict, Problem)):

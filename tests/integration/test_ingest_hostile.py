@@ -95,6 +95,11 @@ BAD_LINES = [
         '{"id": "o-1", "customer_id": "c-1", "attributes": {"n": 1' + "0" * 400 + "}}\n",
         "attributes: n: 1000",
     ),
+    (
+        "a 30-digit attribute",  # orjson alone would store it as a float
+        '{"id": "o-1", "customer_id": "c-1", "attributes": {"n": 123456789012345678901234567890}}\n',
+        "attributes: n: 123456789012345678901234567890 is out of range (a 64-bit integer)",
+    ),
     ("an id of 300 characters", order(id="o" * 300), "id: is 300 characters long; an id is at most 255"),
     (
         "a URL with a NUL",
