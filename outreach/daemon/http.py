@@ -48,6 +48,7 @@ from outreach.redact import scrub
 from outreach.rules.loader import RuleSet
 from outreach.settings import Settings
 from outreach.state.db import is_transient
+from outreach.state.ingest import read_json
 
 log = structlog.get_logger("outreach.server")
 
@@ -260,10 +261,10 @@ def _inbound_routes(inbound: Inbound, metrics: Metrics) -> list[Route]:
             response.headers["WWW-Authenticate"] = "Bearer"
             return response
         try:
-            document = orjson.loads(await _body(request))
+            document = read_json(await _body(request))
         except _TooLarge:
             return refuse(endpoint, "too_large", 413, f"the body is larger than {MAX_BODY_BYTES:,} bytes")
-        except orjson.JSONDecodeError as exc:
+        except ValueError as exc:
             return refuse(endpoint, "invalid", 400, f"the body is not JSON: {exc}")
         batch = events.parse_events(document)
         if isinstance(batch, list):

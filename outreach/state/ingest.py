@@ -553,6 +553,10 @@ def parse_list(value: Any) -> list[Any]:
     raise ValueError(f"must be a JSON list […], got {_kind(value)}")
 
 
+# A run of digits as long as the largest integer orjson reads exactly (2**64 - 1) and more.
+_LONG_DIGITS = re.compile(rb"[0-9]{20}")
+
+
 def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a number JSON allows")
 
@@ -566,6 +570,15 @@ def loads_lenient(text: str | bytes) -> Any:
         return json.loads(text, parse_constant=_refuse_constant)
     except RecursionError:
         raise ValueError("nested too deeply to read") from None
+
+
+def read_json(raw: bytes) -> Any:
+    """A JSON document read exactly: by orjson, except a document with a run of 20 digits —
+    where orjson would read an integer beyond 64 bits as a float, without a word — which the
+    json module reads (`loads_lenient`). Raises ValueError for what is not JSON."""
+    if _LONG_DIGITS.search(raw) is None:
+        return orjson.loads(raw)
+    return loads_lenient(raw)
 
 
 def _json_text(parse: Callable[[Any], Any]) -> Callable[[str], Any]:
@@ -844,9 +857,6 @@ def _peek(stream: Any, size: int) -> bytes:
         return bytes(peek(size)[:size]) if callable(peek) else b""
     except _UNREADABLE:  # reading on reports it, at its line
         return b""
-
-
-_LONG_DIGITS = re.compile(rb"[0-9]{20}")
 
 
 def read_jsonl(stream: IO[bytes], source: str) -> Iterator[Numbered]:

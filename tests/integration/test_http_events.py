@@ -113,6 +113,23 @@ def test_a_body_that_is_not_json_is_a_bad_request(client: TestClient) -> None:
     assert client.post("/events", content=b"{nope", headers=AUTH).status_code == 400
 
 
+def test_an_integer_beyond_64_bits_is_refused_not_stored_as_a_float(
+    client: TestClient, engine: Engine
+) -> None:
+    body = b'{"table": "customers", "id": "c-1", "attributes": {"points": 123456789012345678901234567890}}'
+    response = client.post("/events", content=body, headers={**AUTH, "Content-Type": "application/json"})
+    assert response.status_code == 422, response.text
+    assert "out of range (a 64-bit integer)" in response.json()["problems"][0]
+    assert count(engine, "customers") == 0
+
+
+def test_nan_in_a_body_with_long_numbers_is_still_not_json(client: TestClient) -> None:
+    body = b'{"table": "customers", "id": "c-1", "attributes": {"a": 123456789012345678901, "b": NaN}}'
+    response = client.post("/events", content=body, headers=AUTH)
+    assert response.status_code == 400
+    assert "NaN is not a number JSON allows" in response.json()["error"]
+
+
 @pytest.mark.parametrize("authorization", [None, "Bearer wrong", f"Basic {EVENTS_TOKEN}", EVENTS_TOKEN])
 def test_a_missing_or_wrong_token_is_refused_and_nothing_is_written(
     engine: Engine, authorization: str | None
