@@ -553,8 +553,15 @@ def parse_list(value: Any) -> list[Any]:
     raise ValueError(f"must be a JSON list […], got {_kind(value)}")
 
 
-# A run of digits as long as the largest integer orjson reads exactly (2**64 - 1) and more.
-_LONG_DIGITS = re.compile(rb"[0-9]{20}")
+# Every digit as 0, so that a run of 20 digits — as long as the largest integer orjson reads
+# exactly (2**64 - 1), and more — is a plain substring search: a fifth of a regex's time.
+_DIGITS_AS_ZERO = bytes.maketrans(b"123456789", b"000000000")
+_TWENTY_DIGITS = b"0" * 20
+
+
+def _long_digits(raw: bytes) -> bool:
+    """Whether RAW holds a run of 20 digits (in a number, or in a string)."""
+    return _TWENTY_DIGITS in raw.translate(_DIGITS_AS_ZERO)
 
 
 def _refuse_constant(name: str) -> Any:
@@ -576,7 +583,7 @@ def read_json(raw: bytes) -> Any:
     """A JSON document read exactly: by orjson, except a document with a run of 20 digits —
     where orjson would read an integer beyond 64 bits as a float, without a word — which the
     json module reads (`loads_lenient`). Raises ValueError for what is not JSON."""
-    if _LONG_DIGITS.search(raw) is None:
+    if not _long_digits(raw):
         return orjson.loads(raw)
     return loads_lenient(raw)
 
@@ -893,11 +900,7 @@ def read_jsonl(stream: IO[bytes], source: str) -> Iterator[Numbered]:
             try:
                 # orjson reads an integer beyond 64 bits as a float, silently: a line with a
                 # run of 20 digits (in a number, or in a string) is read by the json module.
-                value = (
-                    orjson.loads(raw)
-                    if _LONG_DIGITS.search(raw) is None
-                    else _lenient_line(raw, number, source)
-                )
+                value = orjson.loads(raw) if not _long_digits(raw) else _lenient_line(raw, number, source)
             except orjson.JSONDecodeError:
                 value = _lenient_line(raw, number, source)
             if isinstance(value, (dict, Problem)):
