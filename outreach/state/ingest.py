@@ -898,10 +898,8 @@ def read_jsonl(stream: IO[bytes], source: str) -> Iterator[Numbered]:
                 )
                 continue
             try:
-                # orjson reads an integer beyond 64 bits as a float, silently: a line with a
-                # run of 20 digits (in a number, or in a string) is read by the json module.
-                value = orjson.loads(raw) if not _long_digits(raw) else _lenient_line(raw, number, source)
-            except orjson.JSONDecodeError:
+                value = read_json(raw)
+            except ValueError:  # read again, for the problem worded and placed
                 value = _lenient_line(raw, number, source)
             if isinstance(value, (dict, Problem)):
                 yield number, value
