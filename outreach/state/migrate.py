@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 
 SCRIPT_LOCATION = "outreach.state:migrations"
 # The newest migration in migrations/versions; tests/unit/test_migrate.py keeps it honest.
-SCHEMA_HEAD = "0016"
+SCHEMA_HEAD = "0017"
 
 
 def _config(engine: Engine | None = None) -> Config:
