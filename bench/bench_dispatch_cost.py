@@ -17,6 +17,10 @@ from run to run, whatever else the machine does — the figure to compare two ve
 message; marking returns the ids; outcomes are not written), to see the share of each.
 `--raw` measures instead the raw SDK sending the same number of messages to the fake provider
 from 8 threads (bench_channels.py): what a message costs the client without outreach.
+
+`--tenths` also prints the wall time of marking a chunk `sending` and of recording its outcomes
+(the statements and their round trips), averaged over each tenth of the chunks of the last round:
+whether a chunk costs more the longer a send has run.
 """
 
 from __future__ import annotations
@@ -27,7 +31,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -62,6 +68,36 @@ def without(parts: set[str]) -> None:
         ledger.mark_sending = lambda connection, worker, ids, now, until: set(ids)
     if "finish" in parts:
         ledger.finish = lambda connection, worker, outcomes, now: None
+
+
+class Tenths:
+    """Wall time of each call of the ledger functions named, in order."""
+
+    def __init__(self, names: tuple[str, ...]) -> None:
+        self.calls: dict[str, list[float]] = {name: [] for name in names}
+        for name in names:
+            setattr(ledger, name, self._timed(name, getattr(ledger, name)))
+
+    def _timed(self, name: str, function: Callable[..., Any]) -> Callable[..., Any]:
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            started = time.perf_counter()
+            try:
+                return function(*args, **kwargs)
+            finally:
+                self.calls[name].append(time.perf_counter() - started)
+
+        return timed
+
+    def clear(self) -> None:
+        for calls in self.calls.values():
+            calls.clear()
+
+    def report(self) -> None:
+        for name, calls in self.calls.items():
+            size = max(1, len(calls) // 10)
+            tenths = [calls[i * size : (i + 1) * size] for i in range(10)]
+            means = ", ".join(f"{sum(t) / len(t) * 1e3:.2f}" for t in tenths if t)
+            print(f"  {name}: ms a chunk, each tenth of the {len(calls)} calls: {means}")
 
 
 def under_callgrind() -> bool:
@@ -104,6 +140,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--without", default="", help=f"parts replaced by ones that do nothing: {','.join(PARTS)}"
     )
+    parser.add_argument(
+        "--tenths", action="store_true", help="time marking and recording a chunk, by tenth of the send"
+    )
     args = parser.parse_args(argv)
     parts = {p for p in args.without.split(",") if p}
     if not parts <= set(PARTS):
@@ -127,9 +166,12 @@ def main(argv: list[str] | None = None) -> int:
             deployment.add_due(32)
             deployment.dispatch(32)
             without(parts)
+            tenths = Tenths(("mark_sending", "finish")) if args.tenths else None
             costs = []
             for _ in range(rounds):
                 deployment.add_due(contacts)
+                if tenths is not None:
+                    tenths.clear()
                 if profiled:
                     instrumentation(True)
                 cpu = time.process_time()
@@ -144,6 +186,8 @@ def main(argv: list[str] | None = None) -> int:
         f"{args.provider} {database} without={','.join(sorted(parts)) or '-'}: "
         f"{min(costs) * 1e6:.0f} µs of CPU a message (rounds: {', '.join(f'{c * 1e6:.0f}' for c in costs)})"
     )
+    if tenths is not None:
+        tenths.report()
     return 0
 
 
