@@ -18,9 +18,9 @@ message; marking returns the ids; outcomes are not written), to see the share of
 `--raw` measures instead the raw SDK sending the same number of messages to the fake provider
 from 8 threads (bench_channels.py): what a message costs the client without outreach.
 
-`--tenths` also prints the wall time of marking a chunk `sending` and of recording its outcomes
-(the statements and their round trips), averaged over each tenth of the chunks of the last round:
-whether a chunk costs more the longer a send has run.
+`--tenths` also prints the wall time of claiming a batch, marking a chunk `sending` and
+recording its outcomes (the statements and their round trips), averaged over each tenth of the
+calls of the last round: whether they cost more the longer a send has run.
 """
 
 from __future__ import annotations
@@ -97,7 +97,7 @@ class Tenths:
             size = max(1, len(calls) // 10)
             tenths = [calls[i * size : (i + 1) * size] for i in range(10)]
             means = ", ".join(f"{sum(t) / len(t) * 1e3:.2f}" for t in tenths if t)
-            print(f"  {name}: ms a chunk, each tenth of the {len(calls)} calls: {means}")
+            print(f"  {name}: ms a call, each tenth of the {len(calls)} calls: {means}")
 
 
 def under_callgrind() -> bool:
@@ -141,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
         "--without", default="", help=f"parts replaced by ones that do nothing: {','.join(PARTS)}"
     )
     parser.add_argument(
-        "--tenths", action="store_true", help="time marking and recording a chunk, by tenth of the send"
+        "--tenths", action="store_true", help="time claiming, marking and recording, by tenth of the send"
     )
     args = parser.parse_args(argv)
     parts = {p for p in args.without.split(",") if p}
@@ -166,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
             deployment.add_due(32)
             deployment.dispatch(32)
             without(parts)
-            tenths = Tenths(("mark_sending", "finish")) if args.tenths else None
+            tenths = Tenths(("claim_due", "mark_sending", "finish")) if args.tenths else None
             costs = []
             for _ in range(rounds):
                 deployment.add_due(contacts)
