@@ -50,14 +50,15 @@ def sent_through(engine: Engine) -> Engine:
     return engine
 
 
-def plan_of(connection: Connection, run: Callable[[Connection], object]) -> str:
-    """The plan of the one statement RUN executes on the contacts, as the database chose it for
-    the statement and values it was given (RUN's own changes are rolled back)."""
+def plans_of(connection: Connection, run: Callable[[Connection], object]) -> list[str]:
+    """The plans of the statements RUN executes on the contacts, as the database chose them for
+    the statements and values given (RUN's own changes are rolled back)."""
     seen: list[tuple[str, Any]] = []
 
     def capture(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, many: bool) -> None:
         if "contacts" in statement and not statement.startswith(("SAVEPOINT", "RELEASE", "ROLLBACK")):
-            seen.append((statement, parameters))
+            # An executemany (SQLite) is planned the same for each row: the first stands for all.
+            seen.append((statement, parameters[0] if many else parameters))
 
     event.listen(connection, "before_cursor_execute", capture)
     try:
@@ -66,16 +67,24 @@ def plan_of(connection: Connection, run: Callable[[Connection], object]) -> str:
         savepoint.rollback()
     finally:
         event.remove(connection, "before_cursor_execute", capture)
-    assert len(seen) == 1, seen
-    statement, parameters = seen[0]
-    if isinstance(parameters, list):  # an executemany (SQLite): the plan is the same for each row
-        parameters = parameters[0]
+    assert seen, "RUN executed nothing on the contacts"
     cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-    if connection.dialect.name == "postgresql":
-        cursor.execute("EXPLAIN (FORMAT JSON) " + statement, parameters)
-        return json.dumps(cursor.fetchone()[0])
-    cursor.execute("EXPLAIN QUERY PLAN " + statement, parameters)
-    return "\n".join(str(row[-1]) for row in cursor.fetchall())
+    plans = []
+    for statement, parameters in seen:
+        if connection.dialect.name == "postgresql":
+            cursor.execute("EXPLAIN (FORMAT JSON) " + statement, parameters)
+            plans.append(json.dumps(cursor.fetchone()[0]))
+        else:
+            cursor.execute("EXPLAIN QUERY PLAN " + statement, parameters)
+            plans.append("\n".join(str(row[-1]) for row in cursor.fetchall()))
+    return plans
+
+
+def plan_of(connection: Connection, run: Callable[[Connection], object]) -> str:
+    """The plan of the one statement RUN executes on the contacts."""
+    plans = plans_of(connection, run)
+    assert len(plans) == 1, plans
+    return plans[0]
 
 
 def indexes_in(plan: str, connection: Connection) -> set[str]:
@@ -145,16 +154,11 @@ def test_leases_are_recovered_and_renewed_from_the_index_of_leased_rows(connecti
     due_ids(connection, 100)
     renew = plan_of(connection, lambda c: ledger.renew_lease(c, WORKER, NOW + LEASE, NOW))
     assert indexes_in(renew, connection) == {"ix_contacts_leased"}, renew
-    # recover_leases runs two statements; each is planned on its own.
-    back = plan_of(
-        connection,
-        lambda c: c.execute(
-            sa.update(ledger.contacts)
-            .where(ledger.contacts.c.state == "claimed", ledger.contacts.c.lease_until < NOW + LEASE * 2)
-            .values(state="pending")
-        ),
-    )
-    assert indexes_in(back, connection) == {"ix_contacts_leased"}, back
+    # Leases run out: the claimed rows go back, the sending ones become unknown; one statement each.
+    recover = plans_of(connection, lambda c: ledger.recover_leases(c, NOW + LEASE * 2))
+    assert len(recover) == 2
+    for plan in recover:
+        assert indexes_in(plan, connection) == {"ix_contacts_leased"}, plan
 
 
 def test_contacts_that_failed_to_render_are_found_from_the_index_of_failed_ones(
