@@ -57,8 +57,8 @@ class Contact(SQLModel, table=True):
         # of a send and each change leaves an entry behind until vacuum; the rows a dispatcher
         # marks and records must be found by their primary key (migration 0017). A query reading
         # one of these compares `state` with a literal (`_in_state`): a parameter cannot be
-        # proved to match the index's condition.
-        _partial_index("ix_contacts_due", "send_at", where="state = 'pending'"),
+        # proved to match the index's condition. ix_contacts_due is declared below the class:
+        # it orders a column descending.
         _partial_index("ix_contacts_leased", "lease_until", where="lease_until IS NOT NULL"),
         _partial_index("ix_contacts_failed", "last_error", where="state = 'failed'"),
         Index("ix_contacts_customer", "customer_id", "decided_at"),
@@ -194,6 +194,15 @@ class InboundEvent(SQLModel, table=True):
 
 
 contacts = table_of(Contact)
+# The pending contacts in the order a claim takes them, highest priority then the earliest due:
+# a claim reads the batch it takes, not every due contact and a sort of them.
+Index(
+    "ix_contacts_due",
+    contacts.c.priority.desc(),
+    contacts.c.send_at,
+    sqlite_where=sa.text("state = 'pending'"),
+    postgresql_where=sa.text("state = 'pending'"),
+)
 suppressions = table_of(Suppression)
 controls = table_of(Control)
 tasks = table_of(Task)

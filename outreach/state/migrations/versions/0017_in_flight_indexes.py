@@ -8,8 +8,10 @@ change of state adds one (the update is not HOT: `state` is indexed). Marking a 
 and recording its outcomes name their rows by id, but the planner, estimating few `claimed` or
 `sending` rows, read them through that index instead: on PostgreSQL every entry a row left
 behind in those states stays until vacuum, so the longer a send ran the more each chunk read
-(30,000 messages: 1.7 ms a chunk to record outcomes at the start, 6.3 ms at the end). Now the
-due index covers pending contacts only, which the claim reads; the lease index the rows a
+(30,000 messages: 1.4 ms a chunk to record outcomes at the start, 5.4 ms at the end). Now the
+due index holds pending contacts only, in the order the claim takes them (highest priority,
+then the earliest due), so a claim reads the batch it takes rather than every due contact
+and a sort of them (81 ms a claim of 128 with 70,000 due); the lease index the rows a
 dispatcher holds (what recovery and renewal read); the failed index what a reload revives.
 A query that names only `state = 'claimed'` (or `sending`) can use none of them, so a chunk's
 rows are found by their primary key. The queries compare `state` with a literal, which both
@@ -25,8 +27,8 @@ branch_labels = None
 depends_on = None
 
 # (index, columns, rows indexed)
-PARTIAL = (
-    ("ix_contacts_due", ["send_at"], "state = 'pending'"),
+PARTIAL: tuple[tuple[str, list[str | sa.TextClause], str], ...] = (
+    ("ix_contacts_due", [sa.text("priority DESC"), "send_at"], "state = 'pending'"),
     ("ix_contacts_leased", ["lease_until"], "lease_until IS NOT NULL"),
     ("ix_contacts_failed", ["last_error"], "state = 'failed'"),
 )
