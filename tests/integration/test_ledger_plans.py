@@ -70,13 +70,16 @@ def plans_of(connection: Connection, run: Callable[[Connection], object]) -> lis
     assert seen, "RUN executed nothing on the contacts"
     cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
     plans = []
-    for statement, parameters in seen:
-        if connection.dialect.name == "postgresql":
-            cursor.execute("EXPLAIN (FORMAT JSON) " + statement, parameters)
-            plans.append(json.dumps(cursor.fetchone()[0]))
-        else:
-            cursor.execute("EXPLAIN QUERY PLAN " + statement, parameters)
-            plans.append("\n".join(str(row[-1]) for row in cursor.fetchall()))
+    try:
+        for statement, parameters in seen:
+            if connection.dialect.name == "postgresql":
+                cursor.execute("EXPLAIN (FORMAT JSON) " + statement, parameters)
+                plans.append(json.dumps(cursor.fetchone()[0]))
+            else:
+                cursor.execute("EXPLAIN QUERY PLAN " + statement, parameters)
+                plans.append("\n".join(str(row[-1]) for row in cursor.fetchall()))
+    finally:
+        cursor.close()
     return plans
 
 
@@ -125,18 +128,18 @@ def connection(sent_through: Engine) -> Iterator[Connection]:
         yield connection
 
 
-def due_ids(connection: Connection, count: int) -> list[ledger.Claimed]:
+def claim(connection: Connection, count: int) -> list[ledger.Claimed]:
     return ledger.claim_due(connection, WORKER, NOW, LEASE, count)
 
 
 def test_a_chunk_is_marked_sending_by_primary_key(connection: Connection) -> None:
-    ids = [c.id for c in due_ids(connection, 8)]
+    ids = [c.id for c in claim(connection, 8)]
     plan = plan_of(connection, lambda c: ledger.mark_sending(c, WORKER, ids, NOW, NOW + LEASE))
     assert indexes_in(plan, connection) == {"contacts_pkey"}, plan
 
 
 def test_a_chunks_outcomes_are_recorded_by_primary_key(connection: Connection) -> None:
-    chunk = due_ids(connection, 8)
+    chunk = claim(connection, 8)
     ledger.mark_sending(connection, WORKER, [c.id for c in chunk], NOW, NOW + LEASE)
     outcomes = [ledger.Outcome(c, "sent", "sent", provider="p", provider_id=c.id) for c in chunk]
     plan = plan_of(connection, lambda c: ledger.finish(c, WORKER, outcomes, NOW))
@@ -153,7 +156,7 @@ def test_due_contacts_are_claimed_in_the_order_of_the_index_of_pending_ones(conn
 
 
 def test_leases_are_recovered_and_renewed_from_the_index_of_leased_rows(connection: Connection) -> None:
-    due_ids(connection, 100)
+    claim(connection, 100)
     renew = plan_of(connection, lambda c: ledger.renew_lease(c, WORKER, NOW + LEASE, NOW))
     assert indexes_in(renew, connection) == {"ix_contacts_leased"}, renew
     # Leases run out: the claimed rows go back, the sending ones become unknown; one statement each.
