@@ -137,10 +137,32 @@ def test_a_render_is_stopped_when_it_uses_more_cpu_than_allowed() -> None:
 
 def test_the_cpu_budget_is_measured_by_the_meter_it_is_given() -> None:
     readings = iter(range(10_000))
-    budget = Budget(Limits(cpu_seconds=5), meter=lambda: float(next(readings)))
+    budget = Budget(
+        Limits(cpu_seconds=5), meter=lambda: float(next(readings)), wall=lambda: float(next(readings))
+    )
     with pytest.raises(LimitExceeded):
         for _ in range(Budget.CHECK_EVERY * 10):
             budget.tick()
+
+
+def test_the_cpu_clock_is_read_only_once_the_limit_could_have_been_reached() -> None:
+    wall = [0.0]
+    cpu_reads: list[float] = []
+
+    def meter() -> float:
+        cpu_reads.append(wall[0])
+        return wall[0] / 4  # a loaded machine: the thread runs a quarter of the time
+
+    budget = Budget(Limits(cpu_seconds=1), meter=meter, wall=lambda: wall[0])
+    for wall[0] in (0.2, 0.9, 1.0):
+        budget.check_time()
+    assert cpu_reads == [0.0], "read at the start only: no more CPU than wall time can have passed"
+    wall[0] = 3.0
+    budget.check_time()  # three seconds have passed, but only 0.75 s of CPU time: no error
+    assert cpu_reads == [0.0, 3.0]
+    wall[0] = 4.4
+    with pytest.raises(LimitExceeded, match="CPU time"):
+        budget.check_time()
 
 
 def test_ordinary_templates_stay_well_within_the_limits() -> None:
