@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, HTTPServer
@@ -23,6 +24,7 @@ from sqlalchemy.engine import Engine
 
 from outreach import controls
 from outreach.app import App
+from outreach.channels import OutgoingMessage, Receipt
 from outreach.cli import cli
 from outreach.preview import preview_tick
 from outreach.state import ledger
@@ -211,6 +213,56 @@ def test_a_batch_sent_for_longer_than_its_lease_keeps_its_contacts_from_another_
     assert last > NOON + lease
     assert set(taken) == {0}, "the other worker took over claimed contacts"
     assert sorted(m["customer_id"] for m in world.outbox()) == ids
+
+
+class _CountingSending:
+    """An email channel that, as each request leaves, counts the ledger's rows marked sending."""
+
+    name = "counting"
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.seen: list[int] = []
+        self._lock = threading.Lock()
+
+    def send(self, message: OutgoingMessage) -> Receipt:
+        with self.engine.connect() as connection:
+            sending = connection.execute(
+                sa.select(sa.func.count())
+                .select_from(ledger.contacts)
+                .where(ledger.contacts.c.state == "sending")
+            ).scalar_one()
+        with self._lock:
+            self.seen.append(sending)
+        time.sleep(0.002)  # on the wire a moment, so that chunks overlap
+        return Receipt("counting", f"id-{message.outbox_id}")
+
+
+def test_no_more_than_two_chunks_are_ever_marked_sending_at_once(
+    tmp_path: Path, database_url: str, engine: Engine
+) -> None:
+    """What a crash can leave `unknown`: the dispatcher records a chunk's answers before it marks
+    the chunk after next."""
+    counting = _CountingSending(engine)
+    world = build_world(tmp_path, database_url, {"email": counting})
+    try:
+        ids = [f"c{n:02d}" for n in range(60)]
+        for cid in ids:
+            customer(world.engine, cid, sms_opt_in=False)
+            late_order(world.engine, f"o-{cid}", cid)
+        world.evaluate(NOON)
+        dispatcher = world.dispatcher(concurrency=4, batch=24)
+        try:
+            stats = dispatcher.dispatch_once(NOON)
+        finally:
+            dispatcher.close()
+    finally:
+        world.app.close()
+    assert stats.sent == len(ids)
+    assert {c.state for c in contact_rows(engine)} == {"sent"}
+    assert len(counting.seen) == len(ids)
+    assert max(counting.seen) <= 2 * 4, counting.seen
+    assert max(counting.seen) > 4, "the chunks never overlapped: the test proves nothing"
 
 
 def test_pause_holds_all_sending_but_records_matches_and_resume_releases_them(world: World) -> None:
