@@ -31,6 +31,7 @@ from outreach.state import ledger
 from outreach.state.ingest import ingest_file
 from outreach.state.models import Order, SurveyResponse
 from outreach.tick import run_tick
+from outreach.vocabulary import State
 from tests.worlds import (
     NOON,
     RULES,
@@ -230,7 +231,7 @@ class _CountingSending:
             sending = connection.execute(
                 sa.select(sa.func.count())
                 .select_from(ledger.contacts)
-                .where(ledger.contacts.c.state == "sending")
+                .where(ledger.contacts.c.state == State.SENDING)
             ).scalar_one()
         with self._lock:
             self.seen.append(sending)
