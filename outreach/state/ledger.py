@@ -843,6 +843,20 @@ def finish(connection: Connection, worker: str, outcomes: Sequence[Outcome], now
     if not outcomes:
         return
     dialect = connection.dialect
+    written = _outcome_values(outcomes, dialect, now)
+    fixed = {"b_worker": worker, "b_now": now}
+    if dialect.name == "postgresql":
+        connection.execute(_finish(dialect.name), {"b_outcomes": orjson.dumps(written).decode(), **fixed})
+    else:
+        connection.execute(
+            _finish(dialect.name),
+            [{**{f"b_{name}": v for name, v in w.items()}, **fixed} for w in written],
+        )
+
+
+def _outcome_values(outcomes: Sequence[Outcome], dialect: Dialect, now: datetime) -> list[dict[str, Any]]:
+    """What `finish` writes for each of OUTCOMES, by `_OUTCOME_FIELDS`; a contact given twice
+    gets its last outcome."""
     # On PostgreSQL the instants go in JSON: orjson writes them as RFC 3339 to the microsecond,
     # which timestamptz reads exactly. UTCDateTime refuses a naive one there as everywhere.
     instant = UTCDateTime().process_bind_param if dialect.name == "postgresql" else _as_given
@@ -861,15 +875,51 @@ def finish(connection: Connection, worker: str, outcomes: Sequence[Outcome], now
         }
         for o in outcomes
     }
-    fixed = {"b_worker": worker, "b_now": now}
-    if dialect.name == "postgresql":
-        rows = orjson.dumps(list(written.values())).decode()
-        connection.execute(_finish(dialect.name), {"b_outcomes": rows, **fixed})
-    else:
-        connection.execute(
-            _finish(dialect.name),
-            [{**{f"b_{name}": v for name, v in w.items()}, **fixed} for w in written.values()],
-        )
+    return list(written.values())
+
+
+def finish_and_mark_sending(
+    connection: Connection,
+    worker: str,
+    outcomes: Sequence[Outcome],
+    ids: Sequence[str],
+    now: datetime,
+    lease_until: datetime,
+) -> set[str]:
+    """`finish` OUTCOMES and `mark_sending` IDS (other contacts) in one statement, on PostgreSQL.
+
+    Run on a connection in autocommit, the statement is its own transaction: both writes are
+    committed together in one round trip, where a transaction of the two statements costs four
+    (BEGIN, the two, COMMIT), each waiting for the dispatching thread to get the interpreter
+    back from the senders. Returns the ids marked, as `mark_sending` does."""
+    if connection.dialect.name != "postgresql":
+        raise ValueError("finish_and_mark_sending needs PostgreSQL (SQLite has no UPDATE in WITH)")
+    if not set(ids).isdisjoint(o.contact.id for o in outcomes):
+        raise ValueError("a contact cannot be finished and marked sending in one statement")
+    if not outcomes:
+        return mark_sending(connection, worker, ids, now, lease_until)
+    if not ids:
+        finish(connection, worker, outcomes, now)
+        return set()
+    rows = connection.execute(
+        _finish_and_mark_sending(),
+        {
+            "b_outcomes": orjson.dumps(_outcome_values(outcomes, connection.dialect, now)).decode(),
+            "b_ids": bound_ids("postgresql", ids),
+            "b_worker": worker,
+            "b_until": lease_until,
+            "b_now": now,
+        },
+    )
+    return {str(row[0]) for row in rows}
+
+
+@lru_cache(maxsize=1)
+def _finish_and_mark_sending() -> sa.Update:
+    # PostgreSQL runs a data-modifying WITH whether or not the statement reads it; both parts
+    # see the same snapshot, which is why their rows must differ.
+    finished = _finish("postgresql").returning(contacts.c.id).cte("finished")
+    return _mark_sending("postgresql").add_cte(finished)
 
 
 def _as_given(value: datetime | None, dialect: Dialect) -> datetime | None:

@@ -129,3 +129,80 @@ def test_a_naive_instant_is_refused_and_nothing_is_written(engine: Engine) -> No
     with pytest.raises((ValueError, sa.exc.StatementError), match="aware"), engine.begin() as connection:
         ledger.finish(connection, "w", [ledger.Outcome(contact, "sent", "sent", sent_at=naive)], NOW)
     assert rows_by_id(engine)[contact.id]["state"] == "claimed"
+
+
+def sending(engine: Engine, contacts: list[ledger.Claimed], worker: str = "w") -> None:
+    with engine.begin() as connection:
+        ledger.mark_sending(connection, worker, [c.id for c in contacts], NOW, NOW + timedelta(minutes=5))
+
+
+@pytest.mark.postgres
+def test_a_chunks_outcomes_and_the_next_chunks_marks_commit_as_one_statement(postgres_engine: Engine) -> None:
+    """What the dispatcher commits between two chunks on PostgreSQL: the answers of the chunk on
+    the wire and the marks of the next, together, on a connection in autocommit."""
+    engine = postgres_engine
+    contacts = claimed(engine, 6)
+    answered, refused, marked, taken = contacts[:2], contacts[2], contacts[3:5], contacts[5]
+    sending(engine, answered)
+    with engine.begin() as connection:
+        connection.execute(
+            sa.update(ledger.contacts).where(ledger.contacts.c.id == taken.id).values(claimed_by="other")
+        )
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+        owned = ledger.finish_and_mark_sending(
+            connection,
+            "w",
+            [ledger.Outcome(c, "sent", "sent by sendgrid", provider_id=f"SG.{c.id}") for c in answered]
+            + [ledger.Outcome(refused, "failed", f"refused: {AWKWARD}", last_error=AWKWARD)],
+            [c.id for c in marked] + [taken.id],
+            NOW,
+            NOW + timedelta(minutes=5),
+        )
+    rows = rows_by_id(engine)
+
+    assert owned == {c.id for c in marked}  # not the contact another worker holds
+    for contact in answered:
+        row = rows[contact.id]
+        assert (row["state"], row["provider_id"], row["claimed_by"]) == ("sent", f"SG.{contact.id}", None)
+    assert (rows[refused.id]["state"], rows[refused.id]["last_error"]) == ("failed", AWKWARD)
+    for contact in marked:
+        row = rows[contact.id]
+        assert (row["state"], row["attempts"], row["lease_until"]) == (
+            "sending",
+            1,
+            NOW + timedelta(minutes=5),
+        )
+    assert (rows[taken.id]["state"], rows[taken.id]["claimed_by"]) == ("claimed", "other")
+
+
+@pytest.mark.postgres
+def test_when_the_one_statement_fails_neither_the_outcomes_nor_the_marks_are_written(
+    postgres_engine: Engine,
+) -> None:
+    engine = postgres_engine
+    answered, marked = claimed(engine, 2)
+    sending(engine, [answered])
+    # The server refuses it part way: text cannot hold a NUL.
+    outcome = ledger.Outcome(answered, "sent", "sent", provider_id="SG\u00001")
+    with (
+        pytest.raises(sa.exc.DataError),
+        engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection,
+    ):
+        ledger.finish_and_mark_sending(
+            connection, "w", [outcome], [marked.id], NOW, NOW + timedelta(minutes=5)
+        )
+    rows = rows_by_id(engine)
+    assert rows[answered.id]["state"] == "sending"
+    assert rows[marked.id]["state"] == "claimed"
+
+
+@pytest.mark.postgres
+def test_a_contact_is_never_finished_and_marked_in_the_same_statement(postgres_engine: Engine) -> None:
+    (contact,) = claimed(postgres_engine, 1)
+    with (
+        postgres_engine.connect() as connection,
+        pytest.raises(ValueError, match="cannot be finished and marked"),
+    ):
+        ledger.finish_and_mark_sending(
+            connection, "w", [ledger.Outcome(contact, "sent", "sent")], [contact.id], NOW, NOW
+        )
