@@ -352,7 +352,8 @@ class Dispatcher:
         return owned
 
     def _follows_up(self, outcome: ledger.Outcome) -> bool:
-        """Whether `_write` does more for OUTCOME than `ledger.finish`."""
+        """Whether `_write` does more for OUTCOME than `ledger.finish`: what it settles, frees or
+        suppresses after the finish is done only for such outcomes."""
         members = self._batch.members if self._batch is not None else {}
         return (
             outcome.state in _FREES_A_PLACE
@@ -364,6 +365,10 @@ class Dispatcher:
         """Record outcomes; a permanent refusal of an address also suppresses it, at once for
         every contact of that customer still waiting on it."""
         ledger.finish(connection, self.worker, outcomes, now)
+        # The same test decides when `_commit` may record by `ledger.finish` alone: what follows
+        # runs only for what it names, on every database.
+        if not any(self._follows_up(o) for o in outcomes):
+            return
         self._settle_members(connection, outcomes, now)
         # A contact that ends unsent frees its place in the customer's caps: what it held back
         # (a cap, a cooldown) is decided again at the next tick rather than at its recheck time.
