@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from dataclasses import dataclass
 from datetime import timedelta
 from functools import lru_cache
@@ -27,13 +26,13 @@ from lark import Lark, Token, Transformer_NonRecursive, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, VisitError
 
 from outreach.durations import parse_duration
+from outreach.state.text import UNSTORABLE
 
 MAX_LENGTH = 20_000
 MAX_DEPTH = 50
 # The largest number a condition may hold: the range of SQL's BIGINT, which both databases
 # bind a whole number as.
 MAX_NUMBER = 2**63 - 1
-_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
 
 @dataclass(frozen=True)
@@ -193,7 +192,7 @@ class _Build(Transformer_NonRecursive[Token, Node]):
             raise SyntaxProblem(
                 meta.start_pos, f"this string cannot be read: {getattr(exc, 'msg', exc)}"
             ) from None
-        bad = _UNSTORABLE.search(value)
+        bad = UNSTORABLE.search(value)
         if bad is not None:
             what = "a NUL character" if bad.group() == "\x00" else "a lone surrogate (half of a UTF-16 pair)"
             raise SyntaxProblem(

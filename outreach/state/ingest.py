@@ -56,6 +56,7 @@ from outreach.state import bulk, history, ledger
 from outreach.state.db import large_sqlite_cache
 from outreach.state.models import BY_NAME, ORDER_STATUSES, SURVEY_KINDS, TABLE_NAMES, named_table
 from outreach.state.records import note_change
+from outreach.state.text import SURROGATE, storable, unstorable
 from outreach.vocabulary import CHANNELS
 
 TABLES: tuple[str, ...] = TABLE_NAMES
@@ -82,33 +83,6 @@ def _kind(value: Any) -> str:
     return type(value).__name__
 
 
-# Characters neither database stores: PostgreSQL refuses NUL in text and in jsonb, and a lone
-# surrogate (half of a UTF-16 pair, which json.loads lets through) is not Unicode text at all.
-_SURROGATE = re.compile("[\ud800-\udfff]")
-
-
-# Whether both databases store a text, written out where it runs per field: a NUL is never
-# printable, and printable text (names in any script) holds no surrogate, so the regular
-# expression runs only on text with line breaks, tabs or worse.
-#
-#     "\x00" in text or not (text.isascii() or text.isprintable()) and _SURROGATE.search(text)
-
-
-def storable(text: str) -> str:
-    """TEXT, if both databases can store it; ValueError saying which character they cannot."""
-    if "\x00" in text or (not (text.isascii() or text.isprintable()) and _SURROGATE.search(text)):
-        raise ValueError(_unstorable(text))
-    return text
-
-
-def _unstorable(text: str) -> str:
-    if "\x00" in text:
-        return "contains a NUL character (\\u0000), which the databases cannot store"
-    bad = _SURROGATE.search(text)
-    code = ord(bad.group()) if bad is not None else 0
-    return f"contains a lone surrogate (\\u{code:04x}), half of a UTF-16 pair: not valid Unicode text"
-
-
 def _shown(value: Any, width: int = 40) -> str:
     """VALUE as a message shows it, cut short when long."""
     text = repr(value) if not isinstance(value, int) else str(value)
@@ -125,8 +99,8 @@ def parse_id(value: Any) -> str:
         # The checks are written out (not calls): two ids a record, millions of records.
         if len(value) > MAX_ID_LENGTH:
             raise ValueError(f"is {len(value):,} characters long; an id is at most {MAX_ID_LENGTH}")
-        if "\x00" in value or (not (value.isascii() or value.isprintable()) and _SURROGATE.search(value)):
-            raise ValueError(_unstorable(value))
+        if "\x00" in value or (not (value.isascii() or value.isprintable()) and SURROGATE.search(value)):
+            raise ValueError(unstorable(value))
         if not value.strip():
             raise ValueError("must not be empty")
         return value
@@ -139,8 +113,8 @@ def parse_id(value: Any) -> str:
 
 def parse_text(value: Any) -> str:
     if isinstance(value, str):
-        if "\x00" in value or (not (value.isascii() or value.isprintable()) and _SURROGATE.search(value)):
-            raise ValueError(_unstorable(value))
+        if "\x00" in value or (not (value.isascii() or value.isprintable()) and SURROGATE.search(value)):
+            raise ValueError(unstorable(value))
         return value
     raise ValueError(f"must be a string, got {_kind(value)}")
 
@@ -932,7 +906,7 @@ def _undecodable(cells: Sequence[str], header: Sequence[str] | None) -> str | No
     for index, cell in enumerate(cells):
         if cell.isascii():
             continue
-        bad = _SURROGATE.search(cell)
+        bad = SURROGATE.search(cell)
         if bad is not None:
             byte = ord(bad.group()) - 0xDC00  # surrogateescape keeps byte B as U+DC00 + B
             column = f"column {header[index]!r}: " if header is not None and index < len(header) else ""

@@ -88,8 +88,8 @@ _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 class Fault:
     """What to do to one request instead of (or before) answering it normally.
 
-    `fail` answers `status` with the provider's error body (Twilio's `twilio_code`) and
-    `headers`; `delay` processes the request, then answers normally after `seconds`; `drop`
+    `fail` answers `status` with the provider's error body (Twilio's `twilio_code`; `message`
+    in place of the status's phrase) and `headers`; `delay` processes the request, then answers normally after `seconds`; `drop`
     reads the request and closes the connection without answering.
     """
 
@@ -99,6 +99,7 @@ class Fault:
     headers: Mapping[str, str] = field(default_factory=dict)
     twilio_code: int | None = None
     seconds: float = 0.0
+    message: str | None = None
 
     def __post_init__(self) -> None:
         if self.provider not in PROVIDERS:
@@ -156,11 +157,20 @@ class FaultScript:
         status: int,
         headers: Mapping[str, str] | None = None,
         twilio_code: int | None = None,
+        message: str | None = None,
         times: int = 1,
     ) -> None:
-        """Answer the next `times` requests to `provider` with `status` (and Twilio's `twilio_code`)."""
+        """Answer the next `times` requests to `provider` with `status` (and Twilio's `twilio_code`),
+        the error body saying `message` when given."""
         self.add_fault(
-            Fault(provider, "fail", status=status, headers=dict(headers or {}), twilio_code=twilio_code),
+            Fault(
+                provider,
+                "fail",
+                status=status,
+                headers=dict(headers or {}),
+                twilio_code=twilio_code,
+                message=message,
+            ),
             times=times,
         )
 
@@ -504,9 +514,10 @@ def _sendgrid_problems(document: Any) -> list[tuple[str, str]]:
 
 def _fault_answer(provider: str, fault: Fault) -> _Answer:
     headers = dict(fault.headers)
+    phrase = HTTPStatus(fault.status).phrase
     if provider == TWILIO:
         code = fault.twilio_code or _TWILIO_DEFAULT_CODES.get(fault.status, fault.status)
-        answer = _twilio_error(fault.status, code, HTTPStatus(fault.status).phrase, headers)
+        answer = _twilio_error(fault.status, code, fault.message or phrase, headers)
     elif provider == SENDGRID:
         if fault.status == 429:
             # SendGrid's rate-limit headers; a scripted X-RateLimit-Reset wins.
@@ -517,7 +528,7 @@ def _fault_answer(provider: str, fault: Fault) -> _Answer:
                 "X-RateLimit-Reset": str(reset),
                 **headers,
             }
-        answer = _sendgrid_error(fault.status, HTTPStatus(fault.status).phrase.lower(), None, headers)
+        answer = _sendgrid_error(fault.status, fault.message or phrase.lower(), None, headers)
     else:
         answer = _Answer(fault.status, b"", headers)
     answer.outcome = "fault"

@@ -143,3 +143,24 @@ def test_a_dropped_connection_is_recorded_unknown_and_not_resent(
     world.dispatch(NOON + timedelta(hours=2))
     assert [r.outcome for r in fake_providers.requests(TWILIO)] == ["dropped"]
     assert contact_of(world.engine, "late-delivery", "o1").state == "unknown"
+
+
+@pytest.mark.parametrize("provider", [TWILIO, SENDGRID])
+def test_a_refusal_whose_text_neither_database_can_store_still_fails_the_contact(
+    world: World, fake_providers: FakeProviders, provider: str
+) -> None:
+    # A NUL, which PostgreSQL's text refuses, and a lone surrogate, which neither database can
+    # encode: the provider's words are kept with each replaced, in the contact and in the
+    # suppression of the refused address, and the contact is not lost.
+    customer(world.engine, "c1", sms_opt_in=provider == TWILIO)
+    late_order(world.engine, "o1", "c1")
+    fake_providers.fail_next(provider, status=400, twilio_code=21211, message="bad\x00request \ud83d here")
+    world.tick(NOON)
+    row = contact_of(world.engine, "late-delivery", "o1")
+    assert row.state == "failed"
+    assert "bad\ufffdrequest \ufffd here" in (row.last_error or "")
+    with world.engine.connect() as connection:
+        (reason,) = connection.execute(sa.select(ledger.suppressions.c.reason)).scalars()
+    assert "bad\ufffdrequest \ufffd here" in reason
+    world.tick(NOON + timedelta(minutes=15))
+    assert len(fake_providers.requests(provider)) == 1

@@ -352,3 +352,19 @@ def test_a_drop_for_spam_content_fails_the_contact_without_suppressing_the_addre
     assert suppressions(engine) == {}
     dropped = contact(engine, "ob-1")
     assert dropped["state"] == "failed" and "Spam Content" in dropped["reason"]
+
+
+def test_a_drop_whose_reason_holds_a_nul_is_recorded_with_the_rest_of_its_words(
+    client: TestClient, engine: Engine, sendgrid_key: SendGridKey
+) -> None:
+    # A drop's reason quotes the receiving mail server; PostgreSQL's text cannot hold a NUL.
+    add_contact(engine, "ob-1", "c-1", "email")
+    add_contact(engine, "ob-2", "c-2", "email")
+    events = [
+        {"event": "dropped", "reason": "Spam\x00Content", "outbox_id": "ob-1"},
+        {"event": "dropped", "reason": "Bounced Address \x00550", "outbox_id": "ob-2"},
+    ]
+    assert post_sendgrid(client, sendgrid_key, [{**e, "timestamp": 1772445000} for e in events]) == 204
+    assert "Spam\ufffdContent" in contact(engine, "ob-1")["reason"]
+    assert contact(engine, "ob-1")["state"] == "failed"
+    assert suppressions(engine) == {("c-2", "email"): "dropped"}

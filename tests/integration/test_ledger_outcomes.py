@@ -182,10 +182,23 @@ def test_when_the_one_statement_fails_neither_the_outcomes_nor_the_marks_are_wri
     engine = postgres_engine
     answered, marked = claimed(engine, 2)
     sending(engine, [answered])
-    # The server refuses it part way: text cannot hold a NUL.
-    outcome = ledger.Outcome(answered, "sent", "sent", provider_id="SG\u00001")
+    # The server refuses it part way: a trigger (in this test's schema) refuses the finish's row.
+    with engine.begin() as connection:
+        connection.execute(
+            sa.text(
+                "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS "
+                "$$ BEGIN RAISE EXCEPTION 'refused by the test'; END $$"
+            )
+        )
+        connection.execute(
+            sa.text(
+                "CREATE TRIGGER refuse BEFORE UPDATE ON contacts FOR EACH ROW"
+                " WHEN (NEW.provider_id = 'refuse me') EXECUTE FUNCTION refuse()"
+            )
+        )
+    outcome = ledger.Outcome(answered, "sent", "sent", provider_id="refuse me")
     with (
-        pytest.raises(sa.exc.DataError),
+        pytest.raises(sa.exc.DBAPIError, match="refused by the test"),
         engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection,
     ):
         ledger.finish_and_mark_sending(

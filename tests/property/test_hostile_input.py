@@ -6,7 +6,8 @@
   runs on SQLite and evaluates in Python without an error;
 - random records → validation, and whatever validates is stored (SQLite and PostgreSQL);
 - random bytes → `outreach ingest` of a JSONL or CSV file;
-- random bodies → `POST /events`: a 2xx or a 4xx, never a 500.
+- random bodies → `POST /events`: a 2xx or a 4xx, never a 500;
+- random provider error texts → recorded with the outcome on both databases.
 
 Each test runs OUTREACH_FUZZ_EXAMPLES examples (default 40: a few seconds each). For a longer
 search, e.g. before a release:
@@ -40,11 +41,13 @@ from outreach.rules.evaluate import condition_holds, matches_query
 from outreach.rules.expressions import ExpressionProblems, compile_expression
 from outreach.rules.loader import FIELDS as RULE_FIELDS
 from outreach.rules.loader import RuleSet, check_rules
+from outreach.state import ledger
 from outreach.state.db import make_engine
 from outreach.state.ingest import FIELDS, TABLES, ingest_file, validate_record
 from outreach.state.migrate import upgrade
 from tests.hostile import RULES_CASES
 from tests.integration.http_app import EVENTS_TOKEN, make_client
+from tests.integration.test_ledger_outcomes import claimed, rows_by_id
 
 EXAMPLES = int(os.environ.get("OUTREACH_FUZZ_EXAMPLES", "40"))
 FUZZ = settings(
@@ -426,3 +429,32 @@ def test_any_events_body_is_answered_with_a_2xx_or_a_4xx(customer_c1: Engine, bo
         headers={"Authorization": f"Bearer {EVENTS_TOKEN}", "Content-Type": "application/json"},
     )
     assert response.status_code in (200, 400, 413, 422), response.text
+
+
+provider_words = st.text(
+    alphabet=st.one_of(st.characters(), st.sampled_from(["\x00", "\ud800", "\udc00", "\udfff", "\n", "ب"])),
+    max_size=60,
+)
+
+
+@FUZZ
+@given(words=provider_words)
+@example(words="refused\x00 \ud83d")
+def test_any_words_a_provider_answers_are_recorded_with_the_outcome_on_both_databases(
+    engine: Engine, words: str
+) -> None:
+    """A refusal's text is the provider's (or a remote mail server's): the outcome is written
+    whatever it holds, each character kept but those neither database stores."""
+    with engine.begin() as connection:
+        connection.execute(sa.delete(ledger.contacts))
+    (contact,) = claimed(engine, 1)
+    outcome = ledger.Outcome(contact, "failed", f"refused: {words}", last_error=words, provider_id=words)
+    with engine.begin() as connection:
+        ledger.finish(connection, "w", [outcome], NOW)
+    (row,) = rows_by_id(engine).values()
+    assert row["state"] == "failed"
+    for kept in (row["last_error"], row["provider_id"], row["reason"].removeprefix("refused: ")):
+        assert len(kept) == len(words)
+        for given_char, kept_char in zip(words, kept, strict=True):
+            unstorable = given_char == "\x00" or "\ud800" <= given_char <= "\udfff"
+            assert kept_char == ("\ufffd" if unstorable else given_char)
