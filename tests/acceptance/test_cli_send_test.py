@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner, Result
 
@@ -148,8 +149,9 @@ def test_in_live_mode_a_test_sms_goes_through_twilio_with_smart_encoding_when_se
     assert outbox(tmp_path) == []
 
 
+@pytest.mark.parametrize("said", [None, "refused\x00 \ud83d number"])
 def test_a_provider_refusal_is_recorded_as_a_failed_test_and_exits_1(
-    tmp_path: Path, fake_providers: FakeProviders
+    tmp_path: Path, fake_providers: FakeProviders, said: str | None
 ) -> None:
     settings = write_workspace(
         tmp_path,
@@ -157,7 +159,8 @@ def test_a_provider_refusal_is_recorded_as_a_failed_test_and_exits_1(
         twilio={"messaging_service_sid": "MG" + "1" * 32, "base_url": fake_providers.url},
         sendgrid={"host": fake_providers.url},
     )
-    fake_providers.fail_next(TWILIO, status=400, twilio_code=21211)
+    # A refusal's text may hold what neither database stores (a NUL, a lone surrogate).
+    fake_providers.fail_next(TWILIO, status=400, twilio_code=21211, message=said)
     env = {**os.environ, **fake_providers.environ()}
     result = outreach(
         settings, "send-test", "late-delivery", "--customer", "c-1001", "--to", TEST_PHONE, "--json", env=env
@@ -165,10 +168,12 @@ def test_a_provider_refusal_is_recorded_as_a_failed_test_and_exits_1(
     assert result.exit_code == 1
     document = json.loads(result.stdout)
     assert document["outcome"] == "failed" and "21211" in document["error"]
+    if said is not None:
+        assert "refused\ufffd \ufffd number" in document["error"]
     engine = sa.create_engine(f"sqlite:///{tmp_path / 'var' / 'outreach.db'}")
     with engine.connect() as connection:
         [row] = connection.execute(sa.select(test_sends)).mappings().all()
-        assert (row["outcome"], row["recipient"]) == ("failed", TEST_PHONE)
+        assert (row["outcome"], row["recipient"], row["error"]) == ("failed", TEST_PHONE, document["error"])
         assert connection.execute(sa.select(sa.func.count()).select_from(ledger.suppressions)).scalar() == 0
     engine.dispose()
 
