@@ -1,4 +1,5 @@
-"""Users' files are UTF-8: when one is not, say where it stops being UTF-8 and what it looks like.
+"""Users' files are UTF-8: when one is not, say where it stops being UTF-8 and what it looks like;
+and text holds only what both databases can store (`storable`, `scrubbed`, at the end).
 
 Spreadsheets and old exports write Windows-1252 or Latin-1 (`café` as the single byte 0xE9),
 Windows editors write UTF-16 with a byte order mark; both are told apart here so the message
@@ -7,7 +8,9 @@ can name the encoding instead of "cannot decode byte 0xe9 in position 1925".
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+from typing import overload
 
 ADVICE = "save it as UTF-8"
 
@@ -53,3 +56,49 @@ def byte_message(byte: int, what: str = "the file") -> str:
     """What to say about BYTE, which is not UTF-8 where it stands."""
     guess = " (the file looks like Latin-1 or Windows-1252)" if byte >= 0x80 else ""
     return f"byte 0x{byte:02X} is not UTF-8{guess}: {what} must be UTF-8 text; {ADVICE}"
+
+
+# Text both databases can store. PostgreSQL refuses a NUL in text and in jsonb; a lone surrogate
+# (half of a UTF-16 pair, which `json.loads` lets through) is not Unicode at all, so neither
+# database's UTF-8 can hold it. Input a user gives is refused with a message saying which
+# character (`storable`); words the project does not choose, such as a provider's error, are
+# kept with each such character replaced by U+FFFD (`scrubbed`), so recording what happened
+# never fails on the text that describes it.
+
+SURROGATE = re.compile("[\ud800-\udfff]")
+UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+REPLACEMENT = "\ufffd"
+
+
+# Whether both databases store a text, written out where it runs per field: a NUL is never
+# printable, and printable text (names in any script) holds no surrogate, so the regular
+# expression runs only on text with line breaks, tabs or worse.
+#
+#     "\x00" in text or not (text.isascii() or text.isprintable()) and SURROGATE.search(text)
+
+
+def storable(text: str) -> str:
+    """TEXT, if both databases can store it; ValueError saying which character they cannot."""
+    if "\x00" in text or (not (text.isascii() or text.isprintable()) and SURROGATE.search(text)):
+        raise ValueError(unstorable(text))
+    return text
+
+
+def unstorable(text: str) -> str:
+    """What makes TEXT unstorable, for a message about it."""
+    if "\x00" in text:
+        return "contains a NUL character (\\u0000), which the databases cannot store"
+    bad = SURROGATE.search(text)
+    code = ord(bad.group()) if bad is not None else 0
+    return f"contains a lone surrogate (\\u{code:04x}), half of a UTF-16 pair: not valid Unicode text"
+
+
+@overload
+def scrubbed(text: str) -> str: ...
+@overload
+def scrubbed(text: None) -> None: ...
+def scrubbed(text: str | None) -> str | None:
+    """TEXT with each NUL and lone surrogate replaced by U+FFFD; None stays None."""
+    if text is None or ("\x00" not in text and (text.isascii() or text.isprintable())):
+        return text
+    return UNSTORABLE.sub(REPLACEMENT, text)

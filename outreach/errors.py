@@ -23,6 +23,8 @@ import difflib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from outreach.encoding import scrubbed
+
 
 @dataclass(frozen=True)
 class Problem:
@@ -127,11 +129,14 @@ class RenderError(OutreachError):
 
 
 class DeliveryError(OutreachError):
-    """The message could not be delivered."""
+    """The message could not be delivered.
+
+    The message quotes the provider, whose words may hold what no database stores and no
+    terminal prints (a NUL, a lone surrogate): each such character is replaced."""
 
     def __init__(self, message: str | None = None, *, code: str | None = None) -> None:
-        self.code = code
-        super().__init__(message)
+        self.code = scrubbed(code)
+        super().__init__(scrubbed(message))
 
 
 class TransientDeliveryError(DeliveryError):

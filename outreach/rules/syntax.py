@@ -26,7 +26,7 @@ from lark import Lark, Token, Transformer_NonRecursive, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, VisitError
 
 from outreach.durations import parse_duration
-from outreach.state.text import UNSTORABLE
+from outreach.encoding import UNSTORABLE
 
 MAX_LENGTH = 20_000
 MAX_DEPTH = 50

@@ -50,13 +50,13 @@ from sqlalchemy.sql.dml import Insert
 
 from outreach import encoding, locales
 from outreach.clock import EARLIEST, LATEST, RANGE_TEXT, in_range, parse_instant, utcnow
+from outreach.encoding import SURROGATE, storable, unstorable
 from outreach.errors import ConfigError, IngestError, Problem, closest, did_you_mean
 from outreach.memory import collector_paused
 from outreach.state import bulk, history, ledger
 from outreach.state.db import large_sqlite_cache
 from outreach.state.models import BY_NAME, ORDER_STATUSES, SURVEY_KINDS, TABLE_NAMES, named_table
 from outreach.state.records import note_change
-from outreach.state.text import SURROGATE, storable, unstorable
 from outreach.vocabulary import CHANNELS
 
 TABLES: tuple[str, ...] = TABLE_NAMES

@@ -29,10 +29,10 @@ from sqlalchemy.engine import Connection, Dialect
 from sqlmodel import Field, SQLModel
 
 from outreach.clock import EARLIEST
+from outreach.encoding import scrubbed
 from outreach.state import bulk
 from outreach.state.among import among, among_bound, bound_ids
 from outreach.state.models import Customer, table_of
-from outreach.state.text import scrubbed
 from outreach.state.types import JSONDocument, UTCDateTime
 from outreach.vocabulary import FINAL_STATES, HELD_STATES, State
 

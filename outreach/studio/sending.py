@@ -21,7 +21,6 @@ from outreach.rendering.renderer import RenderedMessage, RenderFailure
 from outreach.rendering.sms import count_segments
 from outreach.state.ingest import parse_email, parse_phone
 from outreach.state.test_sends import record_test_send
-from outreach.state.text import scrubbed
 from outreach.studio.workspace import Studio
 
 TEST_PREFIX = "[TEST] "
@@ -179,8 +178,7 @@ def send_test(
         receipt = chosen_channels[address_channel].send(outgoing)
         provider, provider_id = receipt.provider, receipt.provider_id
     except DeliveryError as exc:
-        # The provider's words: shown and stored with what no database (or terminal) holds replaced.
-        outcome, error = "failed", scrubbed(str(exc))
+        outcome, error = "failed", str(exc)
     sent_at = studio.clock()
     with studio.app.engine.begin() as connection:
         record_test_send(
