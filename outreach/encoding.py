@@ -1,5 +1,5 @@
 """Users' files are UTF-8: when one is not, say where it stops being UTF-8 and what it looks like;
-and text holds only what both databases can store (`storable`, `scrubbed`, at the end).
+and text holds only what both databases can store (`storable`, `made_storable`, at the end).
 
 Spreadsheets and old exports write Windows-1252 or Latin-1 (`café` as the single byte 0xE9),
 Windows editors write UTF-16 with a byte order mark; both are told apart here so the message
@@ -62,7 +62,7 @@ def byte_message(byte: int, what: str = "the file") -> str:
 # (half of a UTF-16 pair, which `json.loads` lets through) is not Unicode at all, so neither
 # database's UTF-8 can hold it. Input a user gives is refused with a message saying which
 # character (`storable`); words the project does not choose, such as a provider's error, are
-# kept with each such character replaced by U+FFFD (`scrubbed`), so recording what happened
+# kept with each such character replaced by U+FFFD (`made_storable`), so recording what happened
 # never fails on the text that describes it.
 
 SURROGATE = re.compile("[\ud800-\udfff]")
@@ -94,10 +94,10 @@ def unstorable(text: str) -> str:
 
 
 @overload
-def scrubbed(text: str) -> str: ...
+def made_storable(text: str) -> str: ...
 @overload
-def scrubbed(text: None) -> None: ...
-def scrubbed(text: str | None) -> str | None:
+def made_storable(text: None) -> None: ...
+def made_storable(text: str | None) -> str | None:
     """TEXT with each NUL and lone surrogate replaced by U+FFFD; None stays None."""
     if text is None or ("\x00" not in text and (text.isascii() or text.isprintable())):
         return text

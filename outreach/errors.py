@@ -23,7 +23,7 @@ import difflib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from outreach.encoding import scrubbed
+from outreach.encoding import made_storable
 
 
 @dataclass(frozen=True)
@@ -135,8 +135,8 @@ class DeliveryError(OutreachError):
     terminal prints (a NUL, a lone surrogate): each such character is replaced."""
 
     def __init__(self, message: str | None = None, *, code: str | None = None) -> None:
-        self.code = scrubbed(code)
-        super().__init__(scrubbed(message))
+        self.code = made_storable(code)
+        super().__init__(made_storable(message))
 
 
 class TransientDeliveryError(DeliveryError):

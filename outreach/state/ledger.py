@@ -29,7 +29,7 @@ from sqlalchemy.engine import Connection, Dialect
 from sqlmodel import Field, SQLModel
 
 from outreach.clock import EARLIEST
-from outreach.encoding import scrubbed
+from outreach.encoding import made_storable
 from outreach.state import bulk
 from outreach.state.among import among, among_bound, bound_ids
 from outreach.state.models import Customer, table_of
@@ -857,8 +857,9 @@ def finish(connection: Connection, worker: str, outcomes: Sequence[Outcome], now
 
 def _outcome_values(outcomes: Sequence[Outcome], dialect: Dialect, now: datetime) -> list[dict[str, Any]]:
     """What `finish` writes for each of OUTCOMES, by `_OUTCOME_FIELDS`; a contact given twice
-    gets its last outcome. The texts a provider or an exception may have worded are scrubbed of
-    what neither database stores: the outcome is written, not lost to its description."""
+    gets its last outcome. In the texts a provider or an exception may have worded, what neither
+    database stores is replaced (`made_storable`): the outcome is written, not lost to its
+    description."""
     # On PostgreSQL the instants go in JSON: orjson writes them as RFC 3339 to the microsecond,
     # which timestamptz reads exactly. UTCDateTime refuses a naive one there as everywhere.
     instant = UTCDateTime().process_bind_param if dialect.name == "postgresql" else _as_given
@@ -866,11 +867,11 @@ def _outcome_values(outcomes: Sequence[Outcome], dialect: Dialect, now: datetime
         o.contact.id: {
             "id": o.contact.id,
             "state": o.state,
-            "reason": scrubbed(o.reason),
+            "reason": made_storable(o.reason),
             "channel": o.channel,
-            "last_error": scrubbed(o.last_error),
+            "last_error": made_storable(o.last_error),
             "provider": o.provider,
-            "provider_id": scrubbed(o.provider_id),
+            "provider_id": made_storable(o.provider_id),
             "sent_at": instant(o.sent_at, dialect),
             "send_at": instant(o.send_at, dialect),
             "recheck_at": instant(o.recheck_at or (now if o.state in HELD_STATES else None), dialect),
@@ -1052,7 +1053,11 @@ def add_suppression(
     connection: Connection, customer_id: str, channel: str, reason: str, code: str | None, now: datetime
 ) -> None:
     statement = _insert(connection, suppressions).values(
-        customer_id=customer_id, channel=channel, reason=scrubbed(reason), code=scrubbed(code), created_at=now
+        customer_id=customer_id,
+        channel=channel,
+        reason=made_storable(reason),
+        code=made_storable(code),
+        created_at=now,
     )
     connection.execute(statement.on_conflict_do_nothing(index_elements=["customer_id", "channel"]))
 
@@ -1513,7 +1518,9 @@ def set_provider_status(
         statement = statement.where(
             sa.or_(contacts.c.provider_status.is_(None), contacts.c.provider_status.not_in(list(unless)))
         )
-    statement = statement.values(provider_status=scrubbed(status), updated_at=now).returning(contacts.c.id)
+    statement = statement.values(provider_status=made_storable(status), updated_at=now).returning(
+        contacts.c.id
+    )
     return connection.execute(statement).first() is not None
 
 
@@ -1522,7 +1529,7 @@ def fail_delivered(connection: Connection, contact_id: str, reason: str, now: da
     statement = (
         sa.update(contacts)
         .where(contacts.c.id == contact_id, contacts.c.state == State.SENT)
-        .values(state=State.FAILED, reason=scrubbed(reason), updated_at=now)
+        .values(state=State.FAILED, reason=made_storable(reason), updated_at=now)
         .returning(contacts.c.id)
     )
     return connection.execute(statement).first() is not None
@@ -1532,7 +1539,7 @@ def first_sight(connection: Connection, source: str, event_id: str, now: datetim
     """Remember a provider event; False if it was seen before (a replay: apply nothing)."""
     statement = (
         _insert(connection, inbound_events)
-        .values(source=source, event_id=scrubbed(event_id), received_at=now)
+        .values(source=source, event_id=made_storable(event_id), received_at=now)
         .on_conflict_do_nothing(index_elements=["source", "event_id"])
         .returning(inbound_events.c.event_id)
     )
