@@ -191,19 +191,24 @@ def _translate(
     where = f"twilio: outbox {outbox_id!r}"
     if isinstance(exc, (TwilioRestException, TwilioServiceException)):
         status = int(exc.status)
-        code = int(exc.code) if exc.code is not None else status
+        # Where Twilio gave no code (a proxy's or gateway's answer) the SDK puts the HTTP status
+        # (twilio/base/version.py): that is no code of Twilio's, and kept it would read as
+        # SendGrid's address codes (400, 403) and suppress the customer's SMS.
+        code = int(exc.code) if exc.code is not None and int(exc.code) != status else None
         detail = getattr(exc, "msg", None) or getattr(exc, "detail", None) or ""
-        said = f"HTTP {status}, Twilio error {code}: {detail}".rstrip(": ")
+        error = f"Twilio error {code}" if code is not None else "no Twilio error code"
+        said = f"HTTP {status}, {error}: {detail}".rstrip(": ")
+        coded = str(code) if code is not None else None
         if status == 429 or code == TOO_MANY_REQUESTS:
             return TransientDeliveryError(
                 f"{where}: rate limited ({said})",
-                code=str(code),
+                code=coded,
                 retry_after=retry_after_seconds(headers, clock()),
             )
         if status >= 500:
             return TransientDeliveryError(
                 f"{where}: Twilio is unavailable ({said})",
-                code=str(code),
+                code=coded,
                 retry_after=retry_after_seconds(headers, clock()),
             )
         if status == 401 or code == AUTHENTICATION_FAILED:
@@ -212,9 +217,9 @@ def _translate(
             return TransientDeliveryError(
                 f"{where}: Twilio rejected the credentials ({said}):"
                 " check TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN",
-                code=str(code),
+                code=coded,
             )
-        return PermanentDeliveryError(f"{where}: refused ({said})", code=str(code))
+        return PermanentDeliveryError(f"{where}: refused ({said})", code=coded)
     if isinstance(exc, requests.ConnectTimeout):
         return TransientDeliveryError(
             f"{where}: timed out connecting to Twilio; nothing was sent", code=CONNECT

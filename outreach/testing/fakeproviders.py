@@ -21,7 +21,8 @@ SIGINT, and is driven over HTTP with `RemoteFakeProviders(url)` (or `spawn()`):
     GET    /_fake/requests?provider=  the recorded requests
     DELETE /_fake/requests            forget them
     POST   /_fake/faults              {"provider", "action": fail|delay|drop, "status",
-                                       "headers", "twilio_code", "seconds", "times" | "fraction"}
+                                       "headers", "twilio_code", "message", "seconds",
+                                       "times" | "fraction"}
     DELETE /_fake/faults              clear every fault
 
 It is built on the standard library's ThreadingHTTPServer rather than an ASGI server: dropping
@@ -88,9 +89,11 @@ _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 class Fault:
     """What to do to one request instead of (or before) answering it normally.
 
-    `fail` answers `status` with the provider's error body (Twilio's `twilio_code`; `message`
-    in place of the status's phrase) and `headers`; `delay` processes the request, then answers normally after `seconds`; `drop`
-    reads the request and closes the connection without answering.
+    `fail` answers `status` with the provider's error body and `headers`: Twilio's body carries
+    `twilio_code` (else Twilio's usual code for the status, else none, as a gateway's answer
+    would), and `message` replaces the status's phrase. `delay` processes the request, then
+    answers normally after `seconds`; `drop` reads the request and closes the connection
+    without answering.
     """
 
     provider: str
@@ -436,13 +439,12 @@ def _json_bytes(document: Any) -> bytes:
     return json.dumps(document, separators=(",", ":")).encode("utf-8")
 
 
-def _twilio_error(status: int, code: int, message: str, headers: Mapping[str, str] | None = None) -> _Answer:
-    document = {
-        "code": code,
-        "message": message,
-        "more_info": f"https://www.twilio.com/docs/errors/{code}",
-        "status": status,
-    }
+def _twilio_error(
+    status: int, code: int | None, message: str, headers: Mapping[str, str] | None = None
+) -> _Answer:
+    document: dict[str, Any] = {"message": message, "status": status}
+    if code is not None:
+        document |= {"code": code, "more_info": f"https://www.twilio.com/docs/errors/{code}"}
     return _Answer(
         status,
         _json_bytes(document),
@@ -516,7 +518,8 @@ def _fault_answer(provider: str, fault: Fault) -> _Answer:
     headers = dict(fault.headers)
     phrase = HTTPStatus(fault.status).phrase
     if provider == TWILIO:
-        code = fault.twilio_code or _TWILIO_DEFAULT_CODES.get(fault.status, fault.status)
+        # Twilio's code for the status, or none at all (a gateway's answer) when it has none here.
+        code = fault.twilio_code or _TWILIO_DEFAULT_CODES.get(fault.status)
         answer = _twilio_error(fault.status, code, fault.message or phrase, headers)
     elif provider == SENDGRID:
         if fault.status == 429:

@@ -164,3 +164,18 @@ def test_a_refusal_whose_text_neither_database_can_store_still_fails_the_contact
     assert "bad\ufffdrequest \ufffd here" in reason
     world.tick(NOON + timedelta(minutes=15))
     assert len(fake_providers.requests(provider)) == 1
+
+
+def test_a_twilio_refusal_without_twilios_code_fails_the_contact_and_suppresses_nothing(
+    world: World, fake_providers: FakeProviders
+) -> None:
+    # A gateway's 400 carries no code of Twilio's: it says nothing about the customer's number,
+    # and its status must not read as SendGrid's "invalid address" code.
+    customer(world.engine, "c1")
+    late_order(world.engine, "o1", "c1")
+    fake_providers.fail_next(TWILIO, status=400)
+    world.tick(NOON)
+    row = contact_of(world.engine, "late-delivery", "o1")
+    assert row.state == "failed" and "no Twilio error code" in (row.last_error or "")
+    assert suppressions(world.engine) == set()
+    assert sms_opt_in(world.engine, "c1")

@@ -43,17 +43,23 @@ def sendgrid(exc: BaseException) -> DeliveryError:
         (429, 20429, TransientDeliveryError, "20429"),
         (400, 20429, TransientDeliveryError, "20429"),
         (500, 20500, TransientDeliveryError, "20500"),
-        (503, None, TransientDeliveryError, "503"),
+        (503, None, TransientDeliveryError, None),
         (401, 20003, TransientDeliveryError, "20003"),
         (400, 21211, PermanentDeliveryError, "21211"),
         (400, 21610, PermanentDeliveryError, "21610"),
         (400, 21614, PermanentDeliveryError, "21614"),
         (400, 21606, PermanentDeliveryError, "21606"),
         (404, 20404, PermanentDeliveryError, "20404"),
+        # A gateway's answer, with no code of Twilio's (the SDK then gives the status as the
+        # code): not read as SendGrid's address codes.
+        (400, None, PermanentDeliveryError, None),
+        (400, 400, PermanentDeliveryError, None),
+        (403, 403, PermanentDeliveryError, None),
+        (503, 503, TransientDeliveryError, None),
     ],
 )
 def test_twilio_refusals_map_by_status_and_twilio_code(
-    status: int, code: int | None, kind: type[DeliveryError], expected_code: str
+    status: int, code: int | None, kind: type[DeliveryError], expected_code: str | None
 ) -> None:
     error = twilio(TwilioRestException(status, URI, "Unable to create record", code, "POST"))
     assert type(error) is kind
